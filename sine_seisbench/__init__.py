@@ -1,0 +1,9 @@
+"""sine-seisbench: the SINE multi-station earthquake monitoring network as a SeisBench model."""
+
+from __future__ import annotations
+
+from .geometry import GeographicGroupingHelper, StationTable
+from .model import SINE
+
+__all__ = ["SINE", "GeographicGroupingHelper", "StationTable"]
+__version__ = "0.1.0"

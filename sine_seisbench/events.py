@@ -1,0 +1,298 @@
+"""From picks and event-head outputs to located events: association, de-duplication, ObsPy Catalog."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import obspy
+import seisbench.util as sbu
+from obspy.core.event import (
+    Arrival,
+    CreationInfo,
+    Event,
+    Magnitude,
+    Origin,
+    OriginQuality,
+    OriginUncertainty,
+    Pick,
+    QuantityError,
+    ResourceIdentifier,
+    WaveformStreamID,
+)
+from obspy.geodetics import gps2dist_azimuth, kilometers2degrees
+
+from .geometry import Coordinates, station_key
+
+AGENCY = "sine-seisbench"
+
+
+@dataclass
+class Candidate:
+    """P picks of one station group that may belong to one earthquake, and the estimate made for them."""
+
+    group: list[str]
+    p_picks: list[sbu.Pick]
+    reference: tuple[float, float] = (0.0, 0.0)
+    mean: np.ndarray = field(default_factory=lambda: np.zeros(4))
+    std: np.ndarray = field(default_factory=lambda: np.zeros(4))
+    latitude: float = 0.0
+    longitude: float = 0.0
+    origin_time: obspy.UTCDateTime | None = None
+    origin_time_std: float = 0.0
+
+    @property
+    def first_p(self) -> obspy.UTCDateTime:
+        return min(p.peak_time for p in self.p_picks)
+
+    @property
+    def stations(self) -> set[str]:
+        return {p.trace_id for p in self.p_picks}
+
+
+def associate(
+    p_picks: sbu.PickList, group: list[str], window_s: float, min_stations: int
+) -> list[Candidate]:
+    """Greedy time clustering of a group's P picks.
+
+    A cluster starts at the earliest unused pick and takes the earliest pick of every other station of the
+    group within ``window_s``; it becomes a candidate when it holds at least ``min_stations`` stations.
+    """
+    members = set(group)
+    picks = sorted((p for p in p_picks if p.trace_id in members), key=lambda p: p.peak_time)
+    candidates = []
+    i = 0
+    while i < len(picks):
+        t0 = picks[i].peak_time
+        chosen: dict[str, sbu.Pick] = {}
+        j = i
+        while j < len(picks) and picks[j].peak_time - t0 <= window_s:
+            chosen.setdefault(picks[j].trace_id, picks[j])
+            j += 1
+        if len(chosen) >= min_stations:
+            candidates.append(Candidate(group=group, p_picks=list(chosen.values())))
+            i = j
+        else:
+            i += 1
+    return candidates
+
+
+def hypocentral_distance_km(
+    lat: float, lon: float, depth_km: float, station: Coordinates
+) -> tuple[float, float, float]:
+    """Hypocentral distance (km), epicentral distance (km) and azimuth event → station (degrees)."""
+    epi_m, az, _ = gps2dist_azimuth(lat, lon, station.latitude, station.longitude)
+    epi = epi_m / 1000.0
+    return math.hypot(epi, depth_km + station.elevation / 1000.0), epi, az
+
+
+def estimate_origin_time(
+    candidate: Candidate, coordinates: dict[str, Coordinates], vp: float, sampling_rate: float
+) -> None:
+    """Origin time as the median of P time minus straight-ray travel time at ``vp`` km/s."""
+    depth = max(float(candidate.mean[2]), 0.0)
+    t0s = []
+    for pick in candidate.p_picks:
+        r, _, _ = hypocentral_distance_km(
+            candidate.latitude, candidate.longitude, depth, coordinates[pick.trace_id]
+        )
+        t0s.append(pick.peak_time.timestamp - r / vp)
+    t0s = np.array(t0s)
+    med = float(np.median(t0s))
+    candidate.origin_time = obspy.UTCDateTime(med)
+    mad = 1.4826 * float(np.median(np.abs(t0s - med)))
+    candidate.origin_time_std = max(mad, 1.0 / sampling_rate)
+
+
+def _pick_key(pick: sbu.Pick) -> tuple[str, float]:
+    return pick.trace_id, round(pick.peak_time.timestamp, 3)
+
+
+def merge_candidates(
+    candidates: list[Candidate], merge_time_s: float, merge_distance_km: float
+) -> list[Candidate]:
+    """Merge candidates that describe one earthquake (overlapping groups or windows).
+
+    Two candidates are one event when they share a P pick, or when their origin times differ by at most
+    ``merge_time_s`` and their epicentres by at most ``merge_distance_km``. Of each set the candidate with the
+    most stations (then the smallest horizontal uncertainty) is kept; it gains the other candidates' picks at
+    stations it lacks.
+    """
+    n = len(candidates)
+    parent = list(range(n))
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    pick_owner: dict[tuple[str, float], int] = {}
+    for i, cand in enumerate(candidates):
+        for pick in cand.p_picks:
+            key = _pick_key(pick)
+            if key in pick_owner:
+                parent[find(i)] = find(pick_owner[key])
+            else:
+                pick_owner[key] = i
+    order = sorted(range(n), key=lambda i: candidates[i].origin_time)
+    for a_pos, a in enumerate(order):
+        for b in order[a_pos + 1 :]:
+            if candidates[b].origin_time - candidates[a].origin_time > merge_time_s:
+                break
+            dist_m, _, _ = gps2dist_azimuth(
+                candidates[a].latitude,
+                candidates[a].longitude,
+                candidates[b].latitude,
+                candidates[b].longitude,
+            )
+            if dist_m / 1000.0 <= merge_distance_km:
+                parent[find(a)] = find(b)
+
+    sets: dict[int, list[int]] = {}
+    for i in range(n):
+        sets.setdefault(find(i), []).append(i)
+    merged = []
+    for members in sets.values():
+        members.sort(
+            key=lambda i: (-len(candidates[i].stations), float(np.hypot(*candidates[i].std[:2])))
+        )
+        best = candidates[members[0]]
+        have = best.stations
+        for other in members[1:]:
+            for pick in candidates[other].p_picks:
+                if pick.trace_id not in have:
+                    best.p_picks.append(pick)
+                    have.add(pick.trace_id)
+        merged.append(best)
+    return sorted(merged, key=lambda c: c.origin_time)
+
+
+def _resource_id(kind: str, seed: str) -> ResourceIdentifier:
+    digest = hashlib.sha1(seed.encode()).hexdigest()[:16]
+    return ResourceIdentifier(f"smi:{AGENCY}/{kind}/{digest}")
+
+
+def candidate_to_event(
+    candidate: Candidate,
+    s_picks: sbu.PickList,
+    coordinates: dict[str, Coordinates],
+    channels: dict[str, str],
+    vp: float,
+    vs: float,
+    s_window_s: float,
+    method: str,
+) -> Event:
+    """Build an ObsPy Event with Origin, Magnitude, Picks and Arrivals from a located candidate.
+
+    :param s_picks: All S picks; for each contributing station the first one after its P pick and within
+                    ``s_window_s`` is attached.
+    :param channels: ``NET.STA.LOC`` → channel code for waveform ids (e.g. the vertical channel).
+    """
+    depth = max(float(candidate.mean[2]), 0.0)
+    e_std, n_std, d_std, m_std = (float(v) for v in candidate.std)
+    creation = CreationInfo(agency_id=AGENCY, author=method)
+    seed = f"{candidate.origin_time.timestamp:.2f}|" + ",".join(
+        sorted(f"{p.trace_id}@{p.peak_time.timestamp:.2f}" for p in candidate.p_picks)
+    )
+    event_id = _resource_id("event", seed)
+    origin = Origin(
+        resource_id=_resource_id("origin", seed),
+        time=candidate.origin_time,
+        time_errors=QuantityError(uncertainty=candidate.origin_time_std),
+        latitude=candidate.latitude,
+        latitude_errors=QuantityError(uncertainty=kilometers2degrees(n_std)),
+        longitude=candidate.longitude,
+        longitude_errors=QuantityError(
+            uncertainty=kilometers2degrees(e_std) / max(math.cos(math.radians(candidate.latitude)), 1e-6)
+        ),
+        depth=depth * 1000.0,
+        depth_errors=QuantityError(uncertainty=d_std * 1000.0),
+        origin_uncertainty=OriginUncertainty(
+            horizontal_uncertainty=max(e_std, n_std) * 1000.0,
+            preferred_description="horizontal uncertainty",
+        ),
+        method_id=ResourceIdentifier(f"smi:{AGENCY}/method/{method}"),
+        evaluation_mode="automatic",
+        creation_info=creation,
+    )
+    picks, arrivals = [], []
+    s_by_station: dict[str, list[sbu.Pick]] = {}
+    for s in s_picks:
+        s_by_station.setdefault(s.trace_id, []).append(s)
+    for p in sorted(candidate.p_picks, key=lambda p: p.peak_time):
+        coords = coordinates[p.trace_id]
+        r, epi, az = hypocentral_distance_km(candidate.latitude, candidate.longitude, depth, coords)
+        phases = [("P", p, r / vp)]
+        later = [
+            s
+            for s in s_by_station.get(p.trace_id, [])
+            if 0 < s.peak_time - p.peak_time <= s_window_s
+        ]
+        if later:
+            phases.append(("S", min(later, key=lambda s: s.peak_time), r / vs))
+        for phase, sb_pick, travel in phases:
+            net, sta, loc = station_key(sb_pick.trace_id).split(".")
+            width = (
+                (sb_pick.end_time - sb_pick.start_time) / 2
+                if sb_pick.end_time is not None and sb_pick.start_time is not None
+                else None
+            )
+            pick = Pick(
+                resource_id=_resource_id("pick", f"{seed}|{phase}|{sb_pick.trace_id}"),
+                time=sb_pick.peak_time,
+                time_errors=QuantityError(uncertainty=width),
+                waveform_id=WaveformStreamID(
+                    network_code=net,
+                    station_code=sta,
+                    location_code=loc,
+                    channel_code=channels.get(sb_pick.trace_id),
+                ),
+                phase_hint=phase,
+                evaluation_mode="automatic",
+                method_id=ResourceIdentifier(f"smi:{AGENCY}/method/{method}"),
+                creation_info=creation,
+            )
+            picks.append(pick)
+            arrivals.append(
+                Arrival(
+                    pick_id=pick.resource_id,
+                    phase=phase,
+                    azimuth=az,
+                    distance=kilometers2degrees(epi),
+                    time_residual=float(sb_pick.peak_time - (candidate.origin_time + travel)),
+                    time_weight=float(sb_pick.peak_value) if sb_pick.peak_value is not None else None,
+                )
+            )
+    origin.arrivals = arrivals
+    origin.quality = OriginQuality(
+        associated_phase_count=len(arrivals),
+        used_phase_count=len(arrivals),
+        associated_station_count=len(candidate.p_picks),
+        used_station_count=len(candidate.p_picks),
+        standard_error=float(np.sqrt(np.mean([a.time_residual**2 for a in arrivals]))),
+    )
+    magnitude = Magnitude(
+        resource_id=_resource_id("magnitude", seed),
+        mag=float(candidate.mean[3]),
+        mag_errors=QuantityError(uncertainty=m_std),
+        magnitude_type="M",
+        origin_id=origin.resource_id,
+        station_count=len(candidate.p_picks),
+        method_id=ResourceIdentifier(f"smi:{AGENCY}/method/{method}"),
+        evaluation_mode="automatic",
+        creation_info=creation,
+    )
+    event = Event(
+        resource_id=event_id,
+        event_type="earthquake",
+        origins=[origin],
+        magnitudes=[magnitude],
+        picks=picks,
+        creation_info=creation,
+    )
+    event.preferred_origin_id = origin.resource_id
+    event.preferred_magnitude_id = magnitude.resource_id
+    return event

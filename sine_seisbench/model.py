@@ -1,0 +1,694 @@
+"""SINE: multi-station joint picking, location and magnitude estimation as a SeisBench WaveformModel."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+import numpy as np
+import obspy
+import seisbench
+import seisbench.util as sbu
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from obspy.core.event import Catalog
+from seisbench.models.base import WaveformModel
+from seisbench.models.utils import PredictionSegment, TraceSegment
+
+from .events import (
+    Candidate,
+    associate,
+    candidate_to_event,
+    estimate_origin_time,
+    merge_candidates,
+)
+from .geometry import (
+    Coordinates,
+    GeographicGroupingHelper,
+    StationTable,
+    attach_coordinates,
+    build_station_graph,
+    compact_groups,
+    local_positions,
+    station_key,
+    unproject,
+)
+from .nn.disentangle import DisentangledGraphLayer
+from .nn.encoder import TemporalEncoder
+from .nn.heads import EVENT_PARAMETERS, EventHead, PickDecoder
+
+#: Per-station scalar features given to the event head: east, north, up (scaled), log amplitude, amplitude
+#: calibrated flag, and the three component-presence flags.
+N_STATION_FEATURES = 8
+
+
+class SINE(WaveformModel):
+    """
+    SINE (Meng et al., 2025): a spatio-temporal network with feature disentangling that estimates, from the
+    waveforms of a group of stations at once, per-station P/S/noise probabilities and the event's epicentre,
+    depth and magnitude with uncertainties.
+
+    Per-station CNN + BiLSTM encoders feed a station graph built from the stations' coordinates (k nearest
+    neighbours, edge attributes from distance, azimuth and elevation difference). Each graph layer splits the
+    features into K latent channels, routes every edge to the channels by neighbourhood routing and passes
+    messages per channel. A U-Net style decoder returns pick probabilities at sample resolution and a
+    parsing head regresses the event parameters.
+
+    ``annotate`` and ``classify`` take an ObsPy Stream of a whole network plus station coordinates
+    (``inventory=`` an ObsPy Inventory or a DataFrame); the network is split into compact overlapping groups of
+    at most ``max_stations``. ``classify`` returns P/S picks and an ObsPy Catalog of located events.
+
+    .. document_args:: sine_seisbench SINE
+
+    :param in_channels: Number of components (3: ZNE; missing components are zero-filled and masked).
+    :param phases: Output labels, P, S and noise.
+    :param sampling_rate: Sampling rate in Hz.
+    :param in_samples: Window length in samples.
+    :param max_stations: Stations per group (the padded station axis).
+    :param encoder_filters: Stem and residual-block channels of the temporal encoder.
+    :param lstm_hidden: Hidden size of each BiLSTM direction.
+    :param latent_channels: Number of disentangled latent channels K.
+    :param routing_iterations: Neighbourhood routing iterations.
+    :param graph_layers: Number of disentangled graph layers.
+    :param k_neighbours: Neighbours per station in the station graph.
+    :param radius_km: Optional largest edge length of the station graph.
+    :param event_scales: Output scales of east, north, depth and magnitude.
+    :param event_offsets: Output offsets of east, north, depth and magnitude.
+    :param norm: Waveform normalisation, "std" or "peak" (per station, over all components).
+    """
+
+    _annotate_args = WaveformModel._annotate_args.copy()
+    _annotate_args["*_threshold"] = ("Detection threshold for the provided phase", 0.3)
+    _annotate_args["blinding"] = (
+        "Number of prediction samples to discard on each side of each window prediction",
+        (250, 250),
+    )
+    _annotate_args["overlap"] = (_annotate_args["overlap"][0], 1500)
+    _annotate_args["inventory"] = (
+        "Station coordinates: an obspy Inventory or a pandas DataFrame with network, station, latitude, "
+        "longitude, elevation (m) and optionally location. May be omitted if every trace has "
+        "stats.coordinates.",
+        None,
+    )
+    _annotate_args["drop_unlocated"] = (
+        "If true, stations without coordinates are left out with a warning instead of raising an error.",
+        False,
+    )
+    _annotate_args["remove_sensitivity"] = (
+        "If true and the inventory holds responses, divide traces by their overall sensitivity so that the "
+        "amplitude feature used for magnitude is in physical units.",
+        True,
+    )
+    _annotate_args["min_stations"] = (
+        "Least number of stations with a P pick needed to form an event.",
+        3,
+    )
+    _annotate_args["association_window"] = (
+        "Longest time (s) between the first and the last P pick of one event within a group. "
+        "Default: the group's largest station distance / 5 km/s + 2 s, capped at 80% of the window.",
+        None,
+    )
+    _annotate_args["event_pre_p"] = (
+        "Seconds of signal before the first P pick in the window used for the event estimate.",
+        5.0,
+    )
+    _annotate_args["vp"] = ("P velocity (km/s) for origin times and residuals.", 6.0)
+    _annotate_args["vp_vs"] = ("Vp/Vs ratio for S residuals.", 1.73)
+    _annotate_args["merge_time"] = (
+        "Events closer in origin time than this (s) and closer than merge_distance are merged.",
+        2.0,
+    )
+    _annotate_args["merge_distance"] = ("See merge_time (km).", 20.0)
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        phases: str = "PSN",
+        sampling_rate: float = 100,
+        in_samples: int = 3001,
+        max_stations: int = 16,
+        encoder_filters: tuple[int, ...] = (16, 24, 32, 48, 64),
+        lstm_hidden: int = 32,
+        latent_channels: int = 4,
+        routing_iterations: int = 3,
+        graph_layers: int = 2,
+        k_neighbours: int = 6,
+        radius_km: float | None = None,
+        event_scales: tuple[float, ...] = (50.0, 50.0, 10.0, 1.0),
+        event_offsets: tuple[float, ...] = (0.0, 0.0, 10.0, 2.0),
+        norm: str = "std",
+        **kwargs,
+    ) -> None:
+        citation = (
+            "Meng, X., et al. (2025). Spatio-temporal deep networks with feature disentangling for advancing "
+            "earthquake monitoring. Computers & Geosciences, 204."
+        )
+        if norm not in ("std", "peak"):
+            raise ValueError(f"norm must be 'std' or 'peak', got {norm!r}")
+        if max_stations < 1:
+            raise ValueError("max_stations must be at least 1")
+        super().__init__(
+            citation=citation,
+            in_samples=in_samples,
+            output_type="array",
+            pred_sample=(0, in_samples),
+            labels=phases,
+            sampling_rate=sampling_rate,
+            component_order="ZNE",
+            grouping=GeographicGroupingHelper(max_stations=max_stations),
+            allow_padding=True,
+            **kwargs,
+        )
+        self.in_channels = in_channels
+        self.max_stations = max_stations
+        self.encoder_filters = tuple(encoder_filters)
+        self.lstm_hidden = lstm_hidden
+        self.latent_channels = latent_channels
+        self.routing_iterations = routing_iterations
+        self.k_neighbours = k_neighbours
+        self.radius_km = radius_km
+        self.event_scales = tuple(event_scales)
+        self.event_offsets = tuple(event_offsets)
+        self.norm = norm
+
+        self.encoder = TemporalEncoder(
+            2 * in_channels, self.encoder_filters, lstm_hidden
+        )  # waveforms + component mask
+        features = self.encoder.out_features
+        self.graph = nn.ModuleList(
+            DisentangledGraphLayer(features, latent_channels, 4, routing_iterations)
+            for _ in range(graph_layers)
+        )
+        self.decoder = PickDecoder(features, self.encoder_filters[:-1], classes=len(phases))
+        self.event_head = EventHead(
+            features, N_STATION_FEATURES, scales=self.event_scales, offsets=self.event_offsets
+        )
+        with torch.no_grad():
+            # Prior: most samples are noise. Untrained weights then produce (almost) no picks.
+            bias = torch.full((len(phases),), -2.0)
+            if "N" in phases:
+                bias[phases.index("N")] = 2.0
+            self.decoder.out.bias.copy_(bias)
+
+    # ------------------------------------------------------------------------------------------------
+    # Network
+    # ------------------------------------------------------------------------------------------------
+    def forward(
+        self,
+        x: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        station_mask: torch.Tensor | None = None,
+        amplitude: torch.Tensor | None = None,
+        calibrated: torch.Tensor | None = None,
+        logits: bool = False,
+    ) -> dict[str, torch.Tensor]:
+        """
+        :param x: Normalised waveforms ``(batch, stations, components, samples)``; absent components and
+                  padded stations are zero.
+        :param positions: ``(batch, stations, 3)`` east, north, up in km relative to the group's reference
+                          point. Zeros if omitted (then the graph has no geometry).
+        :param station_mask: ``(batch, stations)`` True for real stations. Default: stations with any non-zero
+                             sample.
+        :param amplitude: ``(batch, stations)`` log10 of the normalisation scale of each station.
+        :param calibrated: ``(batch, stations)`` True where ``amplitude`` is in physical units (m/s).
+        :param logits: Return logits instead of probabilities for the picks.
+        :return: ``picks`` ``(batch, stations, len(phases), samples)`` (zero for padded stations), ``event_mean``
+                 and ``event_std`` ``(batch, 4)`` for east km, north km, depth km, magnitude.
+        """
+        b, s, c, t = x.shape
+        component_mask = (x != 0).any(-1)
+        if station_mask is None:
+            station_mask = component_mask.any(-1)
+        station_mask = station_mask & component_mask.any(-1)
+        if positions is None:
+            positions = x.new_zeros(b, s, 3)
+        if amplitude is None:
+            amplitude = x.new_zeros(b, s)
+        if calibrated is None:
+            calibrated = torch.zeros(b, s, dtype=torch.bool, device=x.device)
+
+        valid = station_mask.reshape(-1).nonzero().squeeze(1)
+        batch = torch.div(valid, s, rounding_mode="floor")
+        comp = component_mask.reshape(b * s, c)[valid].to(x.dtype)
+        xv = x.reshape(b * s, c, t)[valid]
+        pad = (-t) % self.encoder.downsampling
+        inp = torch.cat([xv, comp.unsqueeze(-1).expand(-1, -1, t)], dim=1)
+        inp = F.pad(inp, (0, pad))
+
+        h, skips = self.encoder(inp)
+
+        edge_index, edge_attr = build_station_graph(
+            positions, station_mask, self.k_neighbours, self.radius_km
+        )
+        remap = torch.full((b * s,), -1, dtype=torch.long, device=x.device)
+        remap[valid] = torch.arange(valid.numel(), device=x.device)
+        edge_index = remap[edge_index]
+        for layer in self.graph:
+            h, _ = layer(h, edge_index, edge_attr)
+
+        pick_logits = self.decoder(h, skips)[..., :t]
+
+        pos_v = positions.reshape(b * s, 3)[valid]
+        amp_v = amplitude.reshape(b * s)[valid]
+        cal_v = calibrated.reshape(b * s)[valid].to(x.dtype)
+        station_features = torch.cat(
+            [
+                pos_v / torch.tensor([100.0, 100.0, 1.0], device=x.device, dtype=x.dtype),
+                ((amp_v + 5.0) / 2.0 * cal_v).unsqueeze(-1),
+                cal_v.unsqueeze(-1),
+                comp,
+            ],
+            dim=-1,
+        )
+        event_mean, event_std = self.event_head(h, station_features, batch, b)
+
+        picks = pick_logits if logits else torch.softmax(pick_logits, dim=1)
+        out = x.new_zeros(b * s, picks.shape[1], t)
+        out[valid] = picks
+        return {
+            "picks": out.view(b, s, -1, t),
+            "event_mean": event_mean,
+            "event_std": event_std,
+        }
+
+    # ------------------------------------------------------------------------------------------------
+    # SeisBench annotate hooks
+    # ------------------------------------------------------------------------------------------------
+    def annotate_stream_pre(self, stream: obspy.Stream, argdict: dict[str, Any]) -> obspy.Stream:
+        """Cleans the stream, attaches coordinates, removes sensitivity and resamples (SeisBench's way)."""
+        table = StationTable.from_any(argdict.get("inventory"))
+        _split_invalid_samples(stream)
+        _warn_unused_components(stream)
+        dropped = attach_coordinates(
+            stream, table, drop_unlocated=self._argdict_get_with_default(argdict, "drop_unlocated")
+        )
+        if dropped:
+            seisbench.logger.warning(
+                f"SINE: no coordinates for {', '.join(dropped)}; these stations are left out "
+                "(drop_unlocated=True)."
+            )
+        if self._argdict_get_with_default(argdict, "remove_sensitivity"):
+            _remove_sensitivity(stream, argdict.get("inventory"))
+        super().annotate_stream_pre(stream, argdict)
+
+        argdict["_coordinates"] = {
+            station_key(tr.id): Coordinates(**tr.stats.coordinates) for tr in stream
+        }
+        calibrated: dict[str, bool] = {}
+        for tr in stream:
+            key = station_key(tr.id)
+            calibrated[key] = calibrated.get(key, True) and bool(tr.stats.get("sine_calibrated"))
+        argdict["_calibrated"] = calibrated
+        return stream
+
+    def annotate_stream_validate(self, stream: obspy.Stream, argdict: dict[str, Any]) -> obspy.Stream:
+        """SeisBench's validation, naming every trace it has to discard."""
+        before = Counter(tr.id for tr in stream)
+        stream = super().annotate_stream_validate(stream, argdict)
+        after = Counter(tr.id for tr in stream)
+        lost = sorted(i for i in before if after.get(i, 0) < before[i])
+        if lost:
+            seisbench.logger.warning(
+                f"SINE: overlapping records that disagree were removed for {', '.join(lost)}. "
+                "Remove duplicate traces from the input to keep these data."
+            )
+        return stream
+
+    def annotate_batch_pre(
+        self, batch: torch.Tensor, argdict: dict[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Demeans each component, normalises each station over all components and pads the station axis
+        to ``max_stations``. The piggyback is log10 of each station's normalisation scale."""
+        batch = batch - batch.mean(dim=-1, keepdim=True)
+        if self.norm == "std":
+            scale = batch.std(dim=-1).amax(dim=-1)
+        else:
+            scale = batch.abs().amax(dim=(-1, -2))
+        batch = batch / scale.clamp(min=1e-30).unsqueeze(-1).unsqueeze(-1)
+        log_scale = torch.log10(scale.clamp(min=1e-30))
+        if batch.shape[1] < self.max_stations:
+            missing = self.max_stations - batch.shape[1]
+            batch = F.pad(batch, (0, 0, 0, 0, 0, missing))
+            log_scale = F.pad(log_scale, (0, missing))
+        return batch, log_scale
+
+    def annotate_batch_post(
+        self, batch: dict[str, torch.Tensor], piggyback: Any, argdict: dict[str, Any]
+    ) -> torch.Tensor:
+        """Pick probabilities as one array ``(batch, stations, samples, phases)`` with blinded edges."""
+        picks = batch["picks"].transpose(-1, -2).clone()
+        prenan, postnan = self._argdict_get_with_default(argdict, "blinding")
+        if prenan > 0:
+            picks[:, :, :prenan] = np.nan
+        if postnan > 0:
+            picks[:, :, -postnan:] = np.nan
+        return picks
+
+    def _group_inputs(
+        self, stations: list[str], argdict: dict[str, Any]
+    ) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+        """Positions (S, 3), calibration flags (S,) and reference point of a station group."""
+        cache = argdict.setdefault("_group_cache", {})
+        key = tuple(stations)
+        if key not in cache:
+            coords = [argdict["_coordinates"][station_key(s)] for s in stations]
+            positions, ref = local_positions(coords)
+            calibrated = np.array(
+                [argdict["_calibrated"].get(station_key(s), False) for s in stations]
+            )
+            cache[key] = (positions, calibrated, ref)
+        return cache[key]
+
+    def _run_groups(
+        self, windows: list[np.ndarray], groups: list[list[str]], argdict: dict[str, Any]
+    ) -> tuple[dict[str, torch.Tensor], Any]:
+        """Runs the network on windows ``(stations, components, samples)`` of the given station groups."""
+        n_st = self.max_stations
+        for stations in groups:
+            if len(stations) > n_st:
+                raise ValueError(
+                    f"A group of {len(stations)} stations exceeds max_stations={n_st}: {stations}"
+                )
+        n_samples = windows[0].shape[-1]
+        data = np.zeros((len(windows), n_st, self.in_channels, n_samples), dtype=np.float32)
+        positions = np.zeros((len(windows), n_st, 3), dtype=np.float32)
+        calibrated = np.zeros((len(windows), n_st), dtype=bool)
+        mask = np.zeros((len(windows), n_st), dtype=bool)
+        for i, (window, stations) in enumerate(zip(windows, groups, strict=True)):
+            data[i, : window.shape[0]] = window
+            pos, cal, _ = self._group_inputs(stations, argdict)
+            positions[i, : len(stations)] = pos
+            calibrated[i, : len(stations)] = cal
+            mask[i, : len(stations)] = True
+        device = self.device
+        x = torch.as_tensor(data, device=device)
+        x, log_scale = self.annotate_batch_pre(x, argdict)
+        with torch.no_grad():
+            out = self(
+                x,
+                positions=torch.as_tensor(positions, device=device),
+                station_mask=torch.as_tensor(mask, device=device),
+                amplitude=log_scale,
+                calibrated=torch.as_tensor(calibrated, device=device),
+            )
+        return out, log_scale
+
+    def _predict_windows(
+        self, segments: list[TraceSegment], argdict: dict[str, Any]
+    ) -> list[PredictionSegment]:
+        """Predicts a batch of windows with the station geometry of each window's group.
+
+        Exceptions raised inside SeisBench's asynchronous pipeline would leave ``annotate`` waiting forever;
+        they are recorded here and re-raised by :meth:`annotate_async` once the pipeline has drained.
+        """
+        try:
+            out, log_scale = self._run_groups(
+                [seg.data for seg in segments], [seg.stations for seg in segments], argdict
+            )
+            preds = self.annotate_batch_post(out, log_scale, argdict).cpu().numpy()
+            return [
+                PredictionSegment.from_trace_segment(pred[: len(seg.stations)], seg)
+                for pred, seg in zip(preds, segments, strict=True)
+            ]
+        except Exception as e:  # noqa: BLE001 - re-raised in annotate_async
+            argdict.setdefault("_errors", []).append(e)
+            return []
+
+    async def annotate_async(self, stream: obspy.Stream, copy: bool = True, **kwargs) -> obspy.Stream:
+        """Annotates a multi-station stream; see :meth:`seisbench.models.WaveformModel.annotate`.
+
+        Station coordinates come from ``inventory=`` (or ``stats.coordinates``). Stations that belong to several
+        overlapping groups get one output trace per label, stacked over the groups with the ``stacking`` method.
+        """
+        if len(stream) == 0:
+            seisbench.logger.warning("SINE: the stream is empty; nothing to annotate.")
+            return obspy.Stream()
+        errors: list[Exception] = []
+        output = await super().annotate_async(stream, copy=copy, _errors=errors, **kwargs)
+        if errors:
+            raise errors[0]
+        stacking = self._argdict_get_with_default(kwargs, "stacking")
+        return _stack_duplicate_traces(output, stacking)
+
+    def _verify_argdict(self, argdict: dict[str, Any]) -> None:
+        super()._verify_argdict({k: v for k, v in argdict.items() if not k.startswith("_")})
+
+    # ------------------------------------------------------------------------------------------------
+    # classify
+    # ------------------------------------------------------------------------------------------------
+    async def classify_async(self, stream: obspy.Stream, **kwargs) -> sbu.ClassifyOutput:
+        """Picks P and S at every station and locates events seen by at least ``min_stations`` stations.
+
+        :return: ``ClassifyOutput`` with ``picks`` (a SeisBench PickList) and ``events`` (an ObsPy Catalog whose
+                 events hold an Origin with uncertainties and Arrivals, a Magnitude and the Picks).
+        """
+        self._verify_argdict(kwargs)
+        argdict = self.default_args.copy()
+        argdict.update(kwargs)
+        if len(stream) == 0:
+            seisbench.logger.warning("SINE: the stream is empty; no picks and no events.")
+            return sbu.ClassifyOutput(self.name, picks=sbu.PickList(), events=Catalog())
+
+        prepared = stream.copy()
+        prepared.merge(-1)
+        self.annotate_stream_pre(prepared, argdict)
+        prepared = self.annotate_stream_validate(prepared, argdict)
+        public = {k: v for k, v in argdict.items() if not k.startswith("_")}
+        annotations = await self.annotate_async(prepared, copy=True, **public)
+
+        picks = self.classify_aggregate(annotations, argdict).picks
+        events = self._locate(prepared, picks, argdict)
+        return sbu.ClassifyOutput(self.name, picks=picks, events=events)
+
+    def classify_aggregate(self, annotations: obspy.Stream, argdict: dict[str, Any]) -> sbu.ClassifyOutput:
+        """Picks from annotations alone (no waveforms, hence no events)."""
+        picks = sbu.PickList()
+        for phase in self.labels:
+            if phase == "N":
+                continue
+            picks += self.picks_from_annotations(
+                annotations.select(channel=f"{self.__class__.__name__}_{phase}"),
+                argdict.get(f"{phase}_threshold", self._annotate_args["*_threshold"][1]),
+                phase,
+            )
+        return sbu.ClassifyOutput(self.name, picks=sbu.PickList(sorted(picks)), events=Catalog())
+
+    def _locate(
+        self, stream: obspy.Stream, picks: sbu.PickList, argdict: dict[str, Any]
+    ) -> Catalog:
+        coordinates: dict[str, Coordinates] = argdict["_coordinates"]
+        min_stations = self._argdict_get_with_default(argdict, "min_stations")
+        stations = sorted(coordinates)
+        if len(stations) < min_stations:
+            seisbench.logger.warning(
+                f"SINE: only {len(stations)} located station(s) with data, fewer than "
+                f"min_stations={min_stations}; returning picks only, no events."
+            )
+            return Catalog()
+
+        p_picks = sbu.PickList(p for p in picks if p.phase == "P")
+        s_picks = sbu.PickList(p for p in picks if p.phase == "S")
+        window_len = (self.in_samples - 1) / self.sampling_rate
+        candidates: list[Candidate] = []
+        for group in compact_groups(stations, [coordinates[s] for s in stations], self.max_stations):
+            window_s = self._argdict_get_with_default(argdict, "association_window")
+            if window_s is None:
+                pos, _ = local_positions([coordinates[s] for s in group])
+                span = float(np.max(np.linalg.norm(pos[:, None, :2] - pos[None, :, :2], axis=-1)))
+                window_s = min(span / 5.0 + 2.0, 0.8 * window_len)
+            candidates += associate(p_picks, group, window_s, min_stations)
+        if not candidates:
+            return Catalog()
+
+        pre_p = self._argdict_get_with_default(argdict, "event_pre_p")
+        windows = [
+            self._cut_window(stream, cand.group, cand.first_p - pre_p) for cand in candidates
+        ]
+        batch_size = self._argdict_get_with_default(argdict, "batch_size")
+        vp = self._argdict_get_with_default(argdict, "vp")
+        for start in range(0, len(candidates), batch_size):
+            chunk = candidates[start : start + batch_size]
+            out, _ = self._run_groups(
+                windows[start : start + batch_size], [c.group for c in chunk], argdict
+            )
+            means = out["event_mean"].cpu().numpy()
+            stds = out["event_std"].cpu().numpy()
+            for cand, mean, std in zip(chunk, means, stds, strict=True):
+                _, _, ref = self._group_inputs(cand.group, argdict)
+                cand.reference = ref
+                cand.mean, cand.std = mean.astype(float), std.astype(float)
+                cand.latitude, cand.longitude = unproject(mean[0], mean[1], *ref)
+                estimate_origin_time(cand, coordinates, vp, self.sampling_rate)
+
+        merged = merge_candidates(
+            candidates,
+            self._argdict_get_with_default(argdict, "merge_time"),
+            self._argdict_get_with_default(argdict, "merge_distance"),
+        )
+        channels = {}
+        for tr in stream:
+            key = station_key(tr.id)
+            if key not in channels or tr.stats.channel.endswith("Z"):
+                channels[key] = tr.stats.channel
+        vs = vp / self._argdict_get_with_default(argdict, "vp_vs")
+        return Catalog(
+            [
+                candidate_to_event(
+                    cand, s_picks, coordinates, channels, vp, vs, window_len, self.name
+                )
+                for cand in merged
+            ]
+        )
+
+    def _cut_window(
+        self, stream: obspy.Stream, stations: list[str], start: obspy.UTCDateTime
+    ) -> np.ndarray:
+        """Waveforms ``(len(stations), 3, in_samples)`` of a group from ``start``; absent data are zero."""
+        out = np.zeros((len(stations), self.in_channels, self.in_samples), dtype=np.float32)
+        comp_dict, _ = self._build_comp_dict(stream, True)
+        index = {s: i for i, s in enumerate(stations)}
+        dt = 1.0 / self.sampling_rate
+        end = start + (self.in_samples - 1) * dt
+        for tr in stream.slice(start - dt, end + dt):
+            key = station_key(tr.id)
+            comp = comp_dict.get(tr.stats.channel[-1])
+            if key not in index or comp is None:
+                continue
+            offset = int(round((tr.stats.starttime - start) * self.sampling_rate))
+            src0 = max(0, -offset)
+            dst0 = max(0, offset)
+            n = min(tr.stats.npts - src0, self.in_samples - dst0)
+            if n > 0:
+                out[index[key], comp, dst0 : dst0 + n] = tr.data[src0 : src0 + n]
+        return out
+
+    # ------------------------------------------------------------------------------------------------
+    # Saving and loading
+    # ------------------------------------------------------------------------------------------------
+    def get_model_args(self) -> dict[str, Any]:
+        model_args = super().get_model_args()
+        for key in ["citation", "output_type", "default_args", "pred_sample", "labels", "grouping",
+                    "component_order", "filter_args", "filter_kwargs"]:
+            model_args.pop(key, None)
+        model_args.update(
+            in_channels=self.in_channels,
+            phases=self.labels,
+            sampling_rate=self.sampling_rate,
+            in_samples=self.in_samples,
+            max_stations=self.max_stations,
+            encoder_filters=list(self.encoder_filters),
+            lstm_hidden=self.lstm_hidden,
+            latent_channels=self.latent_channels,
+            routing_iterations=self.routing_iterations,
+            graph_layers=len(self.graph),
+            k_neighbours=self.k_neighbours,
+            radius_km=self.radius_km,
+            event_scales=list(self.event_scales),
+            event_offsets=list(self.event_offsets),
+            norm=self.norm,
+        )
+        return model_args
+
+    @classmethod
+    def load(cls, path, version_str=None, **kwargs) -> SINE:
+        """Loads weights saved by :meth:`save`; the tensors are read with ``torch.load(weights_only=True)``."""
+        kwargs.setdefault("weights_only", True)
+        kwargs.setdefault("map_location", "cpu")
+        return super().load(path, version_str=version_str, **kwargs)
+
+
+EVENT_PARAMETER_NAMES = EVENT_PARAMETERS
+
+
+# ----------------------------------------------------------------------------------------------------
+# Stream helpers
+# ----------------------------------------------------------------------------------------------------
+def _split_invalid_samples(stream: obspy.Stream) -> None:
+    """Turns NaN/inf samples and masked (gap) samples into gaps between separate traces, with a warning."""
+    replaced = obspy.Stream()
+    changed = False
+    for tr in stream:
+        data = tr.data
+        bad = np.ma.getmaskarray(data)
+        if np.issubdtype(data.dtype, np.floating):
+            bad = bad | ~np.isfinite(np.ma.getdata(data))
+        if bad.any():
+            seisbench.logger.warning(
+                f"SINE: trace {tr.id} has {int(bad.sum())} NaN/masked sample(s); treated as gaps."
+            )
+            tr = tr.copy()
+            tr.data = np.ma.masked_array(np.ma.getdata(data), mask=bad)
+            replaced += tr.split()
+            changed = True
+        else:
+            replaced += tr
+    if changed:
+        stream.traces = replaced.traces
+
+
+def _warn_unused_components(stream: obspy.Stream) -> None:
+    unused = sorted({tr.id for tr in stream if tr.stats.channel[-1:] not in "ZNE12" or not tr.stats.channel})
+    if unused:
+        seisbench.logger.warning(
+            f"SINE: trace(s) {', '.join(unused)} are not Z, N, E, 1 or 2 components and are ignored."
+        )
+
+
+def _remove_sensitivity(stream: obspy.Stream, inventory: Any) -> None:
+    """Divides traces by their overall sensitivity where the inventory has a response; flags them."""
+    if not isinstance(inventory, obspy.Inventory):
+        return
+    for tr in stream:
+        if tr.stats.get("sine_calibrated"):
+            continue
+        try:
+            tr.remove_sensitivity(inventory)
+        except Exception:  # noqa: BLE001 - no response for this channel: stays uncalibrated
+            continue
+        tr.stats.sine_calibrated = True
+
+
+def _stack_duplicate_traces(stream: obspy.Stream, method: str) -> obspy.Stream:
+    """Combines traces with the same id (a station annotated in several groups) into one by averaging or
+    taking the maximum where they overlap. Traces of one id that do not overlap stay separate."""
+    by_id: dict[str, list[obspy.Trace]] = defaultdict(list)
+    for tr in stream:
+        by_id[tr.id].append(tr)
+    out = obspy.Stream()
+    for traces in by_id.values():
+        if len(traces) == 1:
+            out += traces[0]
+            continue
+        traces.sort(key=lambda tr: tr.stats.starttime)
+        # Cluster overlapping traces
+        clusters: list[list[obspy.Trace]] = []
+        cluster_end = None
+        for tr in traces:
+            if clusters and tr.stats.starttime <= cluster_end:
+                clusters[-1].append(tr)
+                cluster_end = max(cluster_end, tr.stats.endtime)
+            else:
+                clusters.append([tr])
+                cluster_end = tr.stats.endtime
+        for cluster in clusters:
+            if len(cluster) == 1:
+                out += cluster[0]
+                continue
+            sr = cluster[0].stats.sampling_rate
+            t0 = min(tr.stats.starttime for tr in cluster)
+            t1 = max(tr.stats.endtime for tr in cluster)
+            n = int(round((t1 - t0) * sr)) + 1
+            stack = np.full((len(cluster), n), np.nan)
+            for i, tr in enumerate(cluster):
+                o = int(round((tr.stats.starttime - t0) * sr))
+                stack[i, o : o + tr.stats.npts] = tr.data[: n - o]
+            data = np.nanmax(stack, axis=0) if method == "max" else np.nanmean(stack, axis=0)
+            merged = cluster[0].copy()
+            merged.stats.starttime = t0
+            merged.data = data.astype(cluster[0].data.dtype)
+            out += merged
+    return out
+
+
+__all__ = ["SINE", "EVENT_PARAMETER_NAMES"]

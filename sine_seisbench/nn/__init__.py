@@ -1,0 +1,1 @@
+"""Building blocks of the SINE network, one idea per module."""

@@ -1,0 +1,125 @@
+"""Parsing heads: a pick decoder back to sample resolution and event regression with uncertainty."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch_geometric.utils import scatter
+
+#: Order of the event parameters returned by :class:`EventHead`.
+EVENT_PARAMETERS = ("east_km", "north_km", "depth_km", "magnitude")
+
+
+class PickDecoder(nn.Module):
+    """U-Net style decoder: upsamples graph features and merges the encoder's skip tensors.
+
+    :param in_features: Channels of the coarsest (graph) features.
+    :param skip_channels: Channels of the skip tensors, finest first (as returned by the encoder).
+    :param classes: Output classes (P, S, noise).
+    :param kernel_size: Convolution kernel size.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        skip_channels: tuple[int, ...],
+        classes: int = 3,
+        kernel_size: int = 7,
+    ) -> None:
+        super().__init__()
+        self.ups = nn.ModuleList()
+        channels = in_features
+        for skip in reversed(skip_channels):
+            self.ups.append(
+                nn.Sequential(
+                    nn.Conv1d(channels + skip, skip, kernel_size, padding=kernel_size // 2),
+                    nn.BatchNorm1d(skip),
+                    nn.ReLU(),
+                )
+            )
+            channels = skip
+        self.out = nn.Conv1d(channels, classes, 1)
+
+    def forward(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        """
+        :param x: Coarse features ``(N, in_features, T / 2**levels)``.
+        :param skips: Skip tensors, finest first.
+        :return: Class logits ``(N, classes, T)``.
+        """
+        for up, skip in zip(self.ups, reversed(skips), strict=True):
+            x = F.interpolate(x, size=skip.shape[-1], mode="nearest")
+            x = up(torch.cat([x, skip], dim=1))
+        return self.out(x)
+
+
+class EventHead(nn.Module):
+    """Regresses epicentre offset, depth and magnitude with a standard deviation for each.
+
+    A small CNN parses every station's feature sequence together with its geometry (local east/north/up
+    coordinates and amplitude level); station summaries are pooled per group with a mean and a max, so the result does
+    not depend on the order of the stations; padded stations never enter.
+
+    :param in_features: Channels of the station feature sequences.
+    :param station_features: Number of per-station scalar features broadcast over time.
+    :param hidden: Hidden width.
+    :param scales: Output scale for each parameter (km, km, km, magnitude units).
+    :param offsets: Output offset for each parameter.
+    :param min_std: Lower bound of the predicted standard deviation for each parameter.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        station_features: int,
+        hidden: int = 64,
+        scales: tuple[float, ...] = (50.0, 50.0, 10.0, 1.0),
+        offsets: tuple[float, ...] = (0.0, 0.0, 10.0, 2.0),
+        min_std: tuple[float, ...] = (0.1, 0.1, 0.1, 0.01),
+    ) -> None:
+        super().__init__()
+        self.parse = nn.Sequential(
+            nn.Conv1d(in_features + station_features, hidden, 5, padding=2),
+            nn.ReLU(),
+            nn.Conv1d(hidden, hidden, 5, stride=2, padding=2),
+            nn.ReLU(),
+        )
+        self.mlp = nn.Sequential(
+            nn.Linear(4 * hidden, 2 * hidden),
+            nn.ReLU(),
+            nn.Linear(2 * hidden, 2 * len(EVENT_PARAMETERS)),
+        )
+        self.register_buffer("scales", torch.tensor(scales, dtype=torch.float32), persistent=False)
+        self.register_buffer("offsets", torch.tensor(offsets, dtype=torch.float32), persistent=False)
+        self.register_buffer("min_std", torch.tensor(min_std, dtype=torch.float32), persistent=False)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        station_features: torch.Tensor,
+        batch: torch.Tensor,
+        batch_size: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        :param x: Feature sequences of the real (unpadded) stations of all groups, ``(N, F, T)``.
+        :param station_features: ``(N, G)`` scalar features per station.
+        :param batch: ``(N,)`` index of the group each station belongs to.
+        :param batch_size: Number of groups.
+        :return: Mean and standard deviation, each ``(batch_size, 4)`` in the order of
+                 :data:`EVENT_PARAMETERS`.
+        """
+        t = x.shape[-1]
+        geo = station_features.unsqueeze(-1).expand(-1, -1, t)
+        h = self.parse(torch.cat([x, geo], dim=1))
+        h = torch.cat([h.mean(-1), h.amax(-1)], dim=-1)
+        pooled = torch.cat(
+            [
+                scatter(h, batch, dim=0, dim_size=batch_size, reduce="mean"),
+                scatter(h, batch, dim=0, dim_size=batch_size, reduce="max"),
+            ],
+            dim=-1,
+        )
+        raw_mean, raw_std = self.mlp(pooled).chunk(2, dim=-1)
+        mean = raw_mean * self.scales + self.offsets
+        std = F.softplus(raw_std) * self.scales + self.min_std
+        return mean, std
