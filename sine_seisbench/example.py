@@ -1,17 +1,18 @@
-"""Multi-station test material built from real records shipped with ObsPy (BW.RJOB, 2009-08-24)."""
+"""A small multi-station example built from the real record shipped with ObsPy (BW.RJOB, 2009-08-24).
+
+Used by ``sine classify --example``, the tests and the benchmarks. The waveforms are real; the network is
+virtual: every station gets the RJOB record delayed by distance / vp and scaled by 1 / distance, so that
+geometry, inventory and arrival times are consistent.
+"""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
-
 import numpy as np
 import obspy
 from obspy.core.inventory import Channel, Inventory, Network, Site, Station
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-# The RJOB record (47.737 N, 12.796 E) contains a local event; we place a virtual network around it
+#: Epicentre of the virtual network: the position of BW.RJOB (the record holds a local event)
 SOURCE = (47.737, 12.796)
 
 
@@ -28,7 +29,10 @@ def station_positions(n: int, radius_km: float = 30.0, seed: int = 0) -> list[tu
     return out
 
 
-def make_inventory(names: list[str], positions, network: str = "XX", channels: str = "ZNE") -> Inventory:
+def make_inventory(
+    names: list[str], positions, network: str = "XX", channels: str = "ZNE"
+) -> Inventory:
+    """An Inventory with one station per name at the given (lat, lon, elevation m) positions."""
     stations = []
     for name, (lat, lon, elev) in zip(names, positions, strict=True):
         chans = [
@@ -37,15 +41,15 @@ def make_inventory(names: list[str], positions, network: str = "XX", channels: s
         stations.append(
             Station(name, lat, lon, elev, channels=chans, site=Site(name=name))
         )
-    return Inventory(networks=[Network(network, stations=stations)], source="sine-seisbench tests")
+    return Inventory(networks=[Network(network, stations=stations)], source="sine-seisbench example")
 
 
 def network_stream(
-    n: int = 6, seed: int = 0, network: str = "XX", vp: float = 6.0, repeat: int = 1
+    n: int = 6, seed: int = 0, network: str = "XX", vp: float = 6.0, repeat: int = 2
 ) -> tuple[obspy.Stream, Inventory]:
     """A consistent multi-station stream: ObsPy's real RJOB record, delayed by distance / vp and scaled by
     1 / distance for each virtual station of :func:`station_positions`. ``repeat`` concatenates the record
-    that many times (longer streams)."""
+    that many times (the default gives 60 s, longer than one 30 s window)."""
     base = obspy.read()
     base.detrend("demean")
     names = [f"S{i:02d}" for i in range(n)]
@@ -57,7 +61,8 @@ def network_stream(
         shift = int(round(dist / vp * 100))
         for tr in base:
             data = np.tile(tr.data.astype(np.float64), repeat)
-            data = np.concatenate([np.zeros(shift) + data[0], data])[: data.size] * (10.0 / max(dist, 1.0))
+            data = np.concatenate([np.full(shift, data[0]), data])[: data.size]
+            data *= 10.0 / max(dist, 1.0)
             new = tr.copy()
             new.data = data
             new.stats.network = network
@@ -65,3 +70,14 @@ def network_stream(
             new.stats.channel = "HH" + tr.stats.channel[-1]
             out += new
     return out, make_inventory(names, positions, network)
+
+
+def delays(stream: obspy.Stream, vp: float = 6.0) -> dict[str, float]:
+    """Delay (s) of every station of :func:`network_stream` relative to the RJOB record."""
+    out = {}
+    for tr in stream:
+        lat, lon = tr.stats.coordinates.latitude, tr.stats.coordinates.longitude
+        dist = math.hypot((lat - SOURCE[0]) * 111.19,
+                          (lon - SOURCE[1]) * 111.19 * math.cos(math.radians(SOURCE[0])))
+        out[f"{tr.stats.network}.{tr.stats.station}.{tr.stats.location}"] = round(dist / vp * 100) / 100
+    return out

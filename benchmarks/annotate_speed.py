@@ -1,0 +1,290 @@
+"""Times ``annotate`` of SINE, PhaseNet and EQTransformer on the same multi-station stream (N stations x T hours).
+
+The stream is built from ObsPy's bundled real record BW.RJOB (30 s, 100 Hz), tiled to T hours and copied to N
+virtual stations with per-station shifts, amplitudes and seeded noise. Every model is warmed up once on a
+2-minute stream, then timed with ``time.perf_counter`` on the full stream. Prints wall seconds, station-hours per
+second and the throughput ratio to PhaseNet, and writes a markdown report.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/annotate_speed.py --stations 16 --hours 1.0 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+import os
+import platform
+import resource
+import shlex
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import obspy
+import torch
+from obspy.core.inventory import Channel, Inventory, Network, Site, Station
+
+#: Read-only SeisBench cache with the published PhaseNet / EQTransformer weights.
+SHARED_CACHE = Path("/work/shared/data/seisbench_cache")
+#: Location of BW.RJOB; the virtual network is scattered around it.
+CENTRE = (47.737, 12.796)
+SAMPLING_RATE = 100.0
+KM_PER_DEG = 111.19
+WARMUP_SECONDS = 120.0
+
+
+@dataclass
+class Result:
+    """Timing of one model."""
+
+    model: str
+    times: list[float] = field(default_factory=list)
+    rss_growth_mib: float = 0.0
+    out_traces: int = 0
+    weights: str = ""
+
+    @property
+    def seconds(self) -> float:
+        return statistics.median(self.times)
+
+
+# ------------------------------------------------------------------------------------------------
+# Input data
+# ------------------------------------------------------------------------------------------------
+def station_positions(n: int, radius_km: float = 50.0, seed: int = 0) -> list[tuple[float, float, float]]:
+    """Latitude, longitude and elevation (m) of ``n`` stations scattered uniformly within ``radius_km``."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        r = radius_km * math.sqrt(rng.uniform())
+        az = rng.uniform(0.0, 2.0 * math.pi)
+        lat = CENTRE[0] + r * math.cos(az) / KM_PER_DEG
+        lon = CENTRE[1] + r * math.sin(az) / (KM_PER_DEG * math.cos(math.radians(CENTRE[0])))
+        out.append((lat, lon, float(rng.uniform(300.0, 1500.0))))
+    return out
+
+
+def make_inventory(names: list[str], positions: list[tuple[float, float, float]], network: str = "XX") -> Inventory:
+    """Inventory with HHZ/HHN/HHE channels (no responses) for the virtual stations."""
+    stations = []
+    for name, (lat, lon, elev) in zip(names, positions, strict=True):
+        channels = [
+            Channel(f"HH{c}", "", lat, lon, elev, 0.0, azimuth=az, dip=dip, sample_rate=SAMPLING_RATE)
+            for c, az, dip in (("Z", 0.0, -90.0), ("N", 0.0, 0.0), ("E", 90.0, 0.0))
+        ]
+        stations.append(Station(name, lat, lon, elev, channels=channels, site=Site(name=name)))
+    return Inventory(networks=[Network(network, stations=stations)], source="sine-seisbench benchmark")
+
+
+def build_network(n_stations: int, hours: float, seed: int = 0) -> tuple[obspy.Stream, Inventory]:
+    """A real-data stream of ``n_stations`` virtual stations, ``hours`` long, and their inventory."""
+    rng = np.random.default_rng(seed)
+    base = obspy.read()  # BW.RJOB..EH[ZNE], 30 s at 100 Hz
+    base.detrend("demean")
+    npts = int(round(hours * 3600 * SAMPLING_RATE))
+    reps = math.ceil(npts / base[0].stats.npts) + 1
+    tiled = {tr.stats.channel[-1]: np.tile(tr.data.astype(np.float64), reps) for tr in base}
+    noise_level = 0.01 * float(np.std(np.concatenate([tr.data for tr in base])))
+    start = base[0].stats.starttime
+    names = [f"S{i:02d}" for i in range(n_stations)]
+    stream = obspy.Stream()
+    for name in names:
+        shift = int(rng.integers(0, 10 * int(SAMPLING_RATE)))  # up to 10 s
+        scale = float(10.0 ** rng.uniform(-0.5, 0.5))
+        for comp in "ZNE":
+            data = tiled[comp][shift : shift + npts] * scale + rng.normal(0.0, noise_level * scale, npts)
+            header = {
+                "network": "XX",
+                "station": name,
+                "location": "",
+                "channel": f"HH{comp}",
+                "sampling_rate": SAMPLING_RATE,
+                "starttime": start,
+            }
+            stream += obspy.Trace(data=data.astype(np.float32), header=header)
+    return stream, make_inventory(names, station_positions(n_stations, seed=seed))
+
+
+# ------------------------------------------------------------------------------------------------
+# Models
+# ------------------------------------------------------------------------------------------------
+def setup_cache() -> str | None:
+    """Copies the shared SeisBench cache to a temporary folder and points ``SEISBENCH_CACHE_ROOT`` at it.
+
+    Must run before ``seisbench`` is imported. Returns the temporary folder, or None if the cache is absent.
+    """
+    if not SHARED_CACHE.is_dir():
+        return None
+    tmp = Path(tempfile.mkdtemp(prefix="sb_cache_"))
+    shutil.copytree(SHARED_CACHE, tmp / "cache")
+    os.environ["SEISBENCH_CACHE_ROOT"] = str(tmp / "cache")
+    return str(tmp)
+
+
+def load_model(name: str, cache_ok: bool) -> tuple[Any, str]:
+    """The model called ``name`` in eval mode and a description of its weights."""
+    import seisbench.models as sbm
+
+    if name == "SINE":
+        from sine_seisbench import SINE
+
+        return SINE().eval(), "untrained (random init)"
+    cls = {"PhaseNet": sbm.PhaseNet, "EQTransformer": sbm.EQTransformer}[name]
+    if cache_ok:
+        try:
+            return cls.from_pretrained("original").eval(), "pretrained 'original'"
+        except Exception as e:  # noqa: BLE001 - fall back to random weights, same architecture
+            print(f"{name}: could not load pretrained weights ({e}); using random init", file=sys.stderr)
+    return cls().eval(), "random init (pretrained weights unavailable; same architecture)"
+
+
+def run_annotate(model: Any, name: str, stream: obspy.Stream, inventory: Inventory, batch_size: int) -> obspy.Stream:
+    kwargs: dict[str, Any] = {"batch_size": batch_size}
+    if name == "SINE":
+        kwargs["inventory"] = inventory
+    return model.annotate(stream, **kwargs)
+
+
+def max_rss_mib() -> float:
+    """Process-wide peak RSS in MiB (``ru_maxrss`` is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# ------------------------------------------------------------------------------------------------
+# Report
+# ------------------------------------------------------------------------------------------------
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def report(args: argparse.Namespace, results: list[Result], command: str, build_s: float) -> str:
+    import seisbench
+
+    station_hours = args.stations * args.hours
+    ref = {r.model: station_hours / r.seconds for r in results}
+    pn = ref.get("PhaseNet")
+    eqt = ref.get("EQTransformer")
+    lines = [
+        f"## {args.stations} stations x {args.hours:g} h, {args.threads} torch thread(s), batch_size {args.batch_size}",
+        "",
+        f"- Command: `{command}`",
+        f"- Date: {dt.datetime.now().astimezone().isoformat(timespec='seconds')}",
+        f"- Machine: nproc={os.cpu_count()}, CPU: {cpu_model()}, torch threads={torch.get_num_threads()}, "
+        f"torch interop threads={torch.get_num_interop_threads()}",
+        f"- Versions: python {platform.python_version()}, torch {torch.__version__}, "
+        f"seisbench {seisbench.__version__}, obspy {obspy.__version__}, numpy {np.__version__}",
+        f"- OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')} (set in this machine's "
+        "environment; left as is)",
+        f"- Input: {args.stations} virtual stations x 3 channels x {args.hours:g} h at 100 Hz from ObsPy's real "
+        f"BW.RJOB record ({station_hours:g} station-hours; stream built in {build_s:.1f} s, not timed)",
+        f"- Repeats: {args.repeats} (median wall time shown); each model warmed up once on a 2-minute stream",
+        "",
+        "| Model | Weights | Wall s | Station-hours/s | Ratio to PhaseNet | Output traces | Peak RSS growth (MiB) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        thr = ref[r.model]
+        ratio = f"{thr / pn:.2f}x" if pn else "n/a"
+        lines.append(
+            f"| {r.model} | {r.weights} | {r.seconds:.1f} | {thr:.2f} | {ratio} | {r.out_traces} | "
+            f"{r.rss_growth_mib:.0f} |"
+        )
+    lines.append("")
+    if "SINE" in ref:
+        if pn:
+            lines.append(f"- Target SINE >= 0.5x PhaseNet: {ref['SINE'] / pn:.2f}x -> "
+                         f"{'met' if ref['SINE'] >= 0.5 * pn else 'NOT met'}")
+        if eqt:
+            lines.append(f"- Target SINE >= 1x EQTransformer: {ref['SINE'] / eqt:.2f}x -> "
+                         f"{'met' if ref['SINE'] >= eqt else 'NOT met'}")
+    lines += [
+        "- Peak RSS growth: increase of the process-wide `ru_maxrss` high-water mark during that model's "
+        "timed run(s); a model that stays below an earlier peak shows 0.",
+        "- Timing covers the whole `annotate` call (pre-processing, windowing, inference, stacking).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--stations", type=int, default=16, help="number of virtual stations")
+    p.add_argument("--hours", type=float, default=1.0, help="stream length in hours")
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    p.add_argument("--batch-size", type=int, default=256, help="annotate batch_size")
+    p.add_argument("--repeats", type=int, default=1, help="timed runs per model (median reported)")
+    p.add_argument("--models", default="SINE,PhaseNet,EQTransformer", help="comma-separated models")
+    p.add_argument("--out", default="benchmarks/results/annotate_speed.md", help="markdown report path")
+    p.add_argument("--append", action="store_true", help="append to --out instead of overwriting")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
+    torch.set_num_threads(args.threads)
+    tmp_cache = setup_cache()  # before seisbench is imported
+    if tmp_cache is None:
+        print(f"SeisBench cache {SHARED_CACHE} not found: PhaseNet/EQTransformer use random weights",
+              file=sys.stderr)
+
+    t0 = time.perf_counter()
+    stream, inventory = build_network(args.stations, args.hours, args.seed)
+    build_s = time.perf_counter() - t0
+    warm = stream.slice(stream[0].stats.starttime, stream[0].stats.starttime + WARMUP_SECONDS).copy()
+    print(f"stream: {len(stream)} traces, {args.stations * args.hours:g} station-hours "
+          f"(built in {build_s:.1f} s); torch threads {torch.get_num_threads()}")
+
+    results = []
+    try:
+        for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+            model, weights = load_model(name, tmp_cache is not None)
+            run_annotate(model, name, warm, inventory, args.batch_size)  # warm-up
+            res = Result(name, weights=weights)
+            rss0 = max_rss_mib()
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                out = run_annotate(model, name, stream, inventory, args.batch_size)
+                res.times.append(time.perf_counter() - t0)
+                res.out_traces = len(out)
+                del out
+            res.rss_growth_mib = max_rss_mib() - rss0
+            thr = args.stations * args.hours / res.seconds
+            print(f"{name:14s} {res.seconds:8.1f} s  {thr:7.2f} station-hours/s  "
+                  f"(runs: {', '.join(f'{t:.1f}' for t in res.times)}; weights: {weights})", flush=True)
+            results.append(res)
+            del model
+    finally:
+        if tmp_cache is not None:
+            shutil.rmtree(tmp_cache, ignore_errors=True)
+
+    text = report(args, results, command, build_s)
+    print()
+    print(text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.append and out.exists():
+        out.write_text(out.read_text().rstrip("\n") + "\n\n" + text)
+    else:
+        out.write_text("# annotate speed benchmark\n\n" + text)
+    print(f"report written to {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sine_seisbench import SINE
+from sine_seisbench.geometry import build_station_graph
+from sine_seisbench.nn.disentangle import DisentangledGraphLayer, NeighbourhoodRouting
+
+
+def small_model(**kw) -> SINE:
+    torch.manual_seed(0)
+    return SINE(in_samples=1001, max_stations=8, **kw).eval()
+
+
+def inputs(b=2, s=8, n_real=5, t=1001, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, s, 3, t, generator=g)
+    x[:, n_real:] = 0
+    pos = torch.randn(b, s, 3, generator=g) * 20
+    pos[:, n_real:] = 0
+    return x, pos
+
+
+def test_output_shapes_and_probabilities():
+    model = small_model()
+    x, pos = inputs()
+    with torch.no_grad():
+        out = model(x, positions=pos)
+    assert out["picks"].shape == (2, 8, 3, 1001)
+    assert out["event_mean"].shape == (2, 4) and out["event_std"].shape == (2, 4)
+    assert torch.all(out["event_std"] > 0)
+    sums = out["picks"][:, :5].sum(2)
+    assert torch.allclose(sums, torch.ones_like(sums), atol=1e-5)
+    assert torch.all(out["picks"][:, 5:] == 0)  # padded stations give nothing
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_padding_does_not_change_outputs(training):
+    model = small_model()
+    model.train(training)
+    x, pos = inputs(s=8, n_real=5)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        padded = model(x, positions=pos)
+        unpadded = model(x[:, :5].contiguous(), positions=pos[:, :5].contiguous())
+        # Garbage in the padded slots must not matter either when the mask says so
+        x2 = x.clone()
+        x2[:, 5:] = torch.randn_like(x2[:, 5:]) * 100
+        mask = torch.zeros(2, 8, dtype=torch.bool)
+        mask[:, :5] = True
+        masked = model(x2, positions=pos, station_mask=mask)
+    for other in (unpadded, masked):
+        assert torch.allclose(padded["picks"][:, :5], other["picks"][:, :5], atol=1e-5)
+        assert torch.allclose(padded["event_mean"], other["event_mean"], atol=1e-4)
+        assert torch.allclose(padded["event_std"], other["event_std"], atol=1e-4)
+
+
+def test_station_permutation_equivariance():
+    model = small_model()
+    x, pos = inputs(s=8, n_real=8)
+    perm = torch.tensor([3, 0, 7, 5, 1, 6, 2, 4])
+    with torch.no_grad():
+        a = model(x, positions=pos)
+        b = model(x[:, perm], positions=pos[:, perm])
+    assert torch.allclose(a["picks"][:, perm], b["picks"], atol=1e-5)
+    assert torch.allclose(a["event_mean"], b["event_mean"], atol=1e-4)
+    assert torch.allclose(a["event_std"], b["event_std"], atol=1e-4)
+
+
+def test_geometry_changes_outputs():
+    model = small_model()
+    x, pos = inputs(n_real=8)
+    with torch.no_grad():
+        a = model(x, positions=pos)
+        b = model(x, positions=pos * 3)
+    assert not torch.allclose(a["event_mean"], b["event_mean"])
+    assert not torch.allclose(a["picks"], b["picks"])
+
+
+def test_z_only_station_is_flagged_and_runs():
+    model = small_model()
+    x, pos = inputs(n_real=4)
+    x[:, 1, 1:] = 0  # station 1: vertical only
+    with torch.no_grad():
+        out = model(x, positions=pos)
+        x_noisy = x.clone()
+        x_noisy[:, 1, 1:] = 1e-3
+        out_noisy = model(x_noisy, positions=pos)
+    assert torch.isfinite(out["picks"]).all()
+    # A zero horizontal is masked (flag 0), a tiny non-zero one is not: outputs differ
+    assert not torch.allclose(out["picks"][:, 1], out_noisy["picks"][:, 1])
+
+
+def test_knn_graph_respects_mask_and_radius():
+    pos = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [2, 0, 0], [50, 0, 0], [0, 0, 0]]])
+    mask = torch.tensor([[True, True, True, True, False]])
+    ei, ea = build_station_graph(pos, mask, k=2)
+    assert ei.shape[1] == 8  # 4 real stations x 2 neighbours
+    assert not (ei == 4).any()
+    assert ea.shape == (8, 4)
+    ei_r, _ = build_station_graph(pos, mask, k=3, radius_km=5.0)
+    assert not (ei_r == 3).any()  # the far station is isolated
+    # Station 0's neighbours are 1 and 2
+    assert sorted(ei[0, ei[1] == 0].tolist()) == [1, 2]
+    # Distance attribute in units of 100 km; azimuth from 0 to 1 is east (sin=1)
+    e01 = ((ei[0] == 1) & (ei[1] == 0)).nonzero().item()
+    assert ea[e01, 0].item() == pytest.approx(0.01)
+    assert ea[e01, 1].item() == pytest.approx(1.0)
+
+
+def test_routing_probabilities_form_a_distribution_per_edge():
+    routing = NeighbourhoodRouting(iterations=3)
+    z = torch.nn.functional.normalize(torch.randn(6, 4, 8), dim=-1)
+    ei = torch.tensor([[0, 1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 0]])
+    p = routing(z, ei)
+    assert p.shape == (6, 4)
+    assert torch.allclose(p.sum(-1), torch.ones(6), atol=1e-6)
+
+
+def test_graph_layer_passes_messages_only_along_edges():
+    layer = DisentangledGraphLayer(16, n_channels=4).eval()
+    x = torch.randn(3, 16, 10)
+    ei = torch.tensor([[0], [1]])  # 0 -> 1 only
+    ea = torch.zeros(1, 4)
+    y, _ = layer(x, ei, ea)
+    x2 = x.clone()
+    x2[0] += 1.0
+    y2, _ = layer(x2, ei, ea)
+    assert not torch.allclose(y[1], y2[1])  # node 1 hears node 0
+    assert torch.allclose(y[2], y2[2])  # node 2 does not
+
+
+def test_gradients_reach_all_heads():
+    model = small_model().train()
+    x, pos = inputs(n_real=6)
+    out = model(x, positions=pos, logits=True)
+    loss = out["picks"].mean() + out["event_mean"].sum() + out["event_std"].sum()
+    loss.backward()
+    for name in ["encoder.stem.0.weight", "graph.0.convs.0.lin.weight", "decoder.out.weight", "event_head.mlp.2.weight"]:
+        params = [p for n, p in model.named_parameters() if n.startswith(name)]
+        assert params and all(p.grad is not None and p.grad.abs().sum() > 0 for p in params), name
