@@ -56,7 +56,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     model = _load_model(args.weights) if args.weights else SINE()
     params = sum(p.numel() for p in model.parameters())
     print(f"SINE: {params:,} parameters")
-    print(f"window: {model.in_samples} samples at {model.sampling_rate} Hz, groups of {model.max_stations}")
+    print(
+        f"window: {model.in_samples} samples at {model.sampling_rate} Hz, groups of {model.max_stations}"
+    )
     print(f"FLOPs per station-window: {count_flops(model) / 1e6:.1f} M")
     return 0
 
@@ -69,7 +71,9 @@ def cmd_classify(args: argparse.Namespace) -> int:
         print(f"example: {len(stream)} traces of ObsPy's real BW.RJOB record on a virtual network")
     else:
         if not args.waveforms or not args.inventory:
-            print("sine classify: give waveform files and --inventory, or --example", file=sys.stderr)
+            print(
+                "sine classify: give waveform files and --inventory, or --example", file=sys.stderr
+            )
             return 2
         stream = obspy.Stream()
         for path in args.waveforms:
@@ -98,9 +102,9 @@ def cmd_classify(args: argparse.Namespace) -> int:
             }
             for p in out.picks
         ]
-        pd.DataFrame(rows, columns=["trace_id", "phase", "time", "probability", "start_time", "end_time"]).to_csv(
-            args.picks_out, index=False
-        )
+        pd.DataFrame(
+            rows, columns=["trace_id", "phase", "time", "probability", "start_time", "end_time"]
+        ).to_csv(args.picks_out, index=False)
         print(f"picks written to {args.picks_out}")
     if args.events_out:
         out.events.write(args.events_out, format="QUAKEML")
@@ -124,7 +128,9 @@ def cmd_annotate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sine", description="SINE multi-station earthquake monitoring")
+    parser = argparse.ArgumentParser(
+        prog="sine", description="SINE multi-station earthquake monitoring"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("info", help="parameter count and FLOPs")
@@ -133,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("classify", help="picks and located events for a multi-station stream")
     p.add_argument("waveforms", nargs="*", help="waveform files readable by ObsPy")
-    p.add_argument("--inventory", help="StationXML, or CSV with network,station,latitude,longitude,elevation")
+    p.add_argument(
+        "--inventory", help="StationXML, or CSV with network,station,latitude,longitude,elevation"
+    )
     p.add_argument("--example", action="store_true", help="run on the built-in example network")
     p.add_argument("--example-stations", type=int, default=8)
     p.add_argument("--weights", help="weights path (without .json/.pt) or pretrained name")

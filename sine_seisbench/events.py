@@ -206,7 +206,8 @@ def candidate_to_event(
         latitude_errors=QuantityError(uncertainty=kilometers2degrees(n_std)),
         longitude=candidate.longitude,
         longitude_errors=QuantityError(
-            uncertainty=kilometers2degrees(e_std) / max(math.cos(math.radians(candidate.latitude)), 1e-6)
+            uncertainty=kilometers2degrees(e_std)
+            / max(math.cos(math.radians(candidate.latitude)), 1e-6)
         ),
         depth=depth * 1000.0,
         depth_errors=QuantityError(uncertainty=d_std * 1000.0),
@@ -263,7 +264,9 @@ def candidate_to_event(
                     azimuth=az,
                     distance=kilometers2degrees(epi),
                     time_residual=float(sb_pick.peak_time - (candidate.origin_time + travel)),
-                    time_weight=float(sb_pick.peak_value) if sb_pick.peak_value is not None else None,
+                    time_weight=float(sb_pick.peak_value)
+                    if sb_pick.peak_value is not None
+                    else None,
                 )
             )
     origin.arrivals = arrivals

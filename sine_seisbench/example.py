@@ -8,6 +8,7 @@ geometry, inventory and arrival times are consistent.
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import obspy
 from obspy.core.inventory import Channel, Inventory, Network, Site, Station
@@ -16,7 +17,9 @@ from obspy.core.inventory import Channel, Inventory, Network, Site, Station
 SOURCE = (47.737, 12.796)
 
 
-def station_positions(n: int, radius_km: float = 30.0, seed: int = 0) -> list[tuple[float, float, float]]:
+def station_positions(
+    n: int, radius_km: float = 30.0, seed: int = 0
+) -> list[tuple[float, float, float]]:
     """Latitude, longitude, elevation (m) of ``n`` stations scattered around :data:`SOURCE`."""
     rng = np.random.default_rng(seed)
     out = []
@@ -35,13 +38,11 @@ def make_inventory(
     """An Inventory with one station per name at the given (lat, lon, elevation m) positions."""
     stations = []
     for name, (lat, lon, elev) in zip(names, positions, strict=True):
-        chans = [
-            Channel(f"HH{c}", "", lat, lon, elev, 0.0, sample_rate=100.0) for c in channels
-        ]
-        stations.append(
-            Station(name, lat, lon, elev, channels=chans, site=Site(name=name))
-        )
-    return Inventory(networks=[Network(network, stations=stations)], source="sine-seisbench example")
+        chans = [Channel(f"HH{c}", "", lat, lon, elev, 0.0, sample_rate=100.0) for c in channels]
+        stations.append(Station(name, lat, lon, elev, channels=chans, site=Site(name=name)))
+    return Inventory(
+        networks=[Network(network, stations=stations)], source="sine-seisbench example"
+    )
 
 
 def network_stream(
@@ -56,8 +57,10 @@ def network_stream(
     positions = station_positions(n, seed=seed)
     out = obspy.Stream()
     for name, (lat, lon, _elev) in zip(names, positions, strict=True):
-        dist = math.hypot((lat - SOURCE[0]) * 111.19,
-                          (lon - SOURCE[1]) * 111.19 * math.cos(math.radians(SOURCE[0])))
+        dist = math.hypot(
+            (lat - SOURCE[0]) * 111.19,
+            (lon - SOURCE[1]) * 111.19 * math.cos(math.radians(SOURCE[0])),
+        )
         shift = int(round(dist / vp * 100))
         for tr in base:
             data = np.tile(tr.data.astype(np.float64), repeat)
@@ -77,7 +80,11 @@ def delays(stream: obspy.Stream, vp: float = 6.0) -> dict[str, float]:
     out = {}
     for tr in stream:
         lat, lon = tr.stats.coordinates.latitude, tr.stats.coordinates.longitude
-        dist = math.hypot((lat - SOURCE[0]) * 111.19,
-                          (lon - SOURCE[1]) * 111.19 * math.cos(math.radians(SOURCE[0])))
-        out[f"{tr.stats.network}.{tr.stats.station}.{tr.stats.location}"] = round(dist / vp * 100) / 100
+        dist = math.hypot(
+            (lat - SOURCE[0]) * 111.19,
+            (lon - SOURCE[1]) * 111.19 * math.cos(math.radians(SOURCE[0])),
+        )
+        out[f"{tr.stats.network}.{tr.stats.station}.{tr.stats.location}"] = (
+            round(dist / vp * 100) / 100
+        )
     return out

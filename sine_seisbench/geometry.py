@@ -92,7 +92,9 @@ class StationTable:
             loc = getattr(row, "location", "*")
             loc = "" if loc is None or (isinstance(loc, float) and math.isnan(loc)) else str(loc)
             coords = Coordinates(float(row.latitude), float(row.longitude), float(row.elevation))
-            if not all(math.isfinite(v) for v in (coords.latitude, coords.longitude, coords.elevation)):
+            if not all(
+                math.isfinite(v) for v in (coords.latitude, coords.longitude, coords.elevation)
+            ):
                 continue
             entries.setdefault(f"{row.network}.{row.station}.{loc}", []).append(
                 (-np.inf, np.inf, coords)
@@ -231,7 +233,10 @@ def build_station_graph(
 
 
 def compact_groups(
-    names: list[str], coords: list[Coordinates], max_stations: int, min_neighbours: int | None = None
+    names: list[str],
+    coords: list[Coordinates],
+    max_stations: int,
+    min_neighbours: int | None = None,
 ) -> list[list[str]]:
     """Split stations into geographically compact, overlapping groups of at most ``max_stations``.
 

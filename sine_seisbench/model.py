@@ -79,6 +79,10 @@ class SINE(WaveformModel):
     """
 
     _annotate_args = WaveformModel._annotate_args.copy()
+    _annotate_args["batch_size"] = (
+        "Station groups per batch (each group holds up to max_stations station windows)",
+        16,
+    )
     _annotate_args["*_threshold"] = ("Detection threshold for the provided phase", 0.3)
     _annotate_args["blinding"] = (
         "Number of prediction samples to discard on each side of each window prediction",
@@ -202,6 +206,7 @@ class SINE(WaveformModel):
         amplitude: torch.Tensor | None = None,
         calibrated: torch.Tensor | None = None,
         logits: bool = False,
+        event: bool = True,
     ) -> dict[str, torch.Tensor]:
         """
         :param x: Normalised waveforms ``(batch, stations, components, samples)``; absent components and
@@ -213,8 +218,10 @@ class SINE(WaveformModel):
         :param amplitude: ``(batch, stations)`` log10 of the normalisation scale of each station.
         :param calibrated: ``(batch, stations)`` True where ``amplitude`` is in physical units (m/s).
         :param logits: Return logits instead of probabilities for the picks.
-        :return: ``picks`` ``(batch, stations, len(phases), samples)`` (zero for padded stations), ``event_mean``
-                 and ``event_std`` ``(batch, 4)`` for east km, north km, depth km, magnitude.
+        :param event: Run the event head (``annotate`` needs only the picks and skips it).
+        :return: ``picks`` ``(batch, stations, len(phases), samples)`` (zero for padded stations), and unless
+                 ``event`` is false, ``event_mean`` and ``event_std`` ``(batch, 4)`` for east km, north km,
+                 depth km, magnitude.
         """
         b, s, c, t = x.shape
         component_mask = (x != 0).any(-1)
@@ -249,28 +256,27 @@ class SINE(WaveformModel):
 
         pick_logits = self.decoder(h, skips)[..., :t]
 
-        pos_v = positions.reshape(b * s, 3)[valid]
-        amp_v = amplitude.reshape(b * s)[valid]
-        cal_v = calibrated.reshape(b * s)[valid].to(x.dtype)
-        station_features = torch.cat(
-            [
-                pos_v / torch.tensor([100.0, 100.0, 1.0], device=x.device, dtype=x.dtype),
-                ((amp_v + 5.0) / 2.0 * cal_v).unsqueeze(-1),
-                cal_v.unsqueeze(-1),
-                comp,
-            ],
-            dim=-1,
-        )
-        event_mean, event_std = self.event_head(h, station_features, batch, b)
-
         picks = pick_logits if logits else torch.softmax(pick_logits, dim=1)
         out = x.new_zeros(b * s, picks.shape[1], t)
         out[valid] = picks
-        return {
-            "picks": out.view(b, s, -1, t),
-            "event_mean": event_mean,
-            "event_std": event_std,
-        }
+        result = {"picks": out.view(b, s, -1, t)}
+        if event:
+            pos_v = positions.reshape(b * s, 3)[valid]
+            amp_v = amplitude.reshape(b * s)[valid]
+            cal_v = calibrated.reshape(b * s)[valid].to(x.dtype)
+            station_features = torch.cat(
+                [
+                    pos_v / pos_v.new_tensor([100.0, 100.0, 1.0]),
+                    ((amp_v + 5.0) / 2.0 * cal_v).unsqueeze(-1),
+                    cal_v.unsqueeze(-1),
+                    comp,
+                ],
+                dim=-1,
+            )
+            result["event_mean"], result["event_std"] = self.event_head(
+                h, station_features, batch, b
+            )
+        return result
 
     # ------------------------------------------------------------------------------------------------
     # SeisBench annotate hooks
@@ -302,7 +308,9 @@ class SINE(WaveformModel):
         argdict["_calibrated"] = calibrated
         return stream
 
-    def annotate_stream_validate(self, stream: obspy.Stream, argdict: dict[str, Any]) -> obspy.Stream:
+    def annotate_stream_validate(
+        self, stream: obspy.Stream, argdict: dict[str, Any]
+    ) -> obspy.Stream:
         """SeisBench's validation, naming every trace it has to discard."""
         before = Counter(tr.id for tr in stream)
         stream = super().annotate_stream_validate(stream, argdict)
@@ -361,7 +369,11 @@ class SINE(WaveformModel):
         return cache[key]
 
     def _run_groups(
-        self, windows: list[np.ndarray], groups: list[list[str]], argdict: dict[str, Any]
+        self,
+        windows: list[np.ndarray],
+        groups: list[list[str]],
+        argdict: dict[str, Any],
+        event: bool = True,
     ) -> tuple[dict[str, torch.Tensor], Any]:
         """Runs the network on windows ``(stations, components, samples)`` of the given station groups."""
         n_st = self.max_stations
@@ -391,6 +403,7 @@ class SINE(WaveformModel):
                 station_mask=torch.as_tensor(mask, device=device),
                 amplitude=log_scale,
                 calibrated=torch.as_tensor(calibrated, device=device),
+                event=event,
             )
         return out, log_scale
 
@@ -404,7 +417,10 @@ class SINE(WaveformModel):
         """
         try:
             out, log_scale = self._run_groups(
-                [seg.data for seg in segments], [seg.stations for seg in segments], argdict
+                [seg.data for seg in segments],
+                [seg.stations for seg in segments],
+                argdict,
+                event=False,
             )
             preds = self.annotate_batch_post(out, log_scale, argdict).cpu().numpy()
             return [
@@ -415,7 +431,9 @@ class SINE(WaveformModel):
             argdict.setdefault("_errors", []).append(e)
             return []
 
-    async def annotate_async(self, stream: obspy.Stream, copy: bool = True, **kwargs) -> obspy.Stream:
+    async def annotate_async(
+        self, stream: obspy.Stream, copy: bool = True, **kwargs
+    ) -> obspy.Stream:
         """Annotates a multi-station stream; see :meth:`seisbench.models.WaveformModel.annotate`.
 
         Station coordinates come from ``inventory=`` (or ``stats.coordinates``). Stations that belong to several
@@ -461,7 +479,9 @@ class SINE(WaveformModel):
         events = self._locate(prepared, picks, argdict)
         return sbu.ClassifyOutput(self.name, picks=picks, events=events)
 
-    def classify_aggregate(self, annotations: obspy.Stream, argdict: dict[str, Any]) -> sbu.ClassifyOutput:
+    def classify_aggregate(
+        self, annotations: obspy.Stream, argdict: dict[str, Any]
+    ) -> sbu.ClassifyOutput:
         """Picks from annotations alone (no waveforms, hence no events)."""
         picks = sbu.PickList()
         for phase in self.labels:
@@ -491,7 +511,9 @@ class SINE(WaveformModel):
         s_picks = sbu.PickList(p for p in picks if p.phase == "S")
         window_len = (self.in_samples - 1) / self.sampling_rate
         candidates: list[Candidate] = []
-        for group in compact_groups(stations, [coordinates[s] for s in stations], self.max_stations):
+        for group in compact_groups(
+            stations, [coordinates[s] for s in stations], self.max_stations
+        ):
             window_s = self._argdict_get_with_default(argdict, "association_window")
             if window_s is None:
                 pos, _ = local_positions([coordinates[s] for s in group])
@@ -568,8 +590,17 @@ class SINE(WaveformModel):
     # ------------------------------------------------------------------------------------------------
     def get_model_args(self) -> dict[str, Any]:
         model_args = super().get_model_args()
-        for key in ["citation", "output_type", "default_args", "pred_sample", "labels", "grouping",
-                    "component_order", "filter_args", "filter_kwargs"]:
+        for key in [
+            "citation",
+            "output_type",
+            "default_args",
+            "pred_sample",
+            "labels",
+            "grouping",
+            "component_order",
+            "filter_args",
+            "filter_kwargs",
+        ]:
             model_args.pop(key, None)
         model_args.update(
             in_channels=self.in_channels,
@@ -628,7 +659,9 @@ def _split_invalid_samples(stream: obspy.Stream) -> None:
 
 
 def _warn_unused_components(stream: obspy.Stream) -> None:
-    unused = sorted({tr.id for tr in stream if tr.stats.channel[-1:] not in "ZNE12" or not tr.stats.channel})
+    unused = sorted(
+        {tr.id for tr in stream if tr.stats.channel[-1:] not in "ZNE12" or not tr.stats.channel}
+    )
     if unused:
         seisbench.logger.warning(
             f"SINE: trace(s) {', '.join(unused)} are not Z, N, E, 1 or 2 components and are ignored."

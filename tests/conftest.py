@@ -1,7 +1,12 @@
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from pathlib import Path
+
+# SeisBench reads its cache root at import: point it at a folder the tests fill themselves (no downloads).
+os.environ["SEISBENCH_CACHE_ROOT"] = tempfile.mkdtemp(prefix="sine-seisbench-cache-")
 
 import pytest
 import torch

@@ -79,15 +79,26 @@ def test_errors_inside_the_pipeline_are_raised_not_hung(model, monkeypatch):
 def test_dataframe_and_stats_coordinates_equal_inventory(model):
     st, inv = network_stream(5)
     rows = [
-        dict(network=n.code, station=s.code, latitude=s.latitude, longitude=s.longitude, elevation=s.elevation)
-        for n in inv for s in n
+        dict(
+            network=n.code,
+            station=s.code,
+            latitude=s.latitude,
+            longitude=s.longitude,
+            elevation=s.elevation,
+        )
+        for n in inv
+        for s in n
     ]
     a = model.annotate(st, inventory=inv)
     b = model.annotate(st, inventory=pd.DataFrame(rows))
     st2 = st.copy()
     for tr in st2:
         s = inv.select(station=tr.stats.station)[0][0]
-        tr.stats.coordinates = {"latitude": s.latitude, "longitude": s.longitude, "elevation": s.elevation}
+        tr.stats.coordinates = {
+            "latitude": s.latitude,
+            "longitude": s.longitude,
+            "elevation": s.elevation,
+        }
     c = model.annotate(st2)
     for other in (b, c):
         for tr in a:

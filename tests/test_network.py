@@ -137,6 +137,30 @@ def test_gradients_reach_all_heads():
     out = model(x, positions=pos, logits=True)
     loss = out["picks"].mean() + out["event_mean"].sum() + out["event_std"].sum()
     loss.backward()
-    for name in ["encoder.stem.0.weight", "graph.0.convs.0.lin.weight", "decoder.out.weight", "event_head.mlp.2.weight"]:
+    for name in [
+        "encoder.stem.0.weight",
+        "graph.0.convs.0.lin.weight",
+        "decoder.out.weight",
+        "event_head.mlp.2.weight",
+    ]:
         params = [p for n, p in model.named_parameters() if n.startswith(name)]
         assert params and all(p.grad is not None and p.grad.abs().sum() > 0 for p in params), name
+
+
+def test_channel_conv_equals_explicit_weighted_mean_with_gradients():
+    from sine_seisbench.nn.disentangle import ChannelConv
+
+    torch.manual_seed(0)
+    conv = ChannelConv(4)
+    h = torch.randn(5, 4, 10)
+    ei = torch.tensor([[0, 1, 2, 3, 0], [1, 2, 3, 4, 4]])
+    w = torch.rand(5, requires_grad=True)
+    out = conv(h, ei, w)
+    x = conv.lin(h)
+    agg = torch.zeros_like(x).index_add(0, ei[1], w.view(-1, 1, 1) * x[ei[0]])
+    norm = torch.zeros(5).index_add(0, ei[1], w)
+    ref = h + conv.temporal(torch.relu(agg / (norm.view(-1, 1, 1) + 1e-6)))
+    assert torch.allclose(out, ref, atol=1e-6)
+    (g,) = torch.autograd.grad(out.sum(), w)
+    (g_ref,) = torch.autograd.grad(ref.sum(), w)
+    assert torch.allclose(g, g_ref, atol=1e-5)

@@ -90,8 +90,12 @@ class EventHead(nn.Module):
             nn.Linear(2 * hidden, 2 * len(EVENT_PARAMETERS)),
         )
         self.register_buffer("scales", torch.tensor(scales, dtype=torch.float32), persistent=False)
-        self.register_buffer("offsets", torch.tensor(offsets, dtype=torch.float32), persistent=False)
-        self.register_buffer("min_std", torch.tensor(min_std, dtype=torch.float32), persistent=False)
+        self.register_buffer(
+            "offsets", torch.tensor(offsets, dtype=torch.float32), persistent=False
+        )
+        self.register_buffer(
+            "min_std", torch.tensor(min_std, dtype=torch.float32), persistent=False
+        )
 
     def forward(
         self,
