@@ -67,6 +67,7 @@ class SINE(WaveformModel):
     :param in_samples: Window length in samples.
     :param max_stations: Stations per group (the padded station axis).
     :param encoder_filters: Stem and residual-block channels of the temporal encoder.
+    :param encoder_strides: Down-sampling factor of each residual block.
     :param lstm_hidden: Hidden size of each BiLSTM direction.
     :param latent_channels: Number of disentangled latent channels K.
     :param routing_iterations: Neighbourhood routing iterations.
@@ -132,7 +133,8 @@ class SINE(WaveformModel):
         sampling_rate: float = 100,
         in_samples: int = 3001,
         max_stations: int = 16,
-        encoder_filters: tuple[int, ...] = (16, 24, 32, 48, 64),
+        encoder_filters: tuple[int, ...] = (8, 16, 32, 64),
+        encoder_strides: tuple[int, ...] = (4, 2, 2),
         lstm_hidden: int = 32,
         latent_channels: int = 4,
         routing_iterations: int = 3,
@@ -167,6 +169,7 @@ class SINE(WaveformModel):
         self.in_channels = in_channels
         self.max_stations = max_stations
         self.encoder_filters = tuple(encoder_filters)
+        self.encoder_strides = tuple(encoder_strides)
         self.lstm_hidden = lstm_hidden
         self.latent_channels = latent_channels
         self.routing_iterations = routing_iterations
@@ -176,9 +179,9 @@ class SINE(WaveformModel):
         self.event_offsets = tuple(event_offsets)
         self.norm = norm
 
-        self.encoder = TemporalEncoder(
-            2 * in_channels, self.encoder_filters, lstm_hidden
-        )  # waveforms + component mask
+        self.encoder = TemporalEncoder(  # input: waveforms and the component mask
+            2 * in_channels, self.encoder_filters, self.encoder_strides, lstm_hidden
+        )
         features = self.encoder.out_features
         self.graph = nn.ModuleList(
             DisentangledGraphLayer(features, latent_channels, 4, routing_iterations)
@@ -609,6 +612,7 @@ class SINE(WaveformModel):
             in_samples=self.in_samples,
             max_stations=self.max_stations,
             encoder_filters=list(self.encoder_filters),
+            encoder_strides=list(self.encoder_strides),
             lstm_hidden=self.lstm_hidden,
             latent_channels=self.latent_channels,
             routing_iterations=self.routing_iterations,

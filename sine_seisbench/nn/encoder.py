@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 
 class ResidualDownBlock(nn.Module):
-    """Two 1-D convolutions with a strided shortcut; halves the time axis.
+    """Two 1-D convolutions, the first strided, with a strided shortcut; divides the time axis by ``stride``.
 
     :param in_channels: Input feature channels.
     :param out_channels: Output feature channels.
+    :param stride: Down-sampling factor.
     :param kernel_size: Convolution kernel size (odd).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 7) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, stride: int = 2, kernel_size: int = 7
+    ) -> None:
         super().__init__()
         pad = kernel_size // 2
-        self.conv1 = nn.Conv1d(in_channels, out_channels, kernel_size, stride=2, padding=pad)
+        self.conv1 = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, padding=pad)
         self.bn1 = nn.BatchNorm1d(out_channels)
         self.conv2 = nn.Conv1d(out_channels, out_channels, kernel_size, padding=pad)
         self.bn2 = nn.BatchNorm1d(out_channels)
-        self.shortcut = nn.Conv1d(in_channels, out_channels, 1, stride=2)
+        self.shortcut = nn.Conv1d(in_channels, out_channels, 1, stride=stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.relu(self.bn1(self.conv1(x)))
@@ -33,11 +38,12 @@ class ResidualDownBlock(nn.Module):
 class TemporalEncoder(nn.Module):
     """CNN + BiLSTM encoder applied to every station independently.
 
-    The input length must be a multiple of ``2 ** len(filters)``; :class:`~sine_seisbench.model.SINE`
+    The input length must be a multiple of the product of ``strides``; :class:`~sine_seisbench.model.SINE`
     pads windows accordingly.
 
-    :param in_channels: Number of input components (3 for ZNE).
+    :param in_channels: Number of input channels.
     :param filters: Output channels of the stem followed by one entry per residual down-sampling block.
+    :param strides: Down-sampling factor of each residual block (one fewer entry than ``filters``).
     :param lstm_hidden: Hidden size of each LSTM direction; the output has ``2 * lstm_hidden`` features.
     :param kernel_size: Convolution kernel size.
     """
@@ -45,7 +51,8 @@ class TemporalEncoder(nn.Module):
     def __init__(
         self,
         in_channels: int = 3,
-        filters: tuple[int, ...] = (16, 24, 32, 48, 64),
+        filters: tuple[int, ...] = (8, 16, 32, 64),
+        strides: tuple[int, ...] = (4, 2, 2),
         lstm_hidden: int = 32,
         kernel_size: int = 7,
     ) -> None:
@@ -55,12 +62,14 @@ class TemporalEncoder(nn.Module):
             nn.BatchNorm1d(filters[0]),
             nn.ReLU(),
         )
+        if len(strides) != len(filters) - 1:
+            raise ValueError("strides needs one entry per residual block (len(filters) - 1)")
         self.blocks = nn.ModuleList(
-            ResidualDownBlock(c_in, c_out, kernel_size)
-            for c_in, c_out in zip(filters[:-1], filters[1:], strict=True)
+            ResidualDownBlock(c_in, c_out, stride, kernel_size)
+            for c_in, c_out, stride in zip(filters[:-1], filters[1:], strides, strict=True)
         )
         self.lstm = nn.LSTM(filters[-1], lstm_hidden, batch_first=True, bidirectional=True)
-        self.downsampling = 2 ** len(self.blocks)
+        self.downsampling = math.prod(strides)
         self.out_features = 2 * lstm_hidden
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:

@@ -25,7 +25,7 @@ class PickDecoder(nn.Module):
         in_features: int,
         skip_channels: tuple[int, ...],
         classes: int = 3,
-        kernel_size: int = 7,
+        kernel_size: int = 5,
     ) -> None:
         super().__init__()
         self.ups = nn.ModuleList()
