@@ -24,6 +24,16 @@ class Coordinates:
     longitude: float
     elevation: float
 
+    @classmethod
+    def from_stats(cls, coordinates: Mapping) -> Coordinates:
+        """From ``trace.stats.coordinates`` (latitude, longitude, optional elevation in m; other keys such as
+        ObsPy's ``local_depth`` are ignored)."""
+        return cls(
+            float(coordinates["latitude"]),
+            float(coordinates["longitude"]),
+            float(coordinates.get("elevation", 0.0) or 0.0),
+        )
+
 
 def station_key(trace_id: str) -> str:
     """``NET.STA.LOC`` of a ``NET.STA.LOC.CHA`` id (or of a ``NET.STA.LOC`` id)."""
@@ -299,7 +309,7 @@ class GeographicGroupingHelper(GroupingHelper):
         comp_dict: dict[str, int],
     ) -> list[list[obspy.Trace]]:
         coords = {
-            self.trace_id_without_component(tr): Coordinates(**tr.stats.coordinates)
+            self.trace_id_without_component(tr): Coordinates.from_stats(tr.stats.coordinates)
             for tr in stream
         }
         intervals = self._get_intervals(stream, strict, min_length_s, comp_dict)

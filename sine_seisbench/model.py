@@ -302,7 +302,7 @@ class SINE(WaveformModel):
         super().annotate_stream_pre(stream, argdict)
 
         argdict["_coordinates"] = {
-            station_key(tr.id): Coordinates(**tr.stats.coordinates) for tr in stream
+            station_key(tr.id): Coordinates.from_stats(tr.stats.coordinates) for tr in stream
         }
         calibrated: dict[str, bool] = {}
         for tr in stream:

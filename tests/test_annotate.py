@@ -93,12 +93,8 @@ def test_dataframe_and_stats_coordinates_equal_inventory(model):
     b = model.annotate(st, inventory=pd.DataFrame(rows))
     st2 = st.copy()
     for tr in st2:
-        s = inv.select(station=tr.stats.station)[0][0]
-        tr.stats.coordinates = {
-            "latitude": s.latitude,
-            "longitude": s.longitude,
-            "elevation": s.elevation,
-        }
+        # as ObsPy's Inventory.get_coordinates returns them (with local_depth)
+        tr.stats.coordinates = inv.get_coordinates(tr.id, tr.stats.starttime)
     c = model.annotate(st2)
     for other in (b, c):
         for tr in a:
