@@ -127,6 +127,65 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, train
+
+    config = TrainConfig(
+        dataset=args.dataset,
+        out=args.out,
+        init=args.init,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        device=args.device,
+        workers=args.workers,
+        seed=args.seed,
+        resume=args.resume,
+        patience=args.patience,
+        pick_weight=args.pick_weight,
+        event_weight=args.event_weight,
+        uncertainty_weighting=args.uncertainty_weighting,
+        max_stations=args.max_stations,
+        noise_dataset=args.noise_dataset,
+        max_steps_per_epoch=args.max_steps_per_epoch,
+    )
+    best = train(config)
+    print(
+        f"weights written to {args.out}.json / {args.out}.pt; best dev loss {best.get('loss', float('nan')):.4f}"
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .train import METRIC_COLUMNS, evaluate
+
+    metrics = evaluate(
+        args.dataset, args.weights, args.split, args.batch_size, args.device, args.workers
+    )
+    row = {"split": args.split, **metrics}
+    table = pd.DataFrame([{k: row.get(k) for k in METRIC_COLUMNS if k != "epoch"}])
+    print(table.T.to_string(header=False))
+    out = args.out or f"{args.weights}.{args.split}.metrics.csv"
+    table.to_csv(out, index=False)
+    print(f"metrics written to {out}")
+    return 0
+
+
+def cmd_import_sine(args: argparse.Namespace) -> int:
+    from .data.legacy import import_sine, read_ranges
+
+    dataset = import_sine(
+        args.source,
+        args.out,
+        read_ranges(args.ranges),
+        longitude_west_positive=not args.east_positive,
+    )
+    print(
+        f"{len(dataset)} traces of {dataset.metadata['source_id'].nunique()} events written to {args.out}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sine", description="SINE multi-station earthquake monitoring"
@@ -160,6 +219,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out", required=True, help="output miniSEED file")
     p.set_defaults(func=cmd_annotate)
+
+    p = sub.add_parser("train", help="train or fine-tune SINE on a SeisBench dataset")
+    p.add_argument(
+        "--dataset",
+        required=True,
+        help="SCEDC, InstanceCounts, CEED, ETHZ, STEAD or a dataset folder",
+    )
+    p.add_argument(
+        "--out", required=True, help="output weights path without suffix, e.g. weights/NAME"
+    )
+    p.add_argument("--init", help="start from these weights (path or pretrained name)")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=8, help="events (station groups) per batch")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from OUT.checkpoint.pt")
+    p.add_argument(
+        "--patience", type=int, default=5, help="early stopping: epochs without dev improvement"
+    )
+    p.add_argument("--pick-weight", type=float, default=1.0)
+    p.add_argument("--event-weight", type=float, default=0.1)
+    p.add_argument("--uncertainty-weighting", action="store_true", help="learn the task weights")
+    p.add_argument(
+        "--max-stations", type=int, default=16, help="stations per group (new models only)"
+    )
+    p.add_argument(
+        "--noise-dataset", help="SeisBench dataset of noise traces for RealNoise augmentation"
+    )
+    p.add_argument("--max-steps-per-epoch", type=int)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="metrics of weights on a dataset split")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--weights", required=True)
+    p.add_argument("--split", default="test", choices=["train", "dev", "test"])
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--out", help="CSV file for the metrics (default WEIGHTS.SPLIT.metrics.csv)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "import-sine", help="convert the original SINE .npy data to a SeisBench dataset"
+    )
+    p.add_argument("source", help=".npy file or folder of .npy files")
+    p.add_argument("out", help="output dataset folder")
+    p.add_argument(
+        "--ranges", required=True, help="the original config.ini with the label min/max ranges"
+    )
+    p.add_argument(
+        "--east-positive", action="store_true", help="label longitudes are east-positive"
+    )
+    p.set_defaults(func=cmd_import_sine)
     return parser
 
 

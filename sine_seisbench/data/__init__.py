@@ -1,0 +1,1 @@
+"""Training data: grouped multi-station samples from SeisBench datasets, fixtures and importers."""

@@ -1,0 +1,432 @@
+"""Training, fine-tuning and evaluation of SINE on SeisBench datasets."""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import seisbench.data as sbd
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .data.pipeline import build_generator, prepare_dataset
+from .model import SINE
+
+#: Named SeisBench datasets accepted by ``--dataset`` (any other value is a path to a SeisBench dataset).
+DATASETS = {
+    "scedc": "SCEDC",
+    "instancecounts": "InstanceCounts",
+    "ceed": "CEED",
+    "ethz": "ETHZ",
+    "stead": "STEAD",
+}
+
+METRIC_COLUMNS = [
+    "epoch",
+    "split",
+    "loss",
+    "loss_picks",
+    "loss_event",
+    "p_residual_mae_s",
+    "s_residual_mae_s",
+    "epicentral_error_median_km",
+    "depth_mae_km",
+    "magnitude_mae",
+    "samples",
+    "seconds",
+]
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of ``sine train``."""
+
+    dataset: str
+    out: str
+    init: str | None = None
+    epochs: int = 20
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    device: str = "auto"
+    workers: int = 0
+    seed: int = 0
+    resume: bool = False
+    patience: int = 5
+    pick_weight: float = 1.0
+    event_weight: float = 0.1
+    uncertainty_weighting: bool = False
+    max_stations: int = 16
+    noise_dataset: str | None = None
+    max_steps_per_epoch: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def open_dataset(name_or_path: str, sampling_rate: float = 100, **kwargs) -> sbd.WaveformDataset:
+    """A SeisBench dataset by name (``SCEDC``, ``InstanceCounts``, ``CEED``, ``ETHZ``, ``STEAD``) or path."""
+    kwargs.setdefault("component_order", "ZNE")
+    kwargs.setdefault("dimension_order", "NCW")
+    kwargs.setdefault("sampling_rate", sampling_rate)
+    cls_name = DATASETS.get(name_or_path.lower())
+    if cls_name is not None:
+        return getattr(sbd, cls_name)(**kwargs)
+    path = Path(name_or_path)
+    if not (path / "metadata.csv").exists() and not list(path.glob("metadata*.csv")):
+        raise FileNotFoundError(
+            f"{name_or_path!r} is neither a known dataset ({', '.join(DATASETS.values())}) nor a folder with a "
+            "SeisBench metadata.csv"
+        )
+    return sbd.WaveformDataset(path, **kwargs)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _worker_init(worker_id: int) -> None:
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+class SINELoss(nn.Module):
+    """Pick cross-entropy plus Gaussian negative log-likelihood of the event parameters.
+
+    With ``uncertainty_weighting`` the two terms are weighted by learned homoscedastic uncertainties
+    (Kendall et al., 2018): ``exp(-s_i) L_i + s_i``; otherwise by the fixed weights.
+    """
+
+    def __init__(
+        self,
+        pick_weight: float = 1.0,
+        event_weight: float = 0.1,
+        uncertainty_weighting: bool = False,
+    ):
+        super().__init__()
+        self.pick_weight = pick_weight
+        self.event_weight = event_weight
+        self.log_vars = nn.Parameter(torch.zeros(2)) if uncertainty_weighting else None
+
+    def forward(
+        self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        mask = batch["station_mask"]
+        log_p = F.log_softmax(out["picks"].float(), dim=2)
+        ce = -(batch["y"] * log_p).sum(2).mean(-1)  # (B, S)
+        pick_loss = (ce * mask).sum() / mask.sum().clamp(min=1)
+
+        ev_mask = batch["event_mask"] & mask.any(1, keepdim=True)
+        var = out["event_std"].float() ** 2
+        nll = F.gaussian_nll_loss(
+            out["event_mean"].float(), batch["event_target"], var, full=True, reduction="none"
+        )
+        event_loss = (nll * ev_mask).sum() / ev_mask.sum().clamp(min=1)
+
+        if self.log_vars is not None:
+            total = (
+                torch.exp(-self.log_vars[0]) * pick_loss
+                + self.log_vars[0]
+                + torch.exp(-self.log_vars[1]) * event_loss
+                + self.log_vars[1]
+            )
+        else:
+            total = self.pick_weight * pick_loss + self.event_weight * event_loss
+        return {"loss": total, "loss_picks": pick_loss, "loss_event": event_loss}
+
+
+def forward_batch(model: SINE, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Runs the model on a generator batch, normalising exactly as ``annotate`` does."""
+    x, log_scale = model.annotate_batch_pre(batch["X"], {})
+    return model(
+        x,
+        positions=batch["positions"],
+        station_mask=batch["station_mask"],
+        amplitude=log_scale,
+        calibrated=torch.zeros_like(batch["station_mask"]),
+        logits=True,
+    )
+
+
+class MetricAccumulator:
+    """Collects dev/test metrics: losses, P/S residuals, epicentral, depth and magnitude errors."""
+
+    def __init__(self, sampling_rate: float) -> None:
+        self.sampling_rate = sampling_rate
+        self.losses: dict[str, list[float]] = {}
+        self.residuals: dict[str, list[np.ndarray]] = {"P": [], "S": []}
+        self.epi: list[np.ndarray] = []
+        self.depth: list[np.ndarray] = []
+        self.mag: list[np.ndarray] = []
+        self.samples = 0
+
+    def update(
+        self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], losses: dict
+    ) -> None:
+        n = batch["X"].shape[0]
+        self.samples += n
+        for k, v in losses.items():
+            self.losses.setdefault(k, []).append(float(v) * n)
+        mask = batch["station_mask"].cpu().numpy()
+        pred = out["picks"].float().cpu().numpy()
+        y = batch["y"].cpu().numpy()
+        for i, phase in enumerate("PS"):
+            has = mask & (y[:, :, i].max(-1) > 0.5)  # a labelled arrival inside the window
+            true_idx = y[:, :, i].argmax(-1)
+            pred_idx = pred[:, :, i].argmax(-1)
+            self.residuals[phase].append(((pred_idx - true_idx) / self.sampling_rate)[has])
+        em = batch["event_mask"].cpu().numpy() & mask.any(1, keepdims=True)
+        mean = out["event_mean"].float().cpu().numpy()
+        target = batch["event_target"].cpu().numpy()
+        ok = em[:, 0] & em[:, 1]
+        self.epi.append(np.hypot(mean[ok, 0] - target[ok, 0], mean[ok, 1] - target[ok, 1]))
+        self.depth.append(np.abs(mean[em[:, 2], 2] - target[em[:, 2], 2]))
+        self.mag.append(np.abs(mean[em[:, 3], 3] - target[em[:, 3], 3]))
+
+    def result(self) -> dict[str, float]:
+        def mean_of(parts, fn=np.mean):
+            values = np.concatenate(parts) if parts else np.array([])
+            return float(fn(values)) if values.size else float("nan")
+
+        out = {k: sum(v) / max(self.samples, 1) for k, v in self.losses.items()}
+        out["p_residual_mae_s"] = mean_of([np.abs(r) for r in self.residuals["P"]])
+        out["s_residual_mae_s"] = mean_of([np.abs(r) for r in self.residuals["S"]])
+        out["epicentral_error_median_km"] = mean_of(self.epi, np.median)
+        out["depth_mae_km"] = mean_of(self.depth)
+        out["magnitude_mae"] = mean_of(self.mag)
+        out["samples"] = self.samples
+        return out
+
+
+def _to_device(batch: dict, device: torch.device) -> dict[str, torch.Tensor]:
+    out = {k: torch.as_tensor(v).to(device, non_blocking=True) for k, v in batch.items()}
+    out["station_mask"] = out["station_mask"].bool()
+    out["event_mask"] = out["event_mask"].bool()
+    return out
+
+
+def evaluate_model(
+    model: SINE,
+    loader: DataLoader,
+    loss_fn: SINELoss,
+    device: torch.device,
+    desc: str = "evaluate",
+) -> dict[str, float]:
+    """Metrics of ``model`` over a loader (no gradients)."""
+    model.eval()
+    acc = MetricAccumulator(model.sampling_rate)
+    start = time.perf_counter()
+    with torch.no_grad():
+        for batch in tqdm(loader, desc=desc, leave=False):
+            batch = _to_device(batch, device)
+            with torch.autocast(device.type, enabled=device.type == "cuda"):
+                out = forward_batch(model, batch)
+            losses = loss_fn(out, batch)
+            acc.update(out, batch, {k: v.item() for k, v in losses.items()})
+    result = acc.result()
+    result["seconds"] = time.perf_counter() - start
+    return result
+
+
+def _loader(generator, batch_size: int, shuffle: bool, workers: int, seed: int) -> DataLoader:
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return DataLoader(
+        generator,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=workers,
+        worker_init_fn=_worker_init,
+        generator=g,
+        persistent_workers=workers > 0,
+    )
+
+
+def _load_init(init: str) -> SINE:
+    path = Path(init)
+    if path.with_name(path.name + ".json").exists():
+        return SINE.load(path)
+    return SINE.from_pretrained(init)
+
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.as_tensor(np_state[1].astype(np.int64)), *np_state[2:]],
+        "python": list(random.getstate()[1]) + [random.getstate()[0], random.getstate()[2]],
+    }
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np_state = state["numpy"]
+    np.random.set_state((np_state[0], np_state[1].numpy().astype(np.uint32), *np_state[2:]))
+    py = state["python"]
+    random.setstate((py[-2], tuple(py[:-2]), py[-1]))
+
+
+def train(config: TrainConfig) -> dict[str, float]:
+    """Trains or fine-tunes SINE; writes ``OUT.json``/``OUT.pt`` (best dev loss), ``OUT.metrics.csv`` and
+    ``OUT.checkpoint.pt``. Returns the best dev metrics."""
+    out = Path(config.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = out.with_name(out.name + ".checkpoint.pt")
+    metrics_path = out.with_name(out.name + ".metrics.csv")
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+
+    model = _load_init(config.init) if config.init else SINE(max_stations=config.max_stations)
+    model.to(device)
+    dataset = prepare_dataset(open_dataset(config.dataset))
+    noise = open_dataset(config.noise_dataset) if config.noise_dataset else None
+    train_gen = build_generator(dataset.train(), model.max_stations, model.in_samples, True, noise)
+    dev_gen = build_generator(dataset.dev(), model.max_stations, model.in_samples, False)
+    if len(train_gen) == 0 or len(dev_gen) == 0:
+        raise ValueError(
+            f"Dataset {config.dataset!r} has {len(train_gen)} training and {len(dev_gen)} dev events; "
+            "both splits need at least one event."
+        )
+    train_loader = _loader(train_gen, config.batch_size, True, config.workers, config.seed)
+    dev_loader = _loader(dev_gen, config.batch_size, False, config.workers, config.seed)
+
+    loss_fn = SINELoss(config.pick_weight, config.event_weight, config.uncertainty_weighting).to(
+        device
+    )
+    optimizer = torch.optim.AdamW(
+        list(model.parameters()) + list(loss_fn.parameters()),
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
+    start_epoch, best, stale = 0, math.inf, 0
+    best_metrics: dict[str, float] = {}
+    if config.resume:
+        if not checkpoint_path.exists():
+            raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
+        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        loss_fn.load_state_dict(state["loss"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch, best, stale = state["epoch"] + 1, state["best"], state["stale"]
+        best_metrics = state["best_metrics"]
+        _set_rng_state(state["rng"])
+    elif metrics_path.exists():
+        metrics_path.unlink()
+
+    for epoch in range(start_epoch, config.epochs):
+        model.train()
+        acc = MetricAccumulator(model.sampling_rate)
+        t0 = time.perf_counter()
+        bar = tqdm(train_loader, desc=f"epoch {epoch}", leave=False)
+        for step, batch in enumerate(bar):
+            if config.max_steps_per_epoch is not None and step >= config.max_steps_per_epoch:
+                break
+            batch = _to_device(batch, device)
+            with torch.autocast(device.type, enabled=device.type == "cuda"):
+                out_batch = forward_batch(model, batch)
+            losses = loss_fn(out_batch, batch)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(losses["loss"]).backward()
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            scaler.step(optimizer)
+            scaler.update()
+            acc.update(
+                {k: v.detach() for k, v in out_batch.items()},
+                batch,
+                {k: v.item() for k, v in losses.items()},
+            )
+            bar.set_postfix(loss=f"{losses['loss'].item():.3f}")
+        train_metrics = acc.result()
+        train_metrics["seconds"] = time.perf_counter() - t0
+        dev_metrics = evaluate_model(model, dev_loader, loss_fn, device, desc=f"dev {epoch}")
+        _append_metrics(metrics_path, epoch, "train", train_metrics)
+        _append_metrics(metrics_path, epoch, "dev", dev_metrics)
+        print(_format_metrics(f"epoch {epoch} dev", dev_metrics))
+
+        if dev_metrics["loss"] < best:
+            best, stale, best_metrics = dev_metrics["loss"], 0, dev_metrics
+            model.save(out, weights_docstring=_docstring(config, epoch, dev_metrics))
+        else:
+            stale += 1
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "loss": loss_fn.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(),
+                "epoch": epoch,
+                "best": best,
+                "stale": stale,
+                "best_metrics": best_metrics,
+                "rng": _rng_state(),
+                "config": {k: v for k, v in asdict(config).items() if k != "extra"},
+            },
+            checkpoint_path,
+        )
+        if stale >= config.patience:
+            print(f"early stopping: no dev improvement for {stale} epochs")
+            break
+    return best_metrics
+
+
+def _docstring(config: TrainConfig, epoch: int, metrics: dict) -> str:
+    return (
+        f"SINE trained with `sine train --dataset {config.dataset}` (epoch {epoch}, seed {config.seed}, "
+        f"lr {config.lr}, batch size {config.batch_size}). Dev: "
+        + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))
+    )
+
+
+def _append_metrics(path: Path, epoch: int, split: str, metrics: dict) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerow({"epoch": epoch, "split": split, **metrics})
+
+
+def _format_metrics(title: str, metrics: dict) -> str:
+    rows = [f"{title}:"] + [
+        f"  {k:<28} {v:.4f}" if isinstance(v, float) else f"  {k:<28} {v}"
+        for k, v in metrics.items()
+    ]
+    return "\n".join(rows)
+
+
+def evaluate(
+    dataset: str,
+    weights: str,
+    split: str = "test",
+    batch_size: int = 8,
+    device: str = "auto",
+    workers: int = 0,
+) -> dict[str, float]:
+    """Metrics of saved weights on a dataset split (``sine evaluate``)."""
+    dev = resolve_device(device)
+    model = _load_init(weights).to(dev)
+    data = prepare_dataset(open_dataset(dataset))
+    subset = getattr(data, split)()
+    generator = build_generator(subset, model.max_stations, model.in_samples, False)
+    if len(generator) == 0:
+        raise ValueError(f"Split {split!r} of {dataset!r} holds no events.")
+    loader = _loader(generator, batch_size, False, workers, 0)
+    return evaluate_model(model, loader, SINELoss().to(dev), dev, desc=f"{split}")
