@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import math
 import os
 import platform
@@ -48,7 +49,8 @@ class Result:
 
     model: str
     times: list[float] = field(default_factory=list)
-    rss_growth_mib: float = 0.0
+    peak_rss_mib: float = 0.0
+    rss_before_mib: float = 0.0
     out_traces: int = 0
     weights: str = ""
 
@@ -147,21 +149,52 @@ def load_model(name: str, cache_ok: bool) -> tuple[Any, str]:
     return cls().eval(), "random init (pretrained weights unavailable; same architecture)"
 
 
-def run_annotate(model: Any, name: str, stream: obspy.Stream, inventory: Inventory, batch_size: int) -> obspy.Stream:
-    kwargs: dict[str, Any] = {"batch_size": batch_size}
+def run_annotate(
+    model: Any, name: str, stream: obspy.Stream, inventory: Inventory, args: argparse.Namespace
+) -> obspy.Stream:
+    kwargs: dict[str, Any] = {"batch_size": args.batch_size}
     if name == "SINE":
         kwargs["inventory"] = inventory
+        if args.sine_batch_size is not None:
+            kwargs["batch_size"] = args.sine_batch_size
     return model.annotate(stream, **kwargs)
 
 
-def max_rss_mib() -> float:
-    """Process-wide peak RSS in MiB (``ru_maxrss`` is KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def reset_peak_rss() -> bool:
+    """Resets the process's peak-RSS mark (Linux ``/proc/self/clear_refs``); False where that is unavailable."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mib(reset_ok: bool) -> float:
+    """Process-wide peak RSS in MiB since the last reset (``VmHWM``), or ``ru_maxrss`` since process start."""
+    if reset_ok:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
 # ------------------------------------------------------------------------------------------------
 # Report
 # ------------------------------------------------------------------------------------------------
+def source_digest() -> str:
+    """Short sha256 over the ``sine_seisbench`` sources, to tie results to a code state."""
+    import hashlib
+
+    import sine_seisbench
+
+    root = Path(sine_seisbench.__file__).parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -172,7 +205,14 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def report(args: argparse.Namespace, results: list[Result], command: str, build_s: float) -> str:
+def report(
+    args: argparse.Namespace,
+    results: list[Result],
+    command: str,
+    build_s: float,
+    load: tuple[float, float],
+    rss_mode: str,
+) -> str:
     import seisbench
 
     station_hours = args.stations * args.hours
@@ -180,29 +220,35 @@ def report(args: argparse.Namespace, results: list[Result], command: str, build_
     pn = ref.get("PhaseNet")
     eqt = ref.get("EQTransformer")
     lines = [
-        f"## {args.stations} stations x {args.hours:g} h, {args.threads} torch thread(s), batch_size {args.batch_size}",
+        f"## {args.stations} stations x {args.hours:g} h, {args.threads} torch thread(s), batch_size {args.batch_size}"
+        + (f" (SINE: {args.sine_batch_size})" if args.sine_batch_size is not None else "")
+        + (f", {args.repeats} repeats" if args.repeats > 1 else ""),
         "",
         f"- Command: `{command}`",
         f"- Date: {dt.datetime.now().astimezone().isoformat(timespec='seconds')}",
         f"- Machine: nproc={os.cpu_count()}, CPU: {cpu_model()}, torch threads={torch.get_num_threads()}, "
         f"torch interop threads={torch.get_num_interop_threads()}",
         f"- Versions: python {platform.python_version()}, torch {torch.__version__}, "
-        f"seisbench {seisbench.__version__}, obspy {obspy.__version__}, numpy {np.__version__}",
+        f"seisbench {seisbench.__version__}, obspy {obspy.__version__}, numpy {np.__version__}; "
+        f"sine_seisbench sources sha256 {source_digest()}",
         f"- OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')} (set in this machine's "
         "environment; left as is)",
         f"- Input: {args.stations} virtual stations x 3 channels x {args.hours:g} h at 100 Hz from ObsPy's real "
         f"BW.RJOB record ({station_hours:g} station-hours; stream built in {build_s:.1f} s, not timed)",
+        f"- 1-min load average before / after the run: {load[0]:.2f} / {load[1]:.2f} (other processes on the "
+        "machine distort the timings; rerun if the load before is well above 0)",
         f"- Repeats: {args.repeats} (median wall time shown); each model warmed up once on a 2-minute stream",
         "",
-        "| Model | Weights | Wall s | Station-hours/s | Ratio to PhaseNet | Output traces | Peak RSS growth (MiB) |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| Model | Weights | Wall s | Station-hours/s | Ratio to PhaseNet | Output traces | Peak RSS (MiB) "
+        "| Peak RSS growth (MiB) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         thr = ref[r.model]
         ratio = f"{thr / pn:.2f}x" if pn else "n/a"
         lines.append(
             f"| {r.model} | {r.weights} | {r.seconds:.1f} | {thr:.2f} | {ratio} | {r.out_traces} | "
-            f"{r.rss_growth_mib:.0f} |"
+            f"{r.peak_rss_mib:.0f} | {r.peak_rss_mib - r.rss_before_mib:.0f} |"
         )
     lines.append("")
     if "SINE" in ref:
@@ -213,8 +259,9 @@ def report(args: argparse.Namespace, results: list[Result], command: str, build_
             lines.append(f"- Target SINE >= 1x EQTransformer: {ref['SINE'] / eqt:.2f}x -> "
                          f"{'met' if ref['SINE'] >= eqt else 'NOT met'}")
     lines += [
-        "- Peak RSS growth: increase of the process-wide `ru_maxrss` high-water mark during that model's "
-        "timed run(s); a model that stays below an earlier peak shows 0.",
+        f"- Peak RSS: process-wide resident-set high-water mark during that model's timed run(s) ({rss_mode}); "
+        "it includes the input stream and everything else the process holds. Growth: that peak minus the RSS "
+        "just before the timed run(s).",
         "- Timing covers the whole `annotate` call (pre-processing, windowing, inference, stacking).",
         "",
     ]
@@ -227,6 +274,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hours", type=float, default=1.0, help="stream length in hours")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     p.add_argument("--batch-size", type=int, default=256, help="annotate batch_size")
+    p.add_argument("--sine-batch-size", type=int, default=None,
+                   help="batch_size for SINE only (default: --batch-size); a SINE window holds a whole "
+                   "station group, so --batch-size/16 gives the same station-windows per batch")
     p.add_argument("--repeats", type=int, default=1, help="timed runs per model (median reported)")
     p.add_argument("--models", default="SINE,PhaseNet,EQTransformer", help="comma-separated models")
     p.add_argument("--out", default="benchmarks/results/annotate_speed.md", help="markdown report path")
@@ -251,20 +301,28 @@ def main(argv: list[str] | None = None) -> None:
     print(f"stream: {len(stream)} traces, {args.stations * args.hours:g} station-hours "
           f"(built in {build_s:.1f} s); torch threads {torch.get_num_threads()}")
 
+    load_before = os.getloadavg()[0]
+    if load_before > 0.5:
+        print(f"warning: 1-min load average is {load_before:.2f}; other processes may distort the timings",
+              file=sys.stderr)
     results = []
+    rss_mode = ""
     try:
         for name in [m.strip() for m in args.models.split(",") if m.strip()]:
             model, weights = load_model(name, tmp_cache is not None)
-            run_annotate(model, name, warm, inventory, args.batch_size)  # warm-up
+            run_annotate(model, name, warm, inventory, args)  # warm-up
             res = Result(name, weights=weights)
-            rss0 = max_rss_mib()
+            gc.collect()
+            reset_ok = reset_peak_rss()
+            res.rss_before_mib = peak_rss_mib(reset_ok)
             for _ in range(args.repeats):
                 t0 = time.perf_counter()
-                out = run_annotate(model, name, stream, inventory, args.batch_size)
+                out = run_annotate(model, name, stream, inventory, args)
                 res.times.append(time.perf_counter() - t0)
                 res.out_traces = len(out)
                 del out
-            res.rss_growth_mib = max_rss_mib() - rss0
+            res.peak_rss_mib = peak_rss_mib(reset_ok)
+            rss_mode = "VmHWM reset per model" if reset_ok else "ru_maxrss since process start"
             thr = args.stations * args.hours / res.seconds
             print(f"{name:14s} {res.seconds:8.1f} s  {thr:7.2f} station-hours/s  "
                   f"(runs: {', '.join(f'{t:.1f}' for t in res.times)}; weights: {weights})", flush=True)
@@ -274,7 +332,7 @@ def main(argv: list[str] | None = None) -> None:
         if tmp_cache is not None:
             shutil.rmtree(tmp_cache, ignore_errors=True)
 
-    text = report(args, results, command, build_s)
+    text = report(args, results, command, build_s, (load_before, os.getloadavg()[0]), rss_mode)
     print()
     print(text)
     out = Path(args.out)
