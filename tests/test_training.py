@@ -7,12 +7,19 @@ import pandas as pd
 import pytest
 import seisbench
 import seisbench.data as sbd
+import seisbench.generate as sbg
 import torch
 
 from sine_seisbench import SINE
 from sine_seisbench.cli import main
 from sine_seisbench.data.fixture import write_event_dataset
-from sine_seisbench.data.pipeline import build_generator, event_ids, phase_dict, prepare_dataset
+from sine_seisbench.data.pipeline import (
+    PerStation,
+    build_generator,
+    event_ids,
+    phase_dict,
+    prepare_dataset,
+)
 from sine_seisbench.geometry import Coordinates, local_positions
 from sine_seisbench.train import SINELoss, TrainConfig, forward_batch, train
 
@@ -229,3 +236,26 @@ def test_training_is_deterministic_under_a_seed(scedc_fixture, tmp_path):
         states.append(SINE.load(out).state_dict())
     for k in states[0]:
         assert torch.equal(states[0][k], states[1][k]), k
+
+
+def test_real_noise_from_a_noise_dataset(scedc_fixture):
+    ds = prepare_dataset(
+        sbd.WaveformDataset(
+            scedc_fixture, component_order="ZNE", sampling_rate=100, dimension_order="NCW"
+        )
+    )
+    noise = sbd.WaveformDataset(
+        scedc_fixture, component_order="ZNE", sampling_rate=100, dimension_order="NCW"
+    )
+    np.random.seed(1)
+    with_noise = build_generator(ds.train(), 8, 3001, training=True, noise_dataset=noise)
+    for i in range(len(with_noise)):
+        s = with_noise[i]
+        assert s["X"].shape == (8, 3, 3001) and np.isfinite(s["X"]).all()
+    # The wrapper applies RealNoise station by station and leaves padded stations empty
+    x = np.zeros((4, 3, 3001), dtype=np.float32)
+    x[:2] = np.random.default_rng(0).normal(size=(2, 3, 3001))
+    state = {"X": (x.copy(), {"station_code": np.array(["A", "B", "", ""])})}
+    PerStation(sbg.RealNoise(noise, scale=(1, 1)))(state)
+    out = state["X"][0]
+    assert not np.allclose(out[:2], x[:2]) and not out[2:].any()
