@@ -186,6 +186,37 @@ def cmd_import_sine(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .data.simulate import SimulationConfig, load_catalog, load_stations, simulate_dataset
+
+    stations = load_stations(args.stations, time=args.station_year)
+    if args.bbox:
+        lat0, lat1, lon0, lon1 = args.bbox
+        stations = stations[
+            stations.latitude.between(lat0, lat1) & stations.longitude.between(lon0, lon1)
+        ]
+    if len(stations) < 3:
+        print(
+            f"sine simulate: only {len(stations)} stations selected from {args.stations}",
+            file=sys.stderr,
+        )
+        return 2
+    catalog = load_catalog(args.catalog) if args.catalog else None
+    config = SimulationConfig(
+        n_events=args.events,
+        max_stations=args.max_stations,
+        max_distance_km=args.max_distance,
+        samples=args.samples,
+        seed=args.seed,
+        region_fraction=args.region_fraction,
+    )
+    out = simulate_dataset(
+        args.out, stations, catalog, tuple(args.region) if args.region else None, args.noise, config
+    )
+    print(f"{args.events} simulated events on {len(stations)} stations written to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sine", description="SINE multi-station earthquake monitoring"
