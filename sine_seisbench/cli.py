@@ -217,11 +217,35 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(
+        weights=None if args.untrained else args.weights,
+        out=args.out,
+        seed=args.seed,
+        magnitude=args.magnitude,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sine", description="SINE multi-station earthquake monitoring"
     )
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "demo", help="simulate an earthquake, classify it, compare with the truth, plot"
+    )
+    p.add_argument(
+        "--weights", default="socal_sim", help="pretrained name or path (default: shipped weights)"
+    )
+    p.add_argument("--untrained", action="store_true", help="use untrained weights")
+    p.add_argument("--out", default="sine_demo.png", help="figure file")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--magnitude", type=float, default=2.8)
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("info", help="parameter count and FLOPs")
     p.add_argument("--weights", help="weights path (without .json/.pt) or pretrained name")
@@ -292,6 +316,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--out", help="CSV file for the metrics (default WEIGHTS.SPLIT.metrics.csv)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "simulate", help="simulated multi-station events on real geometry with real noise"
+    )
+    p.add_argument(
+        "--stations", required=True, help="StationXML or CSV (e.g. western_us_stations.csv)"
+    )
+    p.add_argument(
+        "--station-year", type=float, help="decimal year: keep stations operating then (CSV)"
+    )
+    p.add_argument(
+        "--bbox",
+        type=float,
+        nargs=4,
+        metavar=("LAT0", "LAT1", "LON0", "LON1"),
+        help="keep stations inside this box",
+    )
+    p.add_argument("--catalog", help="ComCat-style CSV to draw hypocentres and magnitudes from")
+    p.add_argument(
+        "--region",
+        type=float,
+        nargs=4,
+        metavar=("LAT0", "LAT1", "LON0", "LON1"),
+        help="draw hypocentres uniformly in this box (Gutenberg-Richter magnitudes)",
+    )
+    p.add_argument("--region-fraction", type=float, default=0.5)
+    p.add_argument("--noise", nargs="*", default=[], help="miniSEED files to cut real noise from")
+    p.add_argument("--events", type=int, default=200)
+    p.add_argument("--max-stations", type=int, default=16)
+    p.add_argument("--max-distance", type=float, default=120.0)
+    p.add_argument("--samples", type=int, default=6000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser(
         "import-sine", help="convert the original SINE .npy data to a SeisBench dataset"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter, defaultdict
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -624,6 +627,31 @@ class SINE(WaveformModel):
             norm=self.norm,
         )
         return model_args
+
+    @classmethod
+    def shipped_weights(cls) -> dict[str, Path]:
+        """Weights shipped inside the package (the project's ``weights/`` folder): name -> path without suffix."""
+        folder = Path(str(resources.files("sine_seisbench.weights")))
+        return {p.name[: -len(".json")]: p.with_suffix("") for p in sorted(folder.glob("*.json"))}
+
+    @classmethod
+    def from_pretrained(
+        cls, name, version_str="latest", update=False, force=False, wait_for_file=False
+    ) -> SINE:
+        """SeisBench's ``from_pretrained``; weights shipped with the package are placed in the SeisBench cache
+        first, so they load without network access."""
+        shipped = cls.shipped_weights()
+        if name in shipped and not update:
+            target = cls._model_path()
+            target.mkdir(parents=True, exist_ok=True)
+            for suffix in (".json", ".pt"):
+                src = shipped[name].with_name(shipped[name].name + suffix)
+                dst = target / f"{name}{suffix}.v1"
+                if not dst.exists() or dst.read_bytes() != src.read_bytes():
+                    shutil.copyfile(src, dst)
+        return super().from_pretrained(
+            name, version_str=version_str, update=update, force=force, wait_for_file=wait_for_file
+        )
 
     @classmethod
     def load(cls, path, version_str=None, **kwargs) -> SINE:

@@ -505,6 +505,8 @@ def simulate_dataset(
             for s in near:
                 _, az, _ = gps2dist_azimuth(lat, lon, st_lat[s], st_lon[s])
                 p_sample = float(rng.uniform(*config.p_sample_range))
+                elev_km = st_elev[s] / 1000.0
+                tt_p = tt(np.array([dists[s]]), depth)["tp"][0] + elev_km / SOCAL_LAYERS[0][1]
                 broadband = rng.uniform() < config.broadband_fraction
                 signal, s_sample = simulate_station(
                     rng,
@@ -535,8 +537,10 @@ def simulate_dataset(
                     g0 = int(rng.integers(0, config.samples - 500))
                     data[:, g0 : g0 + int(rng.integers(100, 500))] = 0
                 snr = 20 * math.log10(max(np.abs(signal[0]).max(), 1e-30) / max(noise_rms, 1e-30))
-                tp_abs = origin + float(tt(np.array([dists[s]]), depth)["tp"][0])
-                start = tp_abs - p_sample / SAMPLING_RATE
+                start = obspy.UTCDateTime(
+                    round((origin.timestamp + float(tt_p) - p_sample / SAMPLING_RATE) * SAMPLING_RATE)
+                    / SAMPLING_RATE
+                )  # on the common sample grid, as records of one network are
                 writer.add_trace(
                     {
                         "source_id": event_id,

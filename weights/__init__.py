@@ -1,0 +1,1 @@
+"""Weights shipped with sine-seisbench (SeisBench format); see README.md in this folder."""
