@@ -229,6 +229,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from .bench.harness import run_benchmark
+
+    run_benchmark(
+        suite=args.suite,
+        data_dir=args.data,
+        out=args.out,
+        models=args.models.split(",") if args.models else None,
+        datasets=args.datasets.split(",") if args.datasets else None,
+        stages=args.stages.split(",") if args.stages else None,
+        sine_weights=None if args.sine_weights == "untrained" else args.sine_weights,
+        sim_data=args.sim_data,
+        readme=args.readme,
+        force=args.force,
+        seed=args.seed,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sine", description="SINE multi-station earthquake monitoring"
@@ -246,6 +265,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--magnitude", type=float, default=2.8)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("benchmark", help="SINE vs PhaseNet, EQTransformer and the classical chain")
+    p.add_argument("--suite", choices=["quick", "full"], default="quick")
+    p.add_argument(
+        "--data", default="../shared/data", help="folder with datasets/, continuous/, stations/"
+    )
+    p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--models", help="comma-separated subset of SINE,PhaseNet,EQTransformer")
+    p.add_argument("--datasets", help="comma-separated labelled dataset names under DATA/datasets")
+    p.add_argument("--stages", help="comma-separated subset of picks,continuous,location,speed")
+    p.add_argument(
+        "--sine-weights", default="socal_sim", help="pretrained name, path, or 'untrained'"
+    )
+    p.add_argument(
+        "--sim-data", help="simulated SeisBench dataset whose test split is used for location"
+    )
+    p.add_argument(
+        "--readme", default="README.md", help="README whose summary table is refreshed ('' to skip)"
+    )
+    p.add_argument("--force", action="store_true", help="recompute cached results")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("info", help="parameter count and FLOPs")
     p.add_argument("--weights", help="weights path (without .json/.pt) or pretrained name")

@@ -1,0 +1,502 @@
+"""``sine benchmark``: SINE against PhaseNet, EQTransformer and the classical chain, reproducibly.
+
+Stages (each resumable per model and dataset: results are cached as JSON under ``OUT/raw`` and skipped when present,
+unless ``force``):
+
+1. ``picks``: SeisBench pick-benchmark tasks 1-3 on labelled datasets (``DATA/datasets/*``) and a simulated set.
+2. ``continuous``: ``classify`` over real continuous records with manual picks (PNW) or catalogued events
+   (Ridgecrest, with PhaseNO's published picks alongside).
+3. ``location``: SINE's joint estimates against picker → association → grid-search location → ML on simulated
+   events, and 4. their degradation with fewer stations and more noise (the inter-task dependence claim).
+5. ``speed``: annotate throughput of every model on the same records in one run, ratios to PhaseNet.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import seisbench
+import seisbench.data as sbd
+import seisbench.models as sbm
+
+from ..geometry import station_key
+from . import continuous as cont
+
+STAGES = ("picks", "continuous", "location", "speed")
+PUBLISHED = {"PhaseNet": ("PhaseNet", "original"), "EQTransformer": ("EQTransformer", "original")}
+SUMMARY_START = "<!-- benchmark-summary:start -->"
+SUMMARY_END = "<!-- benchmark-summary:end -->"
+
+
+def seed_cache(data_dir: Path) -> None:
+    """Copies the published weights of ``DATA/seisbench_cache`` into SeisBench's cache where missing, so
+    ``from_pretrained`` works offline (users with internet download them instead)."""
+    src = data_dir / "seisbench_cache" / "models" / "v3"
+    if not src.is_dir():
+        return
+    for path in src.rglob("*"):
+        if path.is_file():
+            dst = Path(seisbench.cache_model_root) / path.relative_to(src)
+            if not dst.exists():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, dst)
+
+
+def load_models(names: list[str], sine_weights: str | None) -> dict:
+    from ..model import SINE
+
+    models = {}
+    for name in names:
+        if name == "SINE":
+            models[name] = SINE.from_pretrained(sine_weights) if sine_weights else SINE()
+        elif name in PUBLISHED:
+            cls_name, weights = PUBLISHED[name]
+            models[name] = getattr(sbm, cls_name).from_pretrained(weights)
+        else:
+            raise ValueError(f"Unknown model {name!r}; choose from SINE, {', '.join(PUBLISHED)}")
+        models[name].eval()
+    return models
+
+
+class Cache:
+    """JSON results per (stage, model, dataset) so that an interrupted run resumes."""
+
+    def __init__(self, out: Path, force: bool) -> None:
+        self.dir = out / "raw"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.force = force
+
+    def get(self, *key: str, compute):
+        path = self.dir / ("__".join(k.replace("/", "_") for k in key) + ".json")
+        if path.exists() and not self.force:
+            return json.loads(path.read_text())
+        value = compute()
+        path.write_text(json.dumps(value, default=float, indent=1))
+        return value
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.3g}"
+    return str(v)
+
+
+def markdown_table(rows: list[dict], columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def stage_picks(
+    models, data_dir: Path, datasets: list[str] | None, cache: Cache, seed: int, quick: bool, log
+):
+    from .pick_tasks import evaluate_pick_tasks
+
+    rows = []
+    folders = sorted(p for p in (data_dir / "datasets").glob("*") if (p / "metadata.csv").exists())
+    if datasets:
+        folders = [p for p in folders if p.name in datasets]
+    if not folders:
+        log(f"picks: no labelled datasets under {data_dir / 'datasets'}; stage skipped")
+    for folder in folders:
+        ds = sbd.WaveformDataset(folder, component_order="ZNE", sampling_rate=100)
+        for name, model in models.items():
+            result = cache.get(
+                "picks",
+                name,
+                folder.name,
+                compute=lambda model=model, ds=ds: evaluate_pick_tasks(model, ds, seed=seed),
+            )
+            rows.append({"dataset": folder.name, "model": name, **_flatten(result)})
+    return rows
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        elif isinstance(v, (int, float, str)) or v is None:
+            out[key] = v
+    return out
+
+
+def _coordinates_from_csv(stations_csv: Path, stream) -> pd.DataFrame:
+    from ..data.simulate import load_stations
+
+    table = load_stations(stations_csv)
+    keys = {(tr.stats.network, tr.stats.station) for tr in stream}
+    return table[[(n, s) in keys for n, s in zip(table.network, table.station, strict=True)]]
+
+
+def stage_continuous(models, data_dir: Path, cache: Cache, quick: bool, log, tt):
+    rows = []
+    pnw = data_dir / "continuous" / "pnw_2022-02-06"
+    stations_csv = data_dir / "stations" / "western_us_stations.csv"
+    if pnw.is_dir() and stations_csv.exists():
+        stream = cont.read_records(pnw)
+        if quick:
+            t0 = min(tr.stats.starttime for tr in stream)
+            stream.trim(t0 + 2 * 3600, t0 + 2.5 * 3600)
+        t0, t1 = min(tr.stats.starttime for tr in stream), max(tr.stats.endtime for tr in stream)
+        refs = [r for r in cont.pnw_references(pnw) if t0 + 5 <= r.time <= t1 - 5]
+        inventory = _coordinates_from_csv(stations_csv, stream)
+        for name, model in models.items():
+
+            def compute(model=model, name=name):
+                kw = {"inventory": inventory, "min_stations": 2} if name == "SINE" else {}
+                picks = model.classify(stream, **kw).picks
+                return cont.match_picks(picks, refs, 0.5)
+
+            rows.append(
+                {
+                    "record": "pnw_2022-02-06" + (" (30 min)" if quick else ""),
+                    "model": name,
+                    "tolerance_s": 0.5,
+                    **cache.get(
+                        "continuous", name, "pnw" + ("_quick" if quick else ""), compute=compute
+                    ),
+                }
+            )
+    else:
+        log(f"continuous: {pnw} or {stations_csv} not found; PNW skipped")
+
+    rc = data_dir / "continuous" / "ridgecrest_2019-07-06T08"
+    if rc.is_dir():
+        stream = cont.read_records(rc)
+        if quick:
+            t0 = min(tr.stats.starttime for tr in stream)
+            stream.trim(t0, t0 + 900)
+        frame = pd.read_csv(rc / "stations_phaseno.csv")
+        frame = frame.drop_duplicates(subset=["network", "station"]).assign(elevation=0.0)
+        coords = {
+            f"{r.network}.{r.station}.": (r.latitude, r.longitude, 0.0) for r in frame.itertuples()
+        }
+        refs = cont.ridgecrest_references(rc, stream, coords, tt)
+        t0, t1 = min(tr.stats.starttime for tr in stream), max(tr.stats.endtime for tr in stream)
+        refs = [r for r in refs if t0 + 5 <= r.time <= t1 - 5]
+        stations = {station_key(tr.id) for tr in stream}
+        pickers = dict(models)
+        for name, model in pickers.items():
+
+            def compute(model=model, name=name):
+                kw = {"inventory": frame, "min_stations": 2} if name == "SINE" else {}
+                picks = model.classify(stream, **kw).picks
+                return {
+                    **cont.match_picks(picks, refs, 1.0),
+                    **cont.events_seen(picks, refs, 1.0, 2),
+                }
+
+            rows.append(
+                {
+                    "record": "ridgecrest_2019-07-06T08" + (" (15 min)" if quick else ""),
+                    "model": name,
+                    "tolerance_s": 1.0,
+                    **cache.get(
+                        "continuous",
+                        name,
+                        "ridgecrest" + ("_quick" if quick else ""),
+                        compute=compute,
+                    ),
+                }
+            )
+        phaseno = [p for p in cont.phaseno_picks(rc, stations) if t0 <= p.peak_time <= t1]
+        rows.append(
+            {
+                "record": "ridgecrest_2019-07-06T08" + (" (15 min)" if quick else ""),
+                "model": "PhaseNO (published picks)",
+                "tolerance_s": 1.0,
+                **cont.match_picks(phaseno, refs, 1.0),
+                **cont.events_seen(phaseno, refs, 1.0, 2),
+            }
+        )
+    else:
+        log(f"continuous: {rc} not found; Ridgecrest skipped")
+    return rows
+
+
+def simulated_test_set(sim_data: Path | None, n_events: int, tmp: Path, tt) -> sbd.WaveformDataset:
+    """The test split of a simulated dataset, or a fresh small one on the demo network."""
+    if sim_data is not None:
+        ds = sbd.WaveformDataset(sim_data, component_order="ZNE", sampling_rate=100)
+        return ds.test()
+    from ..data.simulate import SimulationConfig, simulate_dataset
+    from ..demo import CENTRE, demo_network
+
+    region = (CENTRE[0] - 0.3, CENTRE[0] + 0.3, CENTRE[1] - 0.3, CENTRE[1] + 0.3)
+    path = simulate_dataset(
+        tmp / "sim_test",
+        demo_network(12, seed=11),
+        region=region,
+        config=SimulationConfig(
+            n_events=n_events,
+            max_stations=12,
+            samples=6000,
+            seed=1234,
+            p_sample_range=(1500, 2500),
+            z_only_fraction=0.0,
+            gap_fraction=0.0,
+        ),
+        tt=tt,
+    )
+    return sbd.WaveformDataset(path, component_order="ZNE", sampling_rate=100)
+
+
+def stage_location(models, test_set, cache: Cache, quick: bool, tt, seed: int, out: Path, log):
+    from .location import location_benchmark, summarise
+
+    if "SINE" not in models:
+        log("location: SINE not among --models; stage skipped")
+        return [], []
+    pickers = {k: v for k, v in models.items() if k != "SINE"}
+    max_events = 5 if quick else 40
+    drops = (0.0, 0.5) if quick else (0.0, 0.25, 0.5, 0.75)
+    noises = (0.0, 4.0) if quick else (0.0, 2.0, 8.0, 32.0)
+
+    def compute():
+        rows = location_benchmark(
+            test_set, models["SINE"], pickers, tt, max_events, drops, (0.0,), seed
+        )
+        rows += location_benchmark(
+            test_set, models["SINE"], pickers, tt, max_events, (0.0,), noises[1:], seed
+        )
+        return [{k: (str(v) if k == "event" else v) for k, v in r.items()} for r in rows]
+
+    rows = cache.get("location", "+".join(models), "quick" if quick else "full", compute=compute)
+    frame = pd.DataFrame(rows)
+    frame.to_csv(out / "location_events.csv", index=False)
+    summary = []
+    for (method, drop, noise), group in frame.groupby(["method", "drop_fraction", "noise_factor"]):
+        summary.append(
+            {
+                "method": method,
+                "drop_fraction": drop,
+                "noise_factor": noise,
+                **summarise(group.to_dict("records")),
+            }
+        )
+    _plot_dependence(pd.DataFrame(summary), out / "dependence.png")
+    return summary, rows
+
+
+def _plot_dependence(summary: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if summary.empty or "epicentral_median_km" not in summary:
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for method, g in summary.groupby("method"):
+        a = g[g.noise_factor == 0].sort_values("drop_fraction")
+        axes[0].plot(a.drop_fraction, a.epicentral_median_km, "o-", label=method)
+        b = g[g.drop_fraction == 0].sort_values("noise_factor")
+        axes[1].plot(b.noise_factor, b.epicentral_median_km, "o-", label=method)
+    axes[0].set_xlabel("fraction of stations removed")
+    axes[1].set_xlabel("added noise (x pre-event RMS)")
+    for ax in axes:
+        ax.set_ylabel("median epicentral error (km)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def stage_speed(models, data_dir: Path, quick: bool, log):
+    rc = data_dir / "continuous" / "pnw_2022-02-06"
+    stations_csv = data_dir / "stations" / "western_us_stations.csv"
+    if not rc.is_dir():
+        log("speed: no continuous records; stage skipped")
+        return []
+    stream = cont.read_records(rc)
+    if quick:
+        t0 = min(tr.stats.starttime for tr in stream)
+        stream.trim(t0, t0 + 1800)
+    inventory = _coordinates_from_csv(stations_csv, stream)
+    station_hours = sum(
+        (tr.stats.endtime - tr.stats.starttime) / 3600
+        for tr in stream
+        if tr.stats.channel.endswith("Z")
+    )
+    rows = []
+    for name, model in models.items():
+        kw = {"inventory": inventory} if name == "SINE" else {}
+        model.annotate(
+            stream.slice(stream[0].stats.starttime, stream[0].stats.starttime + 120), **kw
+        )
+        t = time.perf_counter()
+        model.annotate(stream, **kw)
+        seconds = time.perf_counter() - t
+        rows.append(
+            {
+                "model": name,
+                "station_hours": station_hours,
+                "seconds": seconds,
+                "station_hours_per_s": station_hours / seconds,
+            }
+        )
+    base = next((r["station_hours_per_s"] for r in rows if r["model"] == "PhaseNet"), None)
+    for r in rows:
+        r["ratio_to_PhaseNet"] = r["station_hours_per_s"] / base if base else math.nan
+    return rows
+
+
+def refresh_readme(readme: Path, summary_md: str) -> None:
+    text = readme.read_text()
+    block = f"{SUMMARY_START}\n{summary_md}\n{SUMMARY_END}"
+    if SUMMARY_START in text and SUMMARY_END in text:
+        head, rest = text.split(SUMMARY_START, 1)
+        tail = rest.split(SUMMARY_END, 1)[1]
+        readme.write_text(head + block + tail)
+    else:
+        readme.write_text(text.rstrip() + "\n\n## Benchmark summary\n\n" + block + "\n")
+
+
+def run_benchmark(
+    suite: str = "quick",
+    data_dir: str | Path = "../shared/data",
+    out: str | Path = "benchmarks/results",
+    models: list[str] | None = None,
+    datasets: list[str] | None = None,
+    stages: list[str] | None = None,
+    sine_weights: str | None = "socal_sim",
+    sim_data: str | Path | None = None,
+    readme: str | Path | None = "README.md",
+    force: bool = False,
+    seed: int = 0,
+) -> Path:
+    """Runs the benchmark suite and writes ``OUT/benchmark_SUITE.md`` (plus CSVs and figures)."""
+    from ..data.simulate import TravelTimes
+
+    quick = suite == "quick"
+    data_dir, out = Path(data_dir), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    messages: list[str] = []
+
+    def log(msg: str) -> None:
+        print(msg)
+        messages.append(msg)
+
+    if not data_dir.is_dir():
+        log(f"data folder {data_dir} not found: real-data stages are skipped")
+    seed_cache(data_dir)
+    cache = Cache(out, force)
+    models_loaded = load_models(models or ["SINE", "PhaseNet", "EQTransformer"], sine_weights)
+    stages = stages or list(STAGES)
+    tt = TravelTimes()
+    sections = [
+        f"# sine benchmark ({suite} suite)",
+        "",
+        f"- Date: {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}; seed {seed}; "
+        f"models: {', '.join(models_loaded)}; SINE weights: {sine_weights or 'untrained'}",
+        "- The labelled sets were probably part of the published pickers' training data: their scores "
+        "there are optimistic. SINE was not tuned on any of these sets.",
+        "",
+    ]
+    summary_lines = []
+    with tempfile.TemporaryDirectory() as tmp:
+        if "picks" in stages:
+            rows = stage_picks(models_loaded, data_dir, datasets, cache, seed, quick, log)
+            if rows:
+                pd.DataFrame(rows).to_csv(out / "pick_tasks.csv", index=False)
+                cols = [
+                    c
+                    for c in (
+                        "dataset",
+                        "model",
+                        "task1.auc",
+                        "task1.f1",
+                        "task2.mcc",
+                        "task3.P.mae_s",
+                        "task3.P.rmse_s",
+                        "task3.S.mae_s",
+                    )
+                    if any(c in r for r in rows)
+                ]
+                sections += ["## Pick-benchmark tasks", "", markdown_table(rows, cols), ""]
+        if "continuous" in stages:
+            rows = stage_continuous(models_loaded, data_dir, cache, quick, log, tt)
+            if rows:
+                pd.DataFrame(rows).to_csv(out / "continuous.csv", index=False)
+                cols = [
+                    "record",
+                    "model",
+                    "tolerance_s",
+                    "P_references",
+                    "P_recall",
+                    "P_residual_mean_s",
+                    "P_residual_std_s",
+                    "S_recall",
+                    "unmatched_picks",
+                    "events_seen_by_2",
+                ]
+                sections += ["## Continuous records", "", markdown_table(rows, cols), ""]
+                summary_lines.append(
+                    markdown_table(rows, ["record", "model", "P_recall", "P_residual_std_s"])
+                )
+        if "location" in stages:
+            test_set = simulated_test_set(
+                Path(sim_data) if sim_data else None, 5 if quick else 40, Path(tmp), tt
+            )
+            summary, _ = stage_location(models_loaded, test_set, cache, quick, tt, seed, out, log)
+            if summary:
+                pd.DataFrame(summary).to_csv(out / "location.csv", index=False)
+                cols = [
+                    "method",
+                    "drop_fraction",
+                    "noise_factor",
+                    "events",
+                    "located",
+                    "epicentral_median_km",
+                    "epicentral_mean_km",
+                    "epicentral_p90_km",
+                    "depth_mae_km",
+                    "magnitude_mae",
+                ]
+                sections += [
+                    "## Location and magnitude on simulated events",
+                    "",
+                    markdown_table(summary, cols),
+                    "",
+                    "![dependence](dependence.png)",
+                    "",
+                ]
+                clean = [r for r in summary if r["drop_fraction"] == 0 and r["noise_factor"] == 0]
+                summary_lines.append(
+                    markdown_table(
+                        clean,
+                        [
+                            "method",
+                            "located",
+                            "epicentral_median_km",
+                            "depth_mae_km",
+                            "magnitude_mae",
+                        ],
+                    )
+                )
+        if "speed" in stages:
+            rows = stage_speed(models_loaded, data_dir, quick, log)
+            if rows:
+                sections += ["## Annotate speed", "", markdown_table(rows, list(rows[0])), ""]
+                summary_lines.append(
+                    markdown_table(rows, ["model", "station_hours_per_s", "ratio_to_PhaseNet"])
+                )
+    if messages:
+        sections += ["## Skipped", ""] + [f"- {m}" for m in messages]
+    report = out / f"benchmark_{suite}.md"
+    report.write_text("\n".join(sections) + "\n")
+    if readme and Path(readme).exists() and summary_lines:
+        refresh_readme(
+            Path(readme),
+            f"From `sine benchmark --suite {suite}` ({report}):\n\n" + "\n\n".join(summary_lines),
+        )
+    print(f"report written to {report}")
+    return report
