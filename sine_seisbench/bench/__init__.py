@@ -1,0 +1,1 @@
+"""Baselines that SINE is benchmarked against (the classical pick → locate → magnitude chain)."""
