@@ -1,1 +1,1 @@
-"""Baselines that SINE is benchmarked against (the classical pick → locate → magnitude chain)."""
+"""Benchmarks of SINE against published pickers and the classical pick → locate → magnitude chain."""
