@@ -40,7 +40,7 @@ def dataset_to_stream(dataset: sbd.WaveformDataset) -> tuple[obspy.Stream, Inven
     """The traces of a SeisBench dataset as an ObsPy Stream (ZNE channels) and a matching Inventory."""
     stream = obspy.Stream()
     stations = {}
-    for i, row in dataset.metadata.iterrows():
+    for i, (_, row) in enumerate(dataset.metadata.iterrows()):
         data = dataset.get_waveforms(i)
         comps = str(row.get("trace_available_components", "ZNE"))
         for c, comp in enumerate("ZNE"):
