@@ -372,6 +372,7 @@ def run_benchmark(
     readme: str | Path | None = "README.md",
     force: bool = False,
     seed: int = 0,
+    tt=None,
 ) -> Path:
     """Runs the benchmark suite and writes ``OUT/benchmark_SUITE.md`` (plus CSVs and figures)."""
     from ..data.simulate import TravelTimes
@@ -391,7 +392,7 @@ def run_benchmark(
     cache = Cache(out, force)
     models_loaded = load_models(models or ["SINE", "PhaseNet", "EQTransformer"], sine_weights)
     stages = stages or list(STAGES)
-    tt = TravelTimes()
+    tt = tt or TravelTimes()
     sections = [
         f"# sine benchmark ({suite} suite)",
         "",

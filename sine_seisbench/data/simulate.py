@@ -38,6 +38,9 @@ SOCAL_LAYERS = ((0.0, 5.5), (5.5, 6.3), (16.0, 6.7), (32.0, 7.8))
 VP_VS = 1.73
 DENSITY = 2700.0  # kg/m^3
 SAMPLING_RATE = 100.0
+CHUNK = 1000  # samples per chunk when screening noise records for earthquakes
+#: Near-surface velocities (km/s) that bend rays towards vertical at the free surface
+SURFACE_VP, SURFACE_VS = 4.0, 2.3
 
 #: Wood-Anderson seismometer (poles/zeros as used by SCSN, static gain 2080)
 WOOD_ANDERSON = {
@@ -203,7 +206,9 @@ class NoiseBank:
 
     def __init__(self, paths: list[str | Path] | None = None, seed: int = 0) -> None:
         self.rng = np.random.default_rng(seed)
-        self.stations: list[list[np.ndarray]] = []
+        #: per station: (components ordered Z, N/1, E/2 with unit RMS, indices of quiet chunks)
+        self.stations: list[tuple[np.ndarray, np.ndarray]] = []
+        order = {"Z": 0, "N": 1, "1": 1, "E": 2, "2": 2}
         for path in paths or []:
             st = obspy.read(str(path))
             st.merge(fill_value=0)
@@ -212,14 +217,37 @@ class NoiseBank:
                     tr.resample(SAMPLING_RATE)
             st.detrend("demean")
             st.filter("highpass", freq=1.0)
-            groups: dict[str, list[np.ndarray]] = {}
+            groups: dict[str, list[obspy.Trace]] = {}
             for tr in st:
-                data = tr.data.astype(np.float64)
-                rms = np.sqrt(np.mean(data**2))
-                if not np.isfinite(rms) or rms == 0 or data.size < 12000:
-                    continue
-                groups.setdefault(tr.id[:-1], []).append(data / rms)
-            self.stations += list(groups.values())
+                if tr.stats.channel[-1:] in order and tr.stats.npts >= 12000:
+                    groups.setdefault(tr.id[:-1], []).append(tr)
+            for traces in groups.values():
+                traces.sort(key=lambda tr: order[tr.stats.channel[-1]])
+                length = min(tr.stats.npts for tr in traces)
+                data = np.stack([tr.data[:length].astype(np.float64) for tr in traces])
+                quiet = self._quiet_chunks(data[0])
+                if quiet.size:
+                    rms = np.sqrt(
+                        np.mean(
+                            np.concatenate(
+                                [data[:, i * CHUNK : (i + 1) * CHUNK] for i in quiet], axis=1
+                            )
+                            ** 2,
+                            axis=1,
+                        )
+                    )
+                    self.stations.append((data / np.maximum(rms[:, None], 1e-30), quiet))
+
+    @staticmethod
+    def _quiet_chunks(z: np.ndarray) -> np.ndarray:
+        """Indices of 10 s chunks free of earthquakes: RMS within 1.5x the median chunk RMS and no peak above
+        6x the chunk's RMS (records from active sequences are full of small events)."""
+        n = z.size // CHUNK
+        chunks = z[: n * CHUNK].reshape(n, CHUNK)
+        rms = np.sqrt(np.mean(chunks**2, axis=1))
+        peak = np.abs(chunks).max(axis=1)
+        med = np.median(rms)
+        return np.flatnonzero((rms > 0) & (rms <= 1.5 * med) & (peak <= 6 * rms))
 
     @property
     def real(self) -> bool:
@@ -235,17 +263,30 @@ class NoiseBank:
             spec *= _sensor_response(f, 1.0)
             out = np.fft.irfft(spec, n, axis=-1)
             return out / out.std(axis=-1, keepdims=True)
-        comps = self.stations[self.rng.integers(len(self.stations))]
-        length = min(c.size for c in comps)
-        start = self.rng.integers(0, length - n)
-        out = np.zeros((3, n))
-        for k in range(3):
-            if k < len(comps):
-                out[k] = comps[k][start : start + n]
-            else:  # single-component station: independent windows of it for the horizontals
-                s2 = self.rng.integers(0, length - n)
-                out[k] = comps[0][s2 : s2 + n]
+        data, quiet = self.stations[self.rng.integers(len(self.stations))]
+        fade = np.sin(np.linspace(0, np.pi / 2, 50)) ** 2
+        out = np.zeros((data.shape[0], n + CHUNK))
+        pos = 0
+        while pos < n:  # quiet 10 s chunks joined with 0.5 s cross-fades
+            i = int(self.rng.choice(quiet))
+            chunk = data[:, i * CHUNK : (i + 1) * CHUNK].copy()
+            if pos:
+                chunk[:, :50] *= fade
+                out[:, pos - 50 : pos] *= fade[::-1]
+                pos -= 50
+            out[:, pos : pos + CHUNK] += chunk
+            pos += CHUNK
+        out = out[:, :n]
+        if out.shape[0] < 3:  # single-component station: horizontals from other quiet chunks of it
+            extra = np.stack(
+                [self.window_single(data[0], quiet, n) for _ in range(3 - out.shape[0])]
+            )
+            out = np.concatenate([out, extra])
         return out / np.maximum(out.std(axis=-1, keepdims=True), 1e-12)
+
+    def window_single(self, z: np.ndarray, quiet: np.ndarray, n: int) -> np.ndarray:
+        picks = self.rng.choice(quiet, size=n // CHUNK + 1)
+        return np.concatenate([z[i * CHUNK : (i + 1) * CHUNK] for i in picks])[:n]
 
 
 def simulate_station(
@@ -300,10 +341,13 @@ def simulate_station(
         scale = AMPLITUDE_CALIBRATION * 10**site_log10 * 0.707 * 2.0 / (4 * np.pi * DENSITY * v**3)
         spectrum = scale * source * path * kappa * (2 * np.pi * f) * response  # velocity, m
         duration = 1.0 / fc + 0.05 * r_km
-        coda = 0.0 if phase == "P" else 2.0 + 0.08 * r_km
+        coda = 1.0 + 0.04 * r_km if phase == "P" else 3.0 + 0.15 * r_km
         # Boore (2003): the normalised noise spectrum times the Fourier amplitude, / dt for the discrete transform
         base = _shaped_noise(samples, onset, duration, coda, spectrum, rng) * SAMPLING_RATE
-        incidence = math.radians(float(t["incidence_p" if phase == "P" else "incidence_s"][0]))
+        # Ray parameter conserved: the incidence in the slower near-surface layer is steeper than TauP's
+        top = math.radians(float(t["incidence_p" if phase == "P" else "incidence_s"][0]))
+        surface = SURFACE_VP / vp_top if phase == "P" else SURFACE_VS / vs_top
+        incidence = math.asin(min(1.0, math.sin(top) * surface))
         az = math.radians(azimuth)
         if phase == "P":
             vert, radial, trans = (
@@ -363,7 +407,7 @@ class SimulationConfig:
     max_distance_km: float = 120.0
     samples: int = 6000
     seed: int = 0
-    noise_rms_median: float = 1e-7  # m/s
+    noise_rms_median: float = 3e-7  # m/s
     noise_rms_sigma_ln: float = 1.0
     z_only_fraction: float = 0.1
     dead_component_fraction: float = 0.03
@@ -475,7 +519,11 @@ def simulate_dataset(
                 row = catalog.iloc[rng.integers(len(catalog))]
                 lat, lon = float(row["latitude"]), float(row["longitude"])
                 depth, mag = float(np.clip(row["depth"], 0.5, 29.0)), float(row["magnitude"])
-                origin = obspy.UTCDateTime(row["time"]) if "time" in row else base_time
+                origin = (
+                    obspy.UTCDateTime(pd.Timestamp(row["time"]).timestamp())
+                    if "time" in row
+                    else base_time
+                )
             else:
                 lat = float(rng.uniform(region[0], region[1]))
                 lon = float(rng.uniform(region[2], region[3]))
@@ -538,7 +586,9 @@ def simulate_dataset(
                     data[:, g0 : g0 + int(rng.integers(100, 500))] = 0
                 snr = 20 * math.log10(max(np.abs(signal[0]).max(), 1e-30) / max(noise_rms, 1e-30))
                 start = obspy.UTCDateTime(
-                    round((origin.timestamp + float(tt_p) - p_sample / SAMPLING_RATE) * SAMPLING_RATE)
+                    round(
+                        (origin.timestamp + float(tt_p) - p_sample / SAMPLING_RATE) * SAMPLING_RATE
+                    )
                     / SAMPLING_RATE
                 )  # on the common sample grid, as records of one network are
                 writer.add_trace(
