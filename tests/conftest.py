@@ -36,4 +36,6 @@ def tt():
     """A coarse travel-time table (fast to build) in the project's SoCal TauP model."""
     from sine_seisbench.data.simulate import TravelTimes
 
-    return TravelTimes(max_distance_km=120.0, max_depth_km=24.0, distance_step_km=5.0, depth_step_km=3.0)
+    return TravelTimes(
+        max_distance_km=120.0, max_depth_km=24.0, distance_step_km=5.0, depth_step_km=3.0
+    )

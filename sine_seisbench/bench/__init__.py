@@ -1,1 +1,1 @@
-"""Benchmarks: evaluation of pickers on labelled SeisBench datasets."""
+"""Benchmarks of SINE against published pickers and the classical pick → locate → magnitude chain."""

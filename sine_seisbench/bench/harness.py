@@ -142,9 +142,11 @@ def stage_continuous(models, data_dir: Path, cache: Cache, quick: bool, log, tt)
     stations_csv = data_dir / "stations" / "western_us_stations.csv"
     if pnw.is_dir() and stations_csv.exists():
         stream = cont.read_records(pnw)
-        if quick:
+        if quick:  # half an hour, from 2 h in where the record is long enough (an active period of the PNW day)
             t0 = min(tr.stats.starttime for tr in stream)
-            stream.trim(t0 + 2 * 3600, t0 + 2.5 * 3600)
+            t1 = max(tr.stats.endtime for tr in stream)
+            start = t0 + 2 * 3600 if t1 - t0 > 2.5 * 3600 else t0
+            stream.trim(start, start + 1800)
         t0, t1 = min(tr.stats.starttime for tr in stream), max(tr.stats.endtime for tr in stream)
         refs = [r for r in cont.pnw_references(pnw) if t0 + 5 <= r.time <= t1 - 5]
         inventory = _coordinates_from_csv(stations_csv, stream)
