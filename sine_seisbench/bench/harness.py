@@ -261,13 +261,22 @@ def stage_location(models, test_set, cache: Cache, quick: bool, tt, seed: int, o
     max_events = 5 if quick else 40
     drops = (0.0, 0.5) if quick else (0.0, 0.25, 0.5, 0.75)
     noises = (0.0, 4.0) if quick else (0.0, 2.0, 8.0, 32.0)
+    jitters = (0.3,) if quick else (0.1, 0.3, 1.0)
 
     def compute():
         rows = location_benchmark(
             test_set, models["SINE"], pickers, tt, max_events, drops, (0.0,), seed
         )
         rows += location_benchmark(
-            test_set, models["SINE"], pickers, tt, max_events, (0.0,), noises[1:], seed
+            test_set,
+            models["SINE"],
+            pickers,
+            tt,
+            max_events,
+            (0.0,),
+            noises[1:],
+            seed,
+            pick_jitters=jitters,
         )
         return [{k: (str(v) if k == "event" else v) for k, v in r.items()} for r in rows]
 
@@ -275,14 +284,13 @@ def stage_location(models, test_set, cache: Cache, quick: bool, tt, seed: int, o
     frame = pd.DataFrame(rows)
     frame.to_csv(out / "location_events.csv", index=False)
     summary = []
-    for (method, drop, noise), group in frame.groupby(["method", "drop_fraction", "noise_factor"]):
+    if "pick_jitter_s" not in frame:
+        frame["pick_jitter_s"] = 0.0
+    frame["pick_jitter_s"] = frame["pick_jitter_s"].fillna(0.0)
+    keys = ["method", "drop_fraction", "noise_factor", "pick_jitter_s"]
+    for values, group in frame.groupby(keys):
         summary.append(
-            {
-                "method": method,
-                "drop_fraction": drop,
-                "noise_factor": noise,
-                **summarise(group.to_dict("records")),
-            }
+            {**dict(zip(keys, values, strict=True)), **summarise(group.to_dict("records"))}
         )
     _plot_dependence(pd.DataFrame(summary), out / "dependence.png")
     return summary, rows
@@ -297,6 +305,7 @@ def _plot_dependence(summary: pd.DataFrame, path: Path) -> None:
     if summary.empty or "epicentral_median_km" not in summary:
         return
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    summary = summary[summary.pick_jitter_s == 0]
     for method, g in summary.groupby("method"):
         a = g[g.noise_factor == 0].sort_values("drop_fraction")
         axes[0].plot(a.drop_fraction, a.epicentral_median_km, "o-", label=method)
@@ -456,6 +465,7 @@ def run_benchmark(
                     "method",
                     "drop_fraction",
                     "noise_factor",
+                    "pick_jitter_s",
                     "events",
                     "located",
                     "epicentral_median_km",
@@ -472,7 +482,13 @@ def run_benchmark(
                     "![dependence](dependence.png)",
                     "",
                 ]
-                clean = [r for r in summary if r["drop_fraction"] == 0 and r["noise_factor"] == 0]
+                clean = [
+                    r
+                    for r in summary
+                    if r["drop_fraction"] == 0
+                    and r["noise_factor"] == 0
+                    and r["pick_jitter_s"] == 0
+                ]
                 summary_lines.append(
                     markdown_table(
                         clean,

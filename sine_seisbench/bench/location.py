@@ -164,8 +164,12 @@ def location_benchmark(
     drop_fractions: tuple[float, ...] = (0.0,),
     noise_factors: tuple[float, ...] = (0.0,),
     seed: int = 0,
+    pick_jitters: tuple[float, ...] = (),
 ) -> list[dict]:
-    """Rows of per-event errors for SINE and each picker's chain under every degradation."""
+    """Rows of per-event errors for SINE and each picker's chain under every degradation.
+
+    ``pick_jitters`` (s) additionally perturbs the chain's picks (Gaussian, and a third of them removed) without
+    degrading the waveforms: the chain's location depends on its picks, SINE's does not take picks as input."""
     rng = np.random.default_rng(seed)
     rows = []
     events = list(event_streams(dataset, max_events))
@@ -189,4 +193,45 @@ def location_benchmark(
                 for name, picker in pickers.items():
                     est = chain_estimate(picker, st, inventory, truth, tt)
                     rows.append({**base, "method": f"{name} chain", **_errors(truth, est)})
+        for jitter in pick_jitters:
+            for name, picker in pickers.items():
+                perturb = _pick_perturbation(rng, jitter, drop=1 / 3)
+                est = chain_estimate(
+                    picker, stream, inventory, truth, tt, pick_perturbation=perturb
+                )
+                rows.append(
+                    {
+                        "event": truth["event"],
+                        "drop_fraction": 0.0,
+                        "noise_factor": 0.0,
+                        "pick_jitter_s": jitter,
+                        "magnitude": truth["magnitude"],
+                        "method": f"{name} chain",
+                        **_errors(truth, est),
+                    }
+                )
     return rows
+
+
+def _pick_perturbation(rng: np.random.Generator, jitter_s: float, drop: float) -> Callable:
+    def perturb(picks):
+        import seisbench.util as sbu
+
+        out = sbu.PickList()
+        for p in picks:
+            if rng.uniform() < drop:
+                continue
+            dt = float(rng.normal(0, jitter_s))
+            out.append(
+                sbu.Pick(
+                    p.trace_id,
+                    p.start_time + dt,
+                    p.end_time + dt,
+                    p.peak_time + dt,
+                    p.peak_value,
+                    p.phase,
+                )
+            )
+        return out
+
+    return perturb
