@@ -634,7 +634,9 @@ def simulate_dataset(
     return out
 
 
-def calibrate(n: int = 200, seed: int = 0, tt: TravelTimes | None = None) -> np.ndarray:
+def calibrate(
+    n: int = 200, seed: int = 0, tt: TravelTimes | None = None, sensor_corner: float = 1.0
+) -> np.ndarray:
     """ML(simulated) - M for ``n`` random event-station pairs (M1-4, 10-120 km); used to set
     :data:`AMPLITUDE_CALIBRATION` and by the tests."""
     rng = np.random.default_rng(seed)
@@ -658,6 +660,7 @@ def calibrate(n: int = 200, seed: int = 0, tt: TravelTimes | None = None) -> np.
             stress,
             8000,
             1000.0,
+            sensor_corner=sensor_corner,
             site_log10=float(rng.normal(0, SITE_SIGMA_LOG10)),
         )
         amp = wood_anderson_amplitude_mm(signal)
