@@ -39,7 +39,7 @@ from .geometry import (
 )
 from .nn.disentangle import DisentangledGraphLayer
 from .nn.encoder import TemporalEncoder
-from .nn.heads import EVENT_PARAMETERS, EventHead, PickDecoder
+from .nn.heads import EventHead, PickDecoder
 
 #: Per-station scalar features given to the event head: east, north, up (scaled), log amplitude, amplitude
 #: calibrated flag, and the three component-presence flags.
@@ -661,9 +661,6 @@ class SINE(WaveformModel):
         return super().load(path, version_str=version_str, **kwargs)
 
 
-EVENT_PARAMETER_NAMES = EVENT_PARAMETERS
-
-
 # ----------------------------------------------------------------------------------------------------
 # Stream helpers
 # ----------------------------------------------------------------------------------------------------
@@ -756,4 +753,4 @@ def _stack_duplicate_traces(stream: obspy.Stream, method: str) -> obspy.Stream:
     return out
 
 
-__all__ = ["SINE", "EVENT_PARAMETER_NAMES"]
+__all__ = ["SINE"]
