@@ -274,9 +274,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hours", type=float, default=1.0, help="stream length in hours")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     p.add_argument("--batch-size", type=int, default=256, help="annotate batch_size")
-    p.add_argument("--sine-batch-size", type=int, default=None,
-                   help="batch_size for SINE only (default: --batch-size); a SINE window holds a whole "
-                   "station group, so --batch-size/16 gives the same station-windows per batch")
+    p.add_argument("--sine-batch-size", type=int, default=16,
+                   help="batch_size for SINE only (default 16, SINE's own default): a SINE window holds a "
+                   "whole station group of up to 16 stations, so 16 groups match 256 single-station "
+                   "windows of the other models per forward pass")
     p.add_argument("--repeats", type=int, default=1, help="timed runs per model (median reported)")
     p.add_argument("--models", default="SINE,PhaseNet,EQTransformer", help="comma-separated models")
     p.add_argument("--out", default="benchmarks/results/annotate_speed.md", help="markdown report path")
