@@ -29,6 +29,9 @@ DATASETS = {
     "stead": "STEAD",
 }
 
+#: Probability a P curve must reach to count as a pick in the metrics (SINE's default P_threshold)
+PICK_THRESHOLD = 0.3
+
 METRIC_COLUMNS = [
     "epoch",
     "split",
@@ -36,6 +39,9 @@ METRIC_COLUMNS = [
     "loss_picks",
     "loss_event",
     "p_residual_mae_s",
+    "p_picked_fraction",
+    "p_within_0.1s_fraction",
+    "p_residual_mae_picked_s",
     "s_residual_mae_s",
     "epicentral_error_median_km",
     "depth_mae_km",
@@ -170,6 +176,7 @@ class MetricAccumulator:
         self.sampling_rate = sampling_rate
         self.losses: dict[str, list[float]] = {}
         self.residuals: dict[str, list[np.ndarray]] = {"P": [], "S": []}
+        self.p_picked: list[np.ndarray] = []  # per labelled P: (picked at threshold, residual s)
         self.epi: list[np.ndarray] = []
         self.depth: list[np.ndarray] = []
         self.mag: list[np.ndarray] = []
@@ -183,13 +190,17 @@ class MetricAccumulator:
         for k, v in losses.items():
             self.losses.setdefault(k, []).append(float(v) * n)
         mask = batch["station_mask"].cpu().numpy()
-        pred = out["picks"].float().cpu().numpy()
+        pred = torch.softmax(out["picks"].float(), dim=2).cpu().numpy()  # logits -> probabilities
         y = batch["y"].cpu().numpy()
         for i, phase in enumerate("PS"):
             has = mask & (y[:, :, i].max(-1) > 0.5)  # a labelled arrival inside the window
             true_idx = y[:, :, i].argmax(-1)
             pred_idx = pred[:, :, i].argmax(-1)
-            self.residuals[phase].append(((pred_idx - true_idx) / self.sampling_rate)[has])
+            residual = ((pred_idx - true_idx) / self.sampling_rate)[has]
+            self.residuals[phase].append(residual)
+            if phase == "P":
+                picked = pred[:, :, 0].max(-1)[has] >= PICK_THRESHOLD
+                self.p_picked.append(np.stack([picked, residual], axis=-1))
         em = batch["event_mask"].cpu().numpy() & mask.any(1, keepdims=True)
         mean = out["event_mean"].float().cpu().numpy()
         target = batch["event_target"].cpu().numpy()
@@ -206,6 +217,15 @@ class MetricAccumulator:
         out = {k: sum(v) / max(self.samples, 1) for k, v in self.losses.items()}
         out["p_residual_mae_s"] = mean_of([np.abs(r) for r in self.residuals["P"]])
         out["s_residual_mae_s"] = mean_of([np.abs(r) for r in self.residuals["S"]])
+        picks = np.concatenate(self.p_picked) if self.p_picked else np.zeros((0, 2))
+        picked, res = picks[:, 0].astype(bool), picks[:, 1]
+        out["p_picked_fraction"] = float(picked.mean()) if picks.size else float("nan")
+        out["p_within_0.1s_fraction"] = (
+            float((picked & (np.abs(res) <= 0.1)).mean()) if picks.size else float("nan")
+        )
+        out["p_residual_mae_picked_s"] = (
+            float(np.abs(res[picked]).mean()) if picked.any() else float("nan")
+        )
         out["epicentral_error_median_km"] = mean_of(self.epi, np.median)
         out["depth_mae_km"] = mean_of(self.depth)
         out["magnitude_mae"] = mean_of(self.mag)
