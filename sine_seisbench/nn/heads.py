@@ -50,7 +50,9 @@ class PickDecoder(nn.Module):
         for up, skip in zip(self.ups, reversed(skips), strict=True):
             x = F.interpolate(x, size=skip.shape[-1], mode="nearest")
             x = up(torch.cat([x, skip], dim=1))
-        return self.out(x)
+        # The 1x1 output convolution as a channel contraction: the same result, several times faster on CPU than
+        # a convolution with so few channels at full resolution
+        return torch.einsum("oc,nct->not", self.out.weight[:, :, 0], x) + self.out.bias[:, None]
 
 
 class EventHead(nn.Module):
