@@ -24,8 +24,12 @@ def event_streams(dataset: sbd.WaveformDataset, max_events: int | None = None):
             break
         sub = dataset.filter(meta["source_id"] == event_id, inplace=False)
         stream, inventory = dataset_to_stream(sub)
+        # Records start at different times: zero-pad them to one span (zeros are masked as missing data)
         stream.trim(
-            max(tr.stats.starttime for tr in stream), min(tr.stats.endtime for tr in stream)
+            min(tr.stats.starttime for tr in stream),
+            max(tr.stats.endtime for tr in stream),
+            pad=True,
+            fill_value=0.0,
         )
         r = rows.iloc[0]
         truth = {
