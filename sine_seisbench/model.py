@@ -84,7 +84,8 @@ class SINE(WaveformModel):
 
     _annotate_args = WaveformModel._annotate_args.copy()
     _annotate_args["batch_size"] = (
-        "Station groups per batch (each group holds up to max_stations station windows)",
+        "Station groups per batch. Default: as many groups as make about 256 station-windows "
+        "(16 groups of 16 stations; more groups for smaller networks).",
         16,
     )
     _annotate_args["*_threshold"] = ("Detection threshold for the provided phase", 0.3)
@@ -449,6 +450,9 @@ class SINE(WaveformModel):
             seisbench.logger.warning("SINE: the stream is empty; nothing to annotate.")
             return obspy.Stream()
         errors: list[Exception] = []
+        if "batch_size" not in kwargs and "batch_size" not in self.default_args:
+            stations = len({station_key(tr.id) for tr in stream})
+            kwargs["batch_size"] = max(1, 256 // max(1, min(stations, self.max_stations)))
         output = await super().annotate_async(stream, copy=copy, _errors=errors, **kwargs)
         if errors:
             raise errors[0]

@@ -154,7 +154,8 @@ def degrade(
     out = obspy.Stream([tr.copy() for tr in stream if tr.id.rsplit(".", 1)[0] not in dropped])
     if noise_factor > 0:
         for tr in out:
-            ref = np.sqrt(np.mean(tr.data[:500] ** 2)) + 1e-12
+            recorded = tr.data[tr.data != 0]  # skip zero padding
+            ref = np.sqrt(np.mean(recorded[:500] ** 2)) + 1e-12 if recorded.size else 1e-12
             tr.data = tr.data + rng.normal(0, noise_factor * ref, tr.data.size)
     return out
 
