@@ -461,31 +461,9 @@ def calibrate_sensor(
     n: int,
     sensor_corner: float,
 ) -> np.ndarray:
-    """``calibrate``'s loop with another sensor corner or travel-time object; rows (ML(sim) - M, M)."""
-    out = []
-    for _ in range(n):
-        mag = rng.uniform(1, 4)
-        depth = rng.uniform(2, 15)
-        epi = rng.uniform(10, 120)
-        mech, stress, site = random_source(rng)
-        sig, _ = simmod.simulate_station(
-            rng,
-            tt,
-            mag,
-            depth,
-            epi,
-            rng.uniform(0, 360),
-            0.0,
-            mech,
-            stress,
-            8000,
-            1000.0,
-            sensor_corner=sensor_corner,
-            site_log10=site,
-        )
-        amp = simmod.wood_anderson_amplitude_mm(sig)
-        out.append((simmod.local_magnitude(amp, math.hypot(epi, depth)) - mag, mag))
-    return np.array(out)
+    """``simulate.calibrate`` with another sensor corner or travel-time object; rows (ML(sim) - M, M)."""
+    seed = int(rng.integers(2**31))
+    return simmod.calibrate(n, seed=seed, tt=tt, sensor_corner=sensor_corner, with_magnitudes=True)
 
 
 def section_amplitude(

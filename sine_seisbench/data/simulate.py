@@ -635,10 +635,15 @@ def simulate_dataset(
 
 
 def calibrate(
-    n: int = 200, seed: int = 0, tt: TravelTimes | None = None, sensor_corner: float = 1.0
+    n: int = 200,
+    seed: int = 0,
+    tt: TravelTimes | None = None,
+    sensor_corner: float = 1.0,
+    with_magnitudes: bool = False,
 ) -> np.ndarray:
     """ML(simulated) - M for ``n`` random event-station pairs (M1-4, 10-120 km); used to set
-    :data:`AMPLITUDE_CALIBRATION` and by the tests."""
+    :data:`AMPLITUDE_CALIBRATION`, by the tests and by the validation report. With ``with_magnitudes`` the rows
+    are (residual, M)."""
     rng = np.random.default_rng(seed)
     tt = tt or TravelTimes()
     residuals = []
@@ -664,5 +669,6 @@ def calibrate(
             site_log10=float(rng.normal(0, SITE_SIGMA_LOG10)),
         )
         amp = wood_anderson_amplitude_mm(signal)
-        residuals.append(local_magnitude(amp, math.hypot(epi, depth)) - mag)
+        residual = local_magnitude(amp, math.hypot(epi, depth)) - mag
+        residuals.append((residual, mag) if with_magnitudes else residual)
     return np.array(residuals)
