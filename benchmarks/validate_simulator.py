@@ -1208,13 +1208,7 @@ def spike_fraction(windows: np.ndarray) -> float:
 def bank_channels(path: Path) -> dict[str, np.ndarray]:
     """The channels of a noise file preprocessed as ``NoiseBank`` does (merge, 100 Hz, demean, 1 Hz high-pass),
     keyed by channel code."""
-    st = obspy.read(str(path))
-    st.merge(fill_value=0)
-    for tr in st:
-        if tr.stats.sampling_rate != FS:
-            tr.resample(FS)
-    st.detrend("demean")
-    st.filter("highpass", freq=1.0)
+    st = simmod.NoiseBank.read_record(path)
     return {tr.stats.channel: tr.data.astype(np.float64) for tr in st}
 
 

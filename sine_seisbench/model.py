@@ -483,7 +483,8 @@ class SINE(WaveformModel):
         self.annotate_stream_pre(prepared, argdict)
         prepared = self.annotate_stream_validate(prepared, argdict)
         public = {k: v for k, v in argdict.items() if not k.startswith("_")}
-        annotations = await self.annotate_async(prepared, copy=True, **public)
+        # ``prepared`` is already a private copy: annotate may work on it in place
+        annotations = await self.annotate_async(prepared, copy=False, **public)
 
         picks = self.classify_aggregate(annotations, argdict).picks
         events = self._locate(prepared, picks, argdict)

@@ -22,7 +22,7 @@ from sine_seisbench.bench.pick_tasks import (
     split_traces,
     window_scores,
 )
-from sine_seisbench.data.fixture import write_event_dataset
+from sine_seisbench.data.fixture import DATA_FORMAT, write_event_dataset
 
 
 def _bump(n: int, centre: float, height: float = 1.0, width: float = 10.0) -> np.ndarray:
@@ -34,14 +34,7 @@ def _write_noise_dataset(path: Path, n: int = 4, samples: int = 6000) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(1)
     with sbd.WaveformDataWriter(path / "metadata.csv", path / "waveforms.hdf5") as writer:
-        writer.data_format = {
-            "dimension_order": "CW",
-            "component_order": "ZNE",
-            "sampling_rate": 100,
-            "measurement": "velocity",
-            "unit": "counts",
-            "instrument_response": "not restituted",
-        }
+        writer.data_format = dict(DATA_FORMAT)
         for i in range(n):
             meta = {
                 "station_network_code": "CI",

@@ -17,6 +17,16 @@ import seisbench.data as sbd
 
 from ..geometry import EARTH_KM_PER_DEG
 
+#: The ``data_format`` of fixture datasets (ZNE counts at 100 Hz)
+DATA_FORMAT = {
+    "dimension_order": "CW",
+    "component_order": "ZNE",
+    "sampling_rate": 100,
+    "measurement": "velocity",
+    "unit": "counts",
+    "instrument_response": "not restituted",
+}
+
 
 def _wavelet(
     n: int, onset: float, freq: float, decay: float, rng: np.random.Generator
@@ -58,14 +68,7 @@ def write_event_dataset(
     splits += ["test"] * (n_events - len(splits))
 
     with sbd.WaveformDataWriter(path / "metadata.csv", path / "waveforms.hdf5") as writer:
-        writer.data_format = {
-            "dimension_order": "CW",
-            "component_order": "ZNE",
-            "sampling_rate": 100,
-            "measurement": "velocity",
-            "unit": "counts",
-            "instrument_response": "not restituted",
-        }
+        writer.data_format = dict(DATA_FORMAT)
         for ev in range(n_events):
             ex, ey = rng.uniform(-30, 30, size=2)
             depth = float(rng.uniform(2, 15))

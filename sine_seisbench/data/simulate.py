@@ -210,13 +210,7 @@ class NoiseBank:
         self.stations: list[tuple[np.ndarray, np.ndarray]] = []
         order = {"Z": 0, "N": 1, "1": 1, "E": 2, "2": 2}
         for path in paths or []:
-            st = obspy.read(str(path))
-            st.merge(fill_value=0)
-            for tr in st:
-                if tr.stats.sampling_rate != SAMPLING_RATE:
-                    tr.resample(SAMPLING_RATE)
-            st.detrend("demean")
-            st.filter("highpass", freq=1.0)
+            st = self.read_record(path)
             groups: dict[str, list[obspy.Trace]] = {}
             for tr in st:
                 if tr.stats.channel[-1:] in order and tr.stats.npts >= 12000:
@@ -237,6 +231,18 @@ class NoiseBank:
                         )
                     )
                     self.stations.append((data / np.maximum(rms[:, None], 1e-30), quiet))
+
+    @staticmethod
+    def read_record(path: str | Path) -> obspy.Stream:
+        """A noise record as the bank uses it: merged (gaps zero), 100 Hz, demeaned, 1 Hz high-passed."""
+        st = obspy.read(str(path))
+        st.merge(fill_value=0)
+        for tr in st:
+            if tr.stats.sampling_rate != SAMPLING_RATE:
+                tr.resample(SAMPLING_RATE)
+        st.detrend("demean")
+        st.filter("highpass", freq=1.0)
+        return st
 
     @staticmethod
     def _quiet_chunks(z: np.ndarray) -> np.ndarray:
