@@ -110,15 +110,14 @@ def _pick_key(pick: sbu.Pick) -> tuple[str, float]:
     return pick.trace_id, round(pick.peak_time.timestamp, 3)
 
 
-def merge_candidates(
+def merge_sets(
     candidates: list[Candidate], merge_time_s: float, merge_distance_km: float
-) -> list[Candidate]:
-    """Merge candidates that describe one earthquake (overlapping groups or windows).
+) -> list[list[int]]:
+    """Indices of candidates that describe one earthquake, one list per earthquake, each list ordered best
+    first (most stations, then smallest horizontal uncertainty).
 
     Two candidates are one event when they share a P pick, or when their origin times differ by at most
-    ``merge_time_s`` and their epicentres by at most ``merge_distance_km``. Of each set the candidate with the
-    most stations (then the smallest horizontal uncertainty) is kept; it gains the other candidates' picks at
-    stations it lacks.
+    ``merge_time_s`` and their epicentres by at most ``merge_distance_km``.
     """
     n = len(candidates)
     parent = list(range(n))
@@ -154,19 +153,39 @@ def merge_candidates(
     sets: dict[int, list[int]] = {}
     for i in range(n):
         sets.setdefault(find(i), []).append(i)
-    merged = []
+    out = []
     for members in sets.values():
         members.sort(
             key=lambda i: (-len(candidates[i].stations), float(np.hypot(*candidates[i].std[:2])))
         )
-        best = candidates[members[0]]
-        have = best.stations
-        for other in members[1:]:
-            for pick in candidates[other].p_picks:
-                if pick.trace_id not in have:
-                    best.p_picks.append(pick)
-                    have.add(pick.trace_id)
-        merged.append(best)
+        out.append(members)
+    return out
+
+
+def merge_members(candidates: list[Candidate], members: list[int]) -> Candidate:
+    """The best candidate of a merge set (first member), gaining the others' picks at stations it lacks."""
+    best = candidates[members[0]]
+    have = best.stations
+    for other in members[1:]:
+        for pick in candidates[other].p_picks:
+            if pick.trace_id not in have:
+                best.p_picks.append(pick)
+                have.add(pick.trace_id)
+    return best
+
+
+def merge_candidates(
+    candidates: list[Candidate], merge_time_s: float, merge_distance_km: float
+) -> list[Candidate]:
+    """Merge candidates that describe one earthquake (overlapping groups or windows); see :func:`merge_sets`.
+
+    Of each set the candidate with the most stations (then the smallest horizontal uncertainty) is kept; it
+    gains the other candidates' picks at stations it lacks.
+    """
+    merged = [
+        merge_members(candidates, members)
+        for members in merge_sets(candidates, merge_time_s, merge_distance_km)
+    ]
     return sorted(merged, key=lambda c: c.origin_time)
 
 

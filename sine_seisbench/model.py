@@ -525,11 +525,7 @@ class SINE(WaveformModel):
         for group in compact_groups(
             stations, [coordinates[s] for s in stations], self.max_stations
         ):
-            window_s = self._argdict_get_with_default(argdict, "association_window")
-            if window_s is None:
-                pos, _ = local_positions([coordinates[s] for s in group])
-                span = float(np.max(np.linalg.norm(pos[:, None, :2] - pos[None, :, :2], axis=-1)))
-                window_s = min(span / 5.0 + 2.0, 0.8 * window_len)
+            window_s = self.association_window(group, argdict)
             candidates += associate(p_picks, group, window_s, min_stations)
         if not candidates:
             return Catalog()
@@ -538,22 +534,8 @@ class SINE(WaveformModel):
         windows = [
             self._cut_window(stream, cand.group, cand.first_p - pre_p) for cand in candidates
         ]
-        batch_size = self._argdict_get_with_default(argdict, "batch_size")
+        self.estimate_candidates(candidates, windows, argdict)
         vp = self._argdict_get_with_default(argdict, "vp")
-        for start in range(0, len(candidates), batch_size):
-            chunk = candidates[start : start + batch_size]
-            out, _ = self._run_groups(
-                windows[start : start + batch_size], [c.group for c in chunk], argdict
-            )
-            means = out["event_mean"].cpu().numpy()
-            stds = out["event_std"].cpu().numpy()
-            for cand, mean, std in zip(chunk, means, stds, strict=True):
-                _, _, ref = self._group_inputs(cand.group, argdict)
-                cand.reference = ref
-                cand.mean, cand.std = mean.astype(float), std.astype(float)
-                cand.latitude, cand.longitude = unproject(mean[0], mean[1], *ref)
-                estimate_origin_time(cand, coordinates, vp, self.sampling_rate)
-
         merged = merge_candidates(
             candidates,
             self._argdict_get_with_default(argdict, "merge_time"),
@@ -573,6 +555,39 @@ class SINE(WaveformModel):
                 for cand in merged
             ]
         )
+
+    def association_window(self, group: list[str], argdict: dict[str, Any]) -> float:
+        """Association window (s) of a station group: ``association_window`` or the group's largest station
+        distance / 5 km/s + 2 s, capped at 80% of the model window."""
+        window_s = self._argdict_get_with_default(argdict, "association_window")
+        if window_s is not None:
+            return float(window_s)
+        coordinates: dict[str, Coordinates] = argdict["_coordinates"]
+        pos, _ = local_positions([coordinates[s] for s in group])
+        span = float(np.max(np.linalg.norm(pos[:, None, :2] - pos[None, :, :2], axis=-1)))
+        return min(span / 5.0 + 2.0, 0.8 * (self.in_samples - 1) / self.sampling_rate)
+
+    def estimate_candidates(
+        self, candidates: list[Candidate], windows: list[np.ndarray], argdict: dict[str, Any]
+    ) -> None:
+        """Runs the event head on each candidate's window ``(stations, components, samples)`` (starting
+        ``event_pre_p`` before its first P) and fills in location, magnitude, uncertainties and origin time."""
+        coordinates: dict[str, Coordinates] = argdict["_coordinates"]
+        batch_size = self._argdict_get_with_default(argdict, "batch_size")
+        vp = self._argdict_get_with_default(argdict, "vp")
+        for start in range(0, len(candidates), batch_size):
+            chunk = candidates[start : start + batch_size]
+            out, _ = self._run_groups(
+                windows[start : start + batch_size], [c.group for c in chunk], argdict
+            )
+            means = out["event_mean"].cpu().numpy()
+            stds = out["event_std"].cpu().numpy()
+            for cand, mean, std in zip(chunk, means, stds, strict=True):
+                _, _, ref = self._group_inputs(cand.group, argdict)
+                cand.reference = ref
+                cand.mean, cand.std = mean.astype(float), std.astype(float)
+                cand.latitude, cand.longitude = unproject(mean[0], mean[1], *ref)
+                estimate_origin_time(cand, coordinates, vp, self.sampling_rate)
 
     def _cut_window(
         self, stream: obspy.Stream, stations: list[str], start: obspy.UTCDateTime
