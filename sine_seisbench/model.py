@@ -403,15 +403,22 @@ class SINE(WaveformModel):
         device = self.device
         x = torch.as_tensor(data, device=device)
         x, log_scale = self.annotate_batch_pre(x, argdict)
-        with torch.no_grad():
-            out = self(
-                x,
-                positions=torch.as_tensor(positions, device=device),
-                station_mask=torch.as_tensor(mask, device=device),
-                amplitude=log_scale,
-                calibrated=torch.as_tensor(calibrated, device=device),
-                event=event,
-            )
+        # Inference always in eval mode: in train mode BatchNorm would use batch statistics and update its
+        # running statistics, so results would depend on the batch and change the model.
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                out = self(
+                    x,
+                    positions=torch.as_tensor(positions, device=device),
+                    station_mask=torch.as_tensor(mask, device=device),
+                    amplitude=log_scale,
+                    calibrated=torch.as_tensor(calibrated, device=device),
+                    event=event,
+                )
+        finally:
+            self.train(was_training)
         return out, log_scale
 
     def _predict_windows(

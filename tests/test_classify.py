@@ -165,3 +165,26 @@ def test_merge_candidates_shared_picks_and_proximity():
     assert len(merged) == 3
     assert merged[0].stations == {"XX.A.", "XX.B.", "XX.C.", "XX.D."}
     assert len(merged[1].stations) == 4
+
+
+def test_classify_is_inference_only_and_repeatable():
+    """classify runs the event head in eval mode: BatchNorm statistics stay untouched and a second call, or
+    picks taken from annotate, give the same result (regression: the event head used to run in train mode)."""
+    from sine_seisbench.example import network_stream
+
+    model = SINE.from_pretrained("socal_sim")
+    model.train()
+    stream, inv = network_stream(6, repeat=3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    first = model.classify(stream, inventory=inv)
+    assert len(first.events) > 0
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), f"classify changed {k}"
+    assert model.training, "classify must restore the caller's train/eval mode"
+    second = model.classify(stream, inventory=inv)
+    key = [(p.trace_id, p.phase, p.peak_time) for p in first.picks]
+    assert key == [(p.trace_id, p.phase, p.peak_time) for p in second.picks]
+    annotations = model.annotate(stream, inventory=inv)
+    argdict = dict(model.default_args)
+    from_annotate = model.classify_aggregate(annotations, argdict).picks
+    assert key == [(p.trace_id, p.phase, p.peak_time) for p in from_annotate]
