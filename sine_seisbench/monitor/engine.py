@@ -594,8 +594,11 @@ class StreamingClassifier:
         return sorted(self.stations)
 
     def _event_data_ready(self, cand: Candidate, data_end: int, flush: bool) -> bool:
+        """The event window's data are complete (or given up waiting for): the windows run so far, which
+        waited for every active station, reach its end."""
         end = self._to_index(cand.first_p - self.pre_p) + self.n
-        return flush or data_end >= end
+        processed_end = self.window_start(self.next_window - 1) + self.n
+        return flush or processed_end >= end
 
     def _cut_event_window(self, cand: Candidate) -> np.ndarray:
         start = self._to_index(cand.first_p - self.pre_p)
