@@ -71,13 +71,17 @@ def decode_packet(payload: Any) -> list[obspy.Trace]:
         except json.JSONDecodeError as e:
             raise MalformedPacket(f"packet is not valid JSON: {e}") from e
     if not isinstance(payload, dict):
-        raise MalformedPacket(f"packet must be a JSON object or miniSEED bytes, got {type(payload).__name__}")
+        raise MalformedPacket(
+            f"packet must be a JSON object or miniSEED bytes, got {type(payload).__name__}"
+        )
     return [_decode_json(payload)]
 
 
 def _decode_mseed(raw: bytes) -> list[obspy.Trace]:
     if len(raw) < 48:
-        raise MalformedPacket(f"packet of {len(raw)} bytes is too short for miniSEED and is not JSON")
+        raise MalformedPacket(
+            f"packet of {len(raw)} bytes is too short for miniSEED and is not JSON"
+        )
     try:
         stream = obspy.read(io.BytesIO(raw), format="MSEED")
     except Exception as e:  # noqa: BLE001 - ObsPy raises many types for corrupt records
@@ -132,7 +136,9 @@ def _decode_json(obj: dict[str, Any]) -> obspy.Trace:
     if data.size == 0:
         raise MalformedPacket(f"{where}: no samples")
     if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
-        raise MalformedPacket(f"{where}: samples contain NaN or infinity; send gaps as separate packets")
+        raise MalformedPacket(
+            f"{where}: samples contain NaN or infinity; send gaps as separate packets"
+        )
     return obspy.Trace(
         data=data,
         header={
