@@ -1,0 +1,185 @@
+"""``sine monitor`` (run the service) and ``sine publish`` (feed recorded data into Redis or Kafka)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+import obspy
+
+from .config import build_sink, build_source, build_state, load_config, parse_spec
+
+
+def _inventory(path: str) -> Any:
+    if path.lower().endswith((".csv", ".tsv", ".txt")):
+        import pandas as pd
+
+        return pd.read_csv(path, sep=None, engine="python")
+    return obspy.read_inventory(path)
+
+
+def _model(weights: str | None) -> Any:
+    from pathlib import Path
+
+    from ..model import SINE
+
+    if weights is None:
+        weights = "socal_sim"
+        print(
+            "sine monitor: no weights given; using the shipped 'socal_sim' weights", file=sys.stderr
+        )
+    path = Path(weights)
+    if path.with_name(path.name + ".json").exists():
+        return SINE.load(path)
+    return SINE.from_pretrained(weights)
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from .engine import StreamingClassifier
+    from .service import Monitor
+
+    logging.basicConfig(
+        level=logging.INFO if not args.quiet else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    cfg = load_config(args.config)
+    inventory = args.inventory or cfg.get("inventory")
+    if not inventory:
+        print(
+            "sine monitor: give station coordinates with --inventory (StationXML)", file=sys.stderr
+        )
+        return 2
+    source_spec = args.source or cfg.get("source")
+    if not source_spec:
+        print("sine monitor: give a source with --source or in the config file", file=sys.stderr)
+        return 2
+    source_cfg = parse_spec(source_spec, "source")
+    if args.speed is not None and source_cfg["type"] in ("files", "sds"):
+        source_cfg["speed"] = None if args.speed <= 0 else args.speed
+    if source_cfg["type"] in ("files", "sds") and args.state and "state_path" not in source_cfg:
+        source_cfg["state_path"] = args.state + ".source"
+    sink_specs = args.sink or cfg.get("sinks") or ["jsonl:-"]
+    classify_args = dict(cfg.get("classify", {}))
+    for item in args.set or []:
+        key, _, value = item.partition("=")
+        classify_args[key] = json.loads(value) if value[:1] in "[{0123456789-tfn" else value
+    model = _model(args.weights or cfg.get("weights"))
+    anchor = args.anchor or cfg.get("anchor")
+    engine = StreamingClassifier(
+        model,
+        _inventory(inventory),
+        stride_s=args.stride if args.stride is not None else cfg.get("stride_s"),
+        max_latency_s=args.max_latency
+        if args.max_latency is not None
+        else cfg.get("max_latency_s", 10.0),
+        anchor=None if anchor is None else obspy.UTCDateTime(anchor),
+        live=False,
+        **classify_args,
+    )
+    source = build_source(source_cfg)
+    engine.live = bool(getattr(source, "live", False))
+    sinks = [build_sink(parse_spec(s, "sink")) for s in sink_specs]
+    state = build_state(args.state or cfg.get("state"))
+    monitor = Monitor(engine, source, sinks, state=state)
+    try:
+        summary = monitor.run(max_seconds=args.max_seconds, install_signals=True)
+    finally:
+        monitor.close()
+    print(json.dumps({"summary": summary}), file=sys.stderr)
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """Cuts records into packets and publishes them to Redis or Kafka (optionally at real-time speed)."""
+    from .schema import encode_packet, split_packets
+
+    stream = obspy.Stream()
+    for path in args.files:
+        stream += obspy.read(path)
+    stream.merge(method=1)
+    stream = stream.split()
+    packets = split_packets(stream, args.packet)
+    target = parse_spec(args.to, "sink")
+    if target["type"] == "redis":
+        from .redis_io import publish_packets
+
+        def send(batch: list[bytes]) -> None:
+            publish_packets(target["url"], target.get("stream", "waveforms"), batch)
+    elif target["type"] == "kafka":
+        from .kafka_io import publish_packets as kafka_publish
+
+        def send(batch: list[bytes]) -> None:
+            kafka_publish(target["bootstrap"], target["topic"], batch)
+    else:
+        print("sine publish: --to must be redis://... or kafka://...", file=sys.stderr)
+        return 2
+    t0_wall = time.time()
+    t0_data = min(p.stats.starttime for p in packets).timestamp if packets else 0.0
+    batch: list[bytes] = []
+    for p in packets:
+        if args.speed:
+            due = t0_wall + (p.stats.endtime.timestamp + p.stats.delta - t0_data) / args.speed
+            if due > time.time():
+                if batch:
+                    send(batch)
+                    batch = []
+                time.sleep(due - time.time())
+        batch.append(encode_packet(p, args.format))
+        if len(batch) >= 500:
+            send(batch)
+            batch = []
+    if batch:
+        send(batch)
+    print(f"sine publish: {len(packets)} packets sent to {args.to}", file=sys.stderr)
+    return 0
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser(
+        "monitor",
+        help="continuous monitoring: picks and events from files, SDS, SeedLink, Redis or Kafka",
+        description="Runs SINE in overlapping windows over incoming multi-station data and publishes picks "
+        "and events as they happen (see sine_seisbench.monitor.config for the config file and the "
+        "source/sink syntax).",
+    )
+    p.add_argument("--config", help="TOML/YAML config file")
+    p.add_argument("--inventory", help="StationXML with the stations' coordinates")
+    p.add_argument("--weights", help="pretrained name or path (default: socal_sim)")
+    p.add_argument(
+        "--source", help="files:GLOB, sds:ROOT?start=..&end=.., seedlink://, redis://, kafka://"
+    )
+    p.add_argument(
+        "--sink",
+        action="append",
+        help="jsonl:-, jsonl:PATH, quakeml:DIR, redis://, kafka:// (repeat)",
+    )
+    p.add_argument("--state", help="checkpoint file (or redis://...?key=) for restarts")
+    p.add_argument("--stride", type=float, help="seconds between window starts")
+    p.add_argument("--max-latency", type=float, help="seconds a window waits for late stations")
+    p.add_argument("--anchor", help="time of window 0 (default: the UNIX epoch grid)")
+    p.add_argument(
+        "--speed", type=float, help="replay speed for files/sds (1 = real time; 0 = fastest)"
+    )
+    p.add_argument("--set", action="append", help="SINE argument KEY=VALUE (e.g. P_threshold=0.4)")
+    p.add_argument("--max-seconds", type=float, help="stop after this many seconds")
+    p.add_argument("--quiet", action="store_true", help="log warnings only")
+    p.set_defaults(func=cmd_monitor)
+
+    p = sub.add_parser(
+        "publish", help="publish miniSEED files as waveform packets to Redis or Kafka"
+    )
+    p.add_argument("files", nargs="+", help="miniSEED files")
+    p.add_argument(
+        "--to", required=True, help="redis://HOST:PORT/DB?stream=NAME or kafka://HOST:PORT/TOPIC"
+    )
+    p.add_argument("--packet", type=float, default=1.0, help="packet length (s)")
+    p.add_argument(
+        "--speed", type=float, default=None, help="1 = real time; default: as fast as possible"
+    )
+    p.add_argument("--format", choices=["json", "mseed"], default="mseed")
+    p.set_defaults(func=cmd_publish)
