@@ -113,6 +113,11 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_annotate(args: argparse.Namespace) -> int:
+    if args.archive:
+        return _annotate_archive(args)
+    if not args.waveforms:
+        print("sine annotate: give waveform files, or --archive SDS_ROOT", file=sys.stderr)
+        return 2
     stream = obspy.Stream()
     for path in args.waveforms:
         stream += obspy.read(path)
@@ -124,6 +129,58 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         tr.data = tr.data.astype("float32")
     annotations.write(args.out, format="MSEED")
     print(f"{len(annotations)} annotation traces written to {args.out}")
+    return 0
+
+
+def _annotate_archive(args: argparse.Namespace) -> int:
+    """``sine annotate --archive``: picks and events of an SDS archive per day, optionally on Dask."""
+    from .archive import annotate_archive
+
+    if not (args.start and args.end):
+        print("sine annotate --archive: give --start and --end", file=sys.stderr)
+        return 2
+    kwargs = {"batch_size": args.batch_size}
+    if args.min_stations is not None:
+        kwargs["min_stations"] = args.min_stations
+    if args.p_threshold is not None:
+        kwargs["P_threshold"] = args.p_threshold
+    if args.s_threshold is not None:
+        kwargs["S_threshold"] = args.s_threshold
+    if args.weights is None:
+        print(
+            "sine: no --weights given; using untrained SINE weights (outputs are not meaningful).",
+            file=sys.stderr,
+        )
+    try:
+        result = annotate_archive(
+            args.archive,
+            args.inventory,
+            args.start,
+            args.end,
+            args.out,
+            weights=args.weights,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            chunk=args.chunk,
+            pad=args.pad,
+            stations_per_task=args.stations_per_task,
+            channels=args.channels,
+            picks_format=args.picks_format,
+            torch_threads=args.torch_threads,
+            retries=args.retries,
+            progress=not args.no_progress,
+            drop_unlocated=args.drop_unlocated,
+            memory_limit=args.memory_limit,
+            **kwargs,
+        )
+    except (OSError, ValueError, RuntimeError) as e:  # OSError: also an unreachable scheduler
+        print(f"sine annotate: {e}", file=sys.stderr)
+        return 1
+    print(
+        f"{result.computed} task(s) computed, {result.skipped} already finished; {result.picks} picks and "
+        f"{result.events} events in {len(result.days)} day file(s) under {result.out} "
+        f"({result.seconds:.1f} s)"
+    )
     return 0
 
 
@@ -308,12 +365,60 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events-out", help="QuakeML file for the events")
     p.set_defaults(func=cmd_classify)
 
-    p = sub.add_parser("annotate", help="P/S/noise probability traces as miniSEED")
-    p.add_argument("waveforms", nargs="+")
+    p = sub.add_parser(
+        "annotate",
+        help="P/S/noise probability traces as miniSEED; with --archive, picks and events of an SDS "
+        "archive per day (optionally on Dask)",
+    )
+    p.add_argument("waveforms", nargs="*", help="waveform files (not with --archive)")
     p.add_argument("--inventory", required=True)
     p.add_argument("--weights")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--out", required=True, help="output miniSEED file")
+    p.add_argument(
+        "--out", required=True, help="output miniSEED file; with --archive an output folder"
+    )
+    g = p.add_argument_group("archive processing (sine annotate --archive)")
+    g.add_argument("--archive", help="SDS archive root: picks and events per day instead of traces")
+    g.add_argument("--start", help="start time (UTC), e.g. 2019-07-06")
+    g.add_argument("--end", help="end time (UTC, exclusive)")
+    g.add_argument(
+        "--scheduler",
+        default="synchronous",
+        help="synchronous (this process, default), local (a Dask LocalCluster of --workers "
+        "processes) or a Dask scheduler address such as tcp://host:8786",
+    )
+    g.add_argument(
+        "--workers", type=int, help="worker processes of --scheduler local (default: cores)"
+    )
+    g.add_argument("--chunk", default="1h", help="chunk length, e.g. 1h, 30min, 600s (default 1h)")
+    g.add_argument(
+        "--pad", help="data read on each side of a chunk (default: 4 model windows, 120 s)"
+    )
+    g.add_argument(
+        "--stations-per-task",
+        type=int,
+        help="split the network into station groups of at most this many stations (default: all)",
+    )
+    g.add_argument("--channels", default="*", help="channel patterns, e.g. 'HH?,EH?' (default all)")
+    g.add_argument("--picks-format", choices=["csv", "parquet"], default="csv")
+    g.add_argument("--min-stations", type=int)
+    g.add_argument("--p-threshold", type=float)
+    g.add_argument("--s-threshold", type=float)
+    g.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="torch threads per task (default 1; the same value gives bit-identical results on any "
+        "scheduler)",
+    )
+    g.add_argument("--retries", type=int, default=2, help="Dask retries of a failing task")
+    g.add_argument("--memory-limit", help="memory per worker of --scheduler local, e.g. 4GiB")
+    g.add_argument(
+        "--drop-unlocated",
+        action="store_true",
+        help="leave out archive stations missing from the inventory instead of failing",
+    )
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_annotate)
 
     p = sub.add_parser("train", help="train or fine-tune SINE on a SeisBench dataset")

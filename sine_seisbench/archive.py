@@ -1,0 +1,1095 @@
+"""Archive processing: ``sine annotate --archive``, in one process or on a Dask cluster.
+
+An SDS archive (read with :class:`obspy.clients.filesystem.sds.Client`) is split into tasks, each a time chunk ×
+a station group, that run :meth:`SINE.classify <sine_seisbench.model.SINE.classify>` on their data and write
+their picks and events to ``OUT/chunks``. Daily files are then assembled from the finished chunks.
+
+Design (see also the README section "Archive processing on Dask"):
+
+* **Chunks.** Chunk boundaries lie on a fixed grid (multiples of the chunk length since 1970-01-01, clipped to
+  the requested span), so a rerun with another span reuses the chunks it shares. Every chunk is read with a pad
+  on both sides (default four model windows, 120 s for SINE) and the padded read starts on the model's window
+  grid (multiples of ``in_samples - overlap`` samples since 1970-01-01). With contiguous data the windows of a
+  chunk are then the windows a whole-record run would use, and the annotations inside the chunk equal those of
+  a whole-record run.
+* **Ownership.** A pick belongs to the chunk whose ``[start, end)`` holds its peak time (and, with several
+  station groups, to the group that owns its station); an event belongs to the chunk holding its first P
+  pick. Every pick and event is therefore written by exactly one task, whatever the scheduler, and the merge is
+  a sort.
+* **Pad.** An event owned by a chunk has its P picks within the association window (at most 80 % of the model
+  window, 24 s) after its first P, its S picks within one window after each P, and its event window starts 5 s
+  before the first P. The pad must cover one window of context for the picks on each side, the association
+  window (and one more of quiet time for the greedy association to restart identically) before the chunk, and
+  association window + S window + one window of context after it: 2 W + 2 A ≈ 108 s for SINE. The default of
+  4 W (120 s) covers this.
+* **Atomic, resumable output.** A task writes its picks (CSV) and events (QuakeML) to temporary names, renames
+  them, and writes its record ``chunks/TASK.json`` last. Only tasks with a record count as finished, so a task
+  killed at any point is simply recomputed (Dask reschedules the tasks of a lost worker) and a rerun skips the
+  finished ones. The daily files and ``manifest.json`` are rewritten atomically from the records.
+* **Model once per worker.** :func:`get_model` keeps the model in a module-level cache keyed by the weights, so
+  each worker process loads it once; ``torch.set_num_threads`` is set per task (default 1, also without Dask:
+  CPU reductions split over another number of threads round differently, so the thread count per task is
+  what makes a run on any number of workers bit-identical to a single-process run).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import obspy
+import pandas as pd
+import torch
+from lxml import etree
+from obspy.core.event import Catalog, Event, ResourceIdentifier
+from obspy.core.inventory import Inventory, Network
+from obspy.geodetics import gps2dist_azimuth
+
+from .geometry import Coordinates, StationTable, compact_groups, local_positions, station_key
+from .model import SINE
+
+#: Columns of the picks tables (the same as ``sine classify --picks-out``).
+PICK_COLUMNS = ["trace_id", "phase", "time", "probability", "start_time", "end_time"]
+#: Default pad on each side of a chunk, in model windows.
+DEFAULT_PAD_WINDOWS = 4
+#: Settings that must agree between runs writing to the same output folder.
+_SETTINGS_COMPARED = ("weights", "chunk_s", "pad_s", "channels", "sds_type", "classify_kwargs")
+_TMP_MARK = ".tmp-"
+_Q = "http://quakeml.org/xmlns/quakeml/1.2"
+_BED = "http://quakeml.org/xmlns/bed/1.2"
+
+_MODELS: dict[str, SINE] = {}
+_LOADS: dict[str, int] = {}
+
+
+# ----------------------------------------------------------------------------------------------------
+# The model, once per process
+# ----------------------------------------------------------------------------------------------------
+def load_model(weights: str | None) -> SINE:
+    """Loads SINE weights: a path (without ``.json``/``.pt``), a shipped name such as ``socal_sim`` (read
+    straight from the package, so workers never race on SeisBench's cache), another pretrained name, or
+    ``None``/``"untrained"`` for untrained weights drawn with a fixed seed (identical in every process)."""
+    if weights in (None, "untrained"):
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = SINE()
+    else:
+        path = Path(weights)
+        shipped = SINE.shipped_weights()
+        if path.with_name(path.name + ".json").exists():
+            model = SINE.load(path)
+        elif weights in shipped:
+            model = SINE.load(shipped[weights])
+        else:
+            model = SINE.from_pretrained(weights)
+    model.eval()
+    return model
+
+
+def get_model(weights: str | None, threads: int | None = None) -> SINE:
+    """The model for ``weights`` from this process's cache (loaded on first use); sets torch's thread count
+    when ``threads`` is given."""
+    if threads:
+        torch.set_num_threads(int(threads))
+    key = str(weights)
+    if key not in _MODELS:
+        _MODELS[key] = load_model(weights)
+        _LOADS[key] = _LOADS.get(key, 0) + 1
+    return _MODELS[key]
+
+
+def model_loads() -> int:
+    """How many times this process has loaded a model (for tests: run on every worker)."""
+    return sum(_LOADS.values())
+
+
+# ----------------------------------------------------------------------------------------------------
+# Plan: chunks, pads, station groups, tasks
+# ----------------------------------------------------------------------------------------------------
+def parse_duration(text: str | float | int) -> float:
+    """Seconds in ``"1h"``, ``"30min"``, ``"90s"``, ``"1D"`` or a plain number of seconds."""
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        try:
+            seconds = float(text)
+        except ValueError:
+            try:
+                seconds = pd.Timedelta(str(text).strip()).total_seconds()
+            except ValueError as e:
+                raise ValueError(
+                    f"Cannot read the duration {text!r}; use e.g. 1h, 30min, 600s or 1D."
+                ) from e
+    if not seconds > 0:
+        raise ValueError(f"A duration must be positive, got {text!r}.")
+    return seconds
+
+
+@dataclass(frozen=True)
+class ChunkSpan:
+    """A chunk ``[start, end)`` (owned times) and its padded read span, all in integer nanoseconds."""
+
+    start_ns: int
+    end_ns: int
+    read_start_ns: int
+    read_end_ns: int
+
+    @property
+    def start(self) -> obspy.UTCDateTime:
+        return obspy.UTCDateTime(ns=self.start_ns)
+
+    @property
+    def end(self) -> obspy.UTCDateTime:
+        return obspy.UTCDateTime(ns=self.end_ns)
+
+    @property
+    def read_start(self) -> obspy.UTCDateTime:
+        return obspy.UTCDateTime(ns=self.read_start_ns)
+
+    @property
+    def read_end(self) -> obspy.UTCDateTime:
+        return obspy.UTCDateTime(ns=self.read_end_ns)
+
+
+def window_step(model: SINE, overlap: int | None = None) -> int:
+    """Samples between consecutive annotation windows (``in_samples - overlap``)."""
+    if overlap is None:
+        overlap = model._get_overlap(model.in_samples, model.default_args)
+    return int(model.in_samples - model._get_overlap(model.in_samples, {"overlap": overlap}))
+
+
+def chunk_spans(
+    start: obspy.UTCDateTime,
+    end: obspy.UTCDateTime,
+    chunk_s: float,
+    pad_s: float,
+    sampling_rate: float,
+    step_samples: int,
+) -> list[ChunkSpan]:
+    """Chunks of ``[start, end)`` on a grid of ``chunk_s`` since the epoch, each with its padded read span.
+
+    The read span starts at least ``pad_s`` (rounded up to whole window steps) before the chunk, on the window
+    grid (multiples of ``step_samples`` since the epoch), and ends ``pad_s`` after it.
+    """
+    if end <= start:
+        raise ValueError(f"The end {end} must be after the start {start}.")
+    sr = int(round(sampling_rate))
+    if abs(sr - sampling_rate) > 1e-9 or 10**9 % sr:
+        raise ValueError(
+            f"Archive processing needs an integer sampling rate dividing 1e9, got {sampling_rate}"
+        )
+    ns_per_sample = 10**9 // sr
+    pad_samples = math.ceil(pad_s * sr / step_samples - 1e-9) * step_samples
+    chunk_ns = int(round(chunk_s * 1e9))
+    spans = []
+    boundary = (start.ns // chunk_ns) * chunk_ns
+    while boundary < end.ns:
+        s, e = max(boundary, start.ns), min(boundary + chunk_ns, end.ns)
+        first = s // ns_per_sample
+        read_start = (first // step_samples) * step_samples - pad_samples
+        read_end = -(-e // ns_per_sample) + pad_samples
+        spans.append(ChunkSpan(s, e, read_start * ns_per_sample, read_end * ns_per_sample))
+        boundary += chunk_ns
+    return spans
+
+
+def station_blocks(
+    names: list[str], coords: list[Coordinates], size: int | None
+) -> list[tuple[list[str], list[str]]]:
+    """Station groups for tasks: ``(stations, owned)`` pairs.
+
+    With ``size`` None or at least the number of stations, one group holds and owns every station. Otherwise the
+    groups are :func:`~sine_seisbench.geometry.compact_groups` of at most ``size`` stations (compact and
+    overlapping), and each station is owned by the first group that holds it together with its ``size // 2``
+    nearest neighbours (the group that "serves" it), so its picks are made with its neighbourhood around it.
+    """
+    order = np.argsort(names)
+    names = [names[i] for i in order]
+    coords = [coords[i] for i in order]
+    if size is None or size >= len(names):
+        return [(names, names)]
+    if size < 2:
+        raise ValueError(f"stations per task must be at least 2, got {size}")
+    groups = compact_groups(names, coords, size)
+    pos, _ = local_positions(coords)
+    dist = np.linalg.norm(pos[:, None, :2] - pos[None, :, :2], axis=-1)
+    ranked = np.argsort(dist, axis=1, kind="stable")
+    k = min(size // 2, size - 1)
+    owned: list[list[str]] = [[] for _ in groups]
+    members = [set(g) for g in groups]
+    for i, name in enumerate(names):
+        needed = {names[j] for j in ranked[i, : k + 1]}
+        owner = next((g for g, m in enumerate(members) if needed <= m), None)
+        if owner is None:
+            owner = next(g for g, m in enumerate(members) if name in m)
+        owned[owner].append(name)
+    return [(g, o) for g, o in zip(groups, owned, strict=True) if o]
+
+
+def _stamp(ns: int) -> str:
+    t = obspy.UTCDateTime(ns=ns)
+    text = t.strftime("%Y%m%dT%H%M%S")
+    frac = ns % 10**9
+    return text if frac == 0 else f"{text}.{frac:09d}".rstrip("0")
+
+
+@dataclass(frozen=True)
+class ArchiveTask:
+    """One unit of work: a chunk × a station group."""
+
+    span: ChunkSpan
+    stations: tuple[str, ...]
+    owned: tuple[str, ...]
+
+    @property
+    def task_id(self) -> str:
+        digest = hashlib.sha1(
+            ("|".join(self.stations) + "#" + "|".join(self.owned)).encode()
+        ).hexdigest()[:10]
+        return f"{_stamp(self.span.start_ns)}_{_stamp(self.span.end_ns)}_{digest}"
+
+
+@dataclass
+class ArchiveSettings:
+    """What every task needs besides its :class:`ArchiveTask` (picklable, sent to the workers)."""
+
+    archive: str
+    out: str
+    weights: str | None
+    chunk_s: float
+    pad_s: float
+    channels: str = "*"
+    sds_type: str = "D"
+    sds_format: str = "MSEED"
+    torch_threads: int | None = None
+    classify_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def compared(self) -> dict[str, Any]:
+        kwargs = {k: v for k, v in self.classify_kwargs.items() if k != "batch_size"}
+        values = asdict(self)
+        values["classify_kwargs"] = kwargs
+        return {k: values[k] for k in _SETTINGS_COMPARED}
+
+
+@dataclass
+class ArchiveResult:
+    """What :func:`annotate_archive` did."""
+
+    out: Path
+    tasks: int
+    computed: int
+    skipped: int
+    picks: int
+    events: int
+    days: list[str]
+    seconds: float
+    failed: list[str] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Files
+# ----------------------------------------------------------------------------------------------------
+def atomic_write(path: Path, data: bytes) -> None:
+    """Writes ``data`` to a temporary file next to ``path``, syncs it and renames it over ``path``: readers
+    see the old file or the complete new one, never a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}{_TMP_MARK}{uuid.uuid4().hex[:12]}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _remove_stale_tmp(folder: Path) -> int:
+    removed = 0
+    if folder.is_dir():
+        for p in folder.rglob(f".*{_TMP_MARK}*"):
+            p.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _picks_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=PICK_COLUMNS)
+    if len(frame):
+        frame = frame.sort_values(["time", "trace_id", "phase"], kind="stable")
+    return frame.reset_index(drop=True)
+
+
+def _csv_bytes(frame: pd.DataFrame) -> bytes:
+    return frame.to_csv(index=False, lineterminator="\n").encode()
+
+
+def _quakeml_bytes(events: list[Event], resource_id: str) -> bytes:
+    buf = io.BytesIO()
+    Catalog(events, resource_id=ResourceIdentifier(resource_id)).write(buf, format="QUAKEML")
+    return buf.getvalue()
+
+
+def first_p(event: Event) -> obspy.UTCDateTime:
+    """Time of the earliest P pick of an event (the time that assigns it to a chunk and a day)."""
+    times = [p.time for p in event.picks if (p.phase_hint or "").upper() == "P"]
+    if not times:
+        return event.preferred_origin().time
+    return min(times)
+
+
+def _event_sort_key(event: Event) -> tuple[int, str]:
+    return first_p(event).ns, str(event.resource_id)
+
+
+def _stable_arrival_ids(events: Iterable[Event]) -> None:
+    """ObsPy gives arrivals random ids; make them follow their pick ids so the output is deterministic."""
+    for event in events:
+        for origin in event.origins:
+            for arrival in origin.arrivals:
+                arrival.resource_id = ResourceIdentifier(f"{arrival.pick_id.id}/arrival")
+
+
+# ----------------------------------------------------------------------------------------------------
+# One task (runs on a worker)
+# ----------------------------------------------------------------------------------------------------
+def _record_path(out: Path, task_id: str) -> Path:
+    return out / "chunks" / f"{task_id}.json"
+
+
+def read_record(out: Path, task_id: str) -> dict[str, Any] | None:
+    """The record of a finished task, or None when the task has not finished (or its files are gone)."""
+    path = _record_path(out, task_id)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not all((out / name).exists() for name in record.get("files", {}).values()):
+        return None
+    return record
+
+
+def read_task_stream(task: ArchiveTask, settings: ArchiveSettings) -> obspy.Stream:
+    """The padded waveforms of a task's stations from the SDS archive."""
+    from obspy.clients.filesystem.sds import Client
+
+    client = Client(settings.archive, sds_type=settings.sds_type, format=settings.sds_format)
+    stream = obspy.Stream()
+    for key in task.stations:
+        net, sta, loc = key.split(".")
+        for channel in settings.channels.split(","):
+            stream += client.get_waveforms(
+                net, sta, loc, channel.strip(), task.span.read_start, task.span.read_end
+            )
+    return stream
+
+
+def run_task(
+    task: ArchiveTask, settings: ArchiveSettings, inventory: Inventory | pd.DataFrame
+) -> dict[str, Any]:
+    """Classifies one chunk × station group and writes its picks, events and record (in this order, each
+    atomically). Returns the record. A task whose record already exists is not recomputed."""
+    out = Path(settings.out)
+    existing = read_record(out, task.task_id)
+    if existing is not None:
+        return existing
+    t_start = time.perf_counter()
+    model = get_model(settings.weights, settings.torch_threads)
+    stream = read_task_stream(task, settings)
+    picks_rows: list[dict[str, Any]] = []
+    events: list[Event] = []
+    if len(stream):
+        result = model.classify(stream, inventory=inventory, **settings.classify_kwargs)
+        owned = set(task.owned)
+        s, e = task.span.start_ns, task.span.end_ns
+        for p in result.picks:
+            if s <= p.peak_time.ns < e and station_key(p.trace_id) in owned:
+                picks_rows.append(
+                    {
+                        "trace_id": p.trace_id,
+                        "phase": p.phase,
+                        "time": str(p.peak_time),
+                        "probability": float(p.peak_value),
+                        "start_time": str(p.start_time),
+                        "end_time": str(p.end_time),
+                    }
+                )
+        events = sorted(
+            (ev for ev in result.events if s <= first_p(ev).ns < e), key=_event_sort_key
+        )
+        _stable_arrival_ids(events)
+    files = {
+        "picks": f"chunks/{task.task_id}.picks.csv",
+        "events": f"chunks/{task.task_id}.events.xml",
+    }
+    atomic_write(out / files["picks"], _csv_bytes(_picks_frame(picks_rows)))
+    atomic_write(
+        out / files["events"],
+        _quakeml_bytes(events, f"smi:sine-seisbench/chunk/{task.task_id}"),
+    )
+    record = {
+        "task_id": task.task_id,
+        "start": str(task.span.start),
+        "end": str(task.span.end),
+        "start_ns": task.span.start_ns,
+        "end_ns": task.span.end_ns,
+        "read_start": str(task.span.read_start),
+        "read_end": str(task.span.read_end),
+        "stations": list(task.stations),
+        "owned": list(task.owned),
+        "traces": len(stream),
+        "picks": len(picks_rows),
+        "events": len(events),
+        "event_first_p": [[str(ev.resource_id), first_p(ev).ns] for ev in events],
+        "files": files,
+        "seconds": round(time.perf_counter() - t_start, 3),
+        "host": os.uname().nodename,
+        "pid": os.getpid(),
+    }
+    atomic_write(_record_path(out, task.task_id), json.dumps(record, indent=1).encode())
+    return record
+
+
+# ----------------------------------------------------------------------------------------------------
+# Daily files (on the client)
+# ----------------------------------------------------------------------------------------------------
+def _merge_group_events(
+    events: list[Event], merge_time_s: float, merge_distance_km: float
+) -> list[Event]:
+    """One event per earthquake among the events of one chunk from several station groups: events that share a
+    P pick, or whose origins are within ``merge_time_s`` and ``merge_distance_km``, are one earthquake (the rule
+    of :func:`~sine_seisbench.events.merge_candidates`); the one with the most P stations, then the smallest
+    horizontal uncertainty, then the smallest id is kept."""
+    events = sorted(events, key=_event_sort_key)
+    n = len(events)
+    parent = list(range(n))
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    owner: dict[tuple[str, str, int], int] = {}
+    for i, ev in enumerate(events):
+        for p in ev.picks:
+            if (p.phase_hint or "").upper() != "P":
+                continue
+            w = p.waveform_id
+            key = (
+                f"{w.network_code}.{w.station_code}.{w.location_code or ''}",
+                "P",
+                round(p.time.ns / 1e6),
+            )
+            if key in owner:
+                parent[find(i)] = find(owner[key])
+            else:
+                owner[key] = i
+    origins = [ev.preferred_origin() for ev in events]
+    order = sorted(range(n), key=lambda i: (origins[i].time.ns, str(events[i].resource_id)))
+    for pos, a in enumerate(order):
+        for b in order[pos + 1 :]:
+            if origins[b].time - origins[a].time > merge_time_s:
+                break
+            d, _, _ = gps2dist_azimuth(
+                origins[a].latitude, origins[a].longitude, origins[b].latitude, origins[b].longitude
+            )
+            if d / 1000.0 <= merge_distance_km:
+                parent[find(a)] = find(b)
+    sets: dict[int, list[int]] = {}
+    for i in range(n):
+        sets.setdefault(find(i), []).append(i)
+
+    def rank(i: int) -> tuple[int, float, str]:
+        stations = {
+            (p.waveform_id.network_code, p.waveform_id.station_code, p.waveform_id.location_code)
+            for p in events[i].picks
+            if (p.phase_hint or "").upper() == "P"
+        }
+        unc = origins[i].origin_uncertainty
+        h = (
+            unc.horizontal_uncertainty
+            if unc and unc.horizontal_uncertainty is not None
+            else math.inf
+        )
+        return -len(stations), float(h), str(events[i].resource_id)
+
+    kept = [events[min(members, key=rank)] for members in sets.values()]
+    return sorted(kept, key=_event_sort_key)
+
+
+def _days(start: obspy.UTCDateTime, end: obspy.UTCDateTime) -> list[obspy.UTCDateTime]:
+    day = obspy.UTCDateTime(start.date)
+    out = []
+    while day < end:
+        out.append(day)
+        day += 86400
+    return out
+
+
+def assemble_day(
+    out: Path,
+    day: obspy.UTCDateTime,
+    records: list[dict[str, Any]],
+    picks_format: str,
+    merge: tuple[float, float] | None,
+) -> tuple[int, int]:
+    """Writes ``picks/DAY.csv|parquet`` and ``events/DAY.xml`` from the records of the tasks overlapping the
+    day. ``merge`` (merge time s, merge distance km) merges the events of one chunk found by several station
+    groups. Returns the numbers of picks and events written.
+
+    The events are copied as XML elements from the chunks' QuakeML files (lxml; parsing them into ObsPy objects
+    is only needed to merge station groups), in the order of their first P pick."""
+    label = day.strftime("%Y-%m-%d")
+    d0, d1 = day.ns, (day + 86400).ns
+    frames = []
+    by_chunk: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for rec in sorted(records, key=lambda r: r["task_id"]):
+        if not (rec["start_ns"] < d1 and rec["end_ns"] > d0):
+            continue
+        frame = pd.read_csv(out / rec["files"]["picks"], dtype={"time": str})
+        frames.append(frame[frame["time"].str.slice(0, 10) == label])
+        by_chunk.setdefault((rec["start_ns"], rec["end_ns"]), []).append(rec)
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PICK_COLUMNS)
+    picks = _picks_frame(rows.to_dict("records"))
+
+    wanted: dict[tuple[str, str], int] = {}  # (task, event id) -> first P (ns)
+    for chunk in sorted(by_chunk):
+        recs = by_chunk[chunk]
+        keep = None
+        if merge is not None and len(recs) > 1:
+            evs = []
+            for rec in recs:
+                catalog = obspy.read_events(str(out / rec["files"]["events"]), format="QUAKEML")
+                evs += [(rec["task_id"], ev) for ev in catalog]
+            owner = {id(ev): task for task, ev in evs}
+            kept = _merge_group_events([ev for _, ev in evs], *merge)
+            keep = {(owner[id(ev)], str(ev.resource_id)) for ev in kept}
+        for rec in recs:
+            for event_id, ns in rec["event_first_p"]:
+                key = (rec["task_id"], event_id)
+                if d0 <= ns < d1 and (keep is None or key in keep):
+                    wanted[key] = ns
+    elements = []
+    for task_id in sorted({task for task, _ in wanted}):
+        rec = next(r for recs in by_chunk.values() for r in recs if r["task_id"] == task_id)
+        tree = etree.parse(str(out / rec["files"]["events"]))
+        for element in tree.iter(f"{{{_BED}}}event"):
+            key = (task_id, element.get("publicID"))
+            if key in wanted:
+                elements.append((wanted[key], key[1], element))
+    elements.sort(key=lambda e: (e[0], e[1]))
+
+    if picks_format == "parquet":
+        table = picks.copy()
+        for col in ("time", "start_time", "end_time"):
+            table[col] = pd.to_datetime(table[col], utc=True, format="ISO8601")
+        buf = io.BytesIO()
+        table.to_parquet(buf, index=False)
+        atomic_write(out / "picks" / f"{label}.parquet", buf.getvalue())
+    else:
+        atomic_write(out / "picks" / f"{label}.csv", _csv_bytes(picks))
+    root = etree.Element(f"{{{_Q}}}quakeml", nsmap={None: _BED, "q": _Q})
+    params = etree.SubElement(
+        root, f"{{{_BED}}}eventParameters", publicID=f"smi:sine-seisbench/catalog/{label}"
+    )
+    for _, _, element in elements:
+        params.append(element)
+    etree.indent(root, space="  ")
+    atomic_write(
+        out / "events" / f"{label}.xml",
+        etree.tostring(root, xml_declaration=True, encoding="utf-8", pretty_print=True),
+    )
+    return len(picks), len(elements)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The driver (on the client)
+# ----------------------------------------------------------------------------------------------------
+def _read_inventory(inventory: str | Path | Inventory | pd.DataFrame) -> Inventory | pd.DataFrame:
+    if isinstance(inventory, (Inventory, pd.DataFrame)):
+        return inventory
+    path = Path(inventory)
+    if not path.exists():
+        raise FileNotFoundError(f"Inventory file {path} does not exist.")
+    if path.suffix.lower() in (".csv", ".tsv", ".txt"):
+        return pd.read_csv(path, sep=None, engine="python")
+    return obspy.read_inventory(str(path))
+
+
+def _select_inventory(
+    inventory: Inventory | pd.DataFrame, stations: set[str]
+) -> Inventory | pd.DataFrame:
+    """The part of the inventory the tasks need (less to send to every worker)."""
+    nets = {s.split(".")[0] for s in stations}
+    stas = {".".join(s.split(".")[:2]) for s in stations}
+    if isinstance(inventory, pd.DataFrame):
+        keep = (inventory["network"].astype(str) + "." + inventory["station"].astype(str)).isin(
+            stas
+        )
+        return inventory[keep].reset_index(drop=True)
+    networks = []
+    for net in inventory:
+        if net.code not in nets:
+            continue
+        kept = [sta for sta in net if f"{net.code}.{sta.code}" in stas]
+        if kept:
+            copy = Network(net.code, stations=kept, description=net.description)
+            networks.append(copy)
+    return Inventory(networks=networks, source=inventory.source)
+
+
+def scan_archive(
+    archive: str | Path,
+    start: obspy.UTCDateTime,
+    end: obspy.UTCDateTime,
+    channels: str = "*",
+    sds_type: str = "D",
+    sds_format: str = "MSEED",
+) -> list[str]:
+    """``NET.STA.LOC`` of the stations with day files in the archive between ``start`` and ``end``."""
+    from fnmatch import fnmatchcase
+
+    from obspy.clients.filesystem.sds import Client
+
+    client = Client(str(archive), sds_type=sds_type, format=sds_format)
+    patterns = [c.strip() for c in channels.split(",")]
+    found = set()
+    for day in _days(start, end):
+        for net, sta, loc, cha in client.get_all_nslc(datetime=day + 43200):
+            if any(fnmatchcase(cha, p) for p in patterns):
+                found.add(f"{net}.{sta}.{loc}")
+    return sorted(found)
+
+
+def _check_settings(out: Path, settings: ArchiveSettings) -> None:
+    path = out / "run.json"
+    current = settings.compared()
+    if path.exists():
+        previous = json.loads(path.read_text())
+        differ = sorted(k for k in current if previous.get(k) != json.loads(json.dumps(current[k])))
+        if differ:
+            detail = "; ".join(f"{k}: {previous.get(k)!r} -> {current[k]!r}" for k in differ)
+            raise ValueError(
+                f"{out} holds a run with other settings ({detail}). Use another --out folder, or "
+                "remove the old results, to process with these settings."
+            )
+    else:
+        atomic_write(path, json.dumps(current, indent=1, default=str).encode())
+
+
+def _connect(scheduler: Any, workers: int | None, memory_limit: str | None) -> tuple[Any, Any]:
+    """A ``distributed.Client`` for ``scheduler`` (an address, ``"local"`` or a Client) and the cluster
+    started for it (or None)."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as e:  # pragma: no cover - dask is an optional extra
+        raise ImportError(
+            "Dask scheduling needs dask[distributed]: pip install 'sine-seisbench[dask]'"
+        ) from e
+    if isinstance(scheduler, Client):
+        return scheduler, None
+    if scheduler == "local":
+        cluster = LocalCluster(
+            n_workers=workers or os.cpu_count() or 1,
+            threads_per_worker=1,
+            processes=True,
+            memory_limit=memory_limit or "auto",
+            dashboard_address=None,
+        )
+        return Client(cluster), cluster
+    return Client(scheduler, timeout="30s"), None
+
+
+def _is_synchronous(scheduler: Any) -> bool:
+    return scheduler is None or (
+        isinstance(scheduler, str) and scheduler.lower() in ("none", "synchronous", "sync", "")
+    )
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+def annotate_archive(
+    archive: str | Path,
+    inventory: str | Path | Inventory | pd.DataFrame,
+    start: str | obspy.UTCDateTime,
+    end: str | obspy.UTCDateTime,
+    out: str | Path,
+    weights: str | None = None,
+    scheduler: Any = None,
+    workers: int | None = None,
+    chunk: str | float = "1h",
+    pad: str | float | None = None,
+    stations_per_task: int | None = None,
+    channels: str = "*",
+    picks_format: str = "csv",
+    torch_threads: int = 1,
+    retries: int = 2,
+    progress: bool = True,
+    drop_unlocated: bool = False,
+    memory_limit: str | None = None,
+    sds_type: str = "D",
+    sds_format: str = "MSEED",
+    **classify_kwargs: Any,
+) -> ArchiveResult:
+    """Picks and events for an SDS archive between ``start`` and ``end``, written to ``out`` per day.
+
+    :param archive: SDS root folder (``YEAR/NET/STA/CHA.D/NET.STA.LOC.CHA.D.YEAR.DOY``), visible at the same path
+                    to the client and every worker.
+    :param inventory: StationXML/CSV path, an ObsPy Inventory or a DataFrame (network, station, latitude,
+                      longitude, elevation): coordinates (and responses) of the stations.
+    :param out: Output folder: ``picks/DAY.csv`` (or ``.parquet``), ``events/DAY.xml`` (QuakeML),
+                ``manifest.json``, ``run.json`` and the per-task files in ``chunks/``.
+    :param weights: SINE weights (path, shipped or pretrained name); None for untrained weights.
+    :param scheduler: None/``"synchronous"`` (this process, no Dask), ``"local"`` (a ``LocalCluster`` of
+                      ``workers`` processes with one thread each), a scheduler address
+                      (``tcp://host:8786``) or a ``distributed.Client``.
+    :param workers: Worker processes of the local cluster (default: the number of cores).
+    :param chunk: Chunk length (``"1h"``, ``"30min"``, seconds).
+    :param pad: Data read on each side of a chunk (default: four model windows, 120 s).
+    :param stations_per_task: Split the network into station groups of at most this many stations (default:
+                              the whole network in every task, which gives the results of ``classify``).
+    :param channels: Channel pattern(s) to read, comma-separated (``"HH?,EH?"``).
+    :param picks_format: ``"csv"`` or ``"parquet"``.
+    :param torch_threads: Torch threads per task (default 1: one worker process per core). Results are
+                          bit-identical across schedulers and worker counts for the same value; another thread
+                          count changes event estimates at float32 rounding level (about 1e-7 relative).
+    :param retries: Dask retries of a task that raised (tasks of a lost worker are rescheduled anyway).
+    :param progress: Show a progress bar over the chunks (stderr).
+    :param drop_unlocated: Leave out archive stations missing from the inventory (with a warning) instead of
+                           raising an error that names them.
+    :param memory_limit: Memory limit per worker of the local cluster (Dask syntax, e.g. ``"4GiB"``).
+    :param classify_kwargs: Passed to :meth:`SINE.classify` (``min_stations``, ``P_threshold``, ...).
+    :return: An :class:`ArchiveResult`.
+    """
+    t0 = time.perf_counter()
+    start, end = obspy.UTCDateTime(start), obspy.UTCDateTime(end)
+    if end <= start:
+        raise ValueError(f"--end {end} must be after --start {start}.")
+    if picks_format not in ("csv", "parquet"):
+        raise ValueError(f"picks_format must be 'csv' or 'parquet', got {picks_format!r}")
+    archive = Path(archive)
+    if not archive.is_dir():
+        raise FileNotFoundError(f"SDS archive {archive} does not exist or is not a folder.")
+    out = Path(out)
+    inventory = _read_inventory(inventory)
+    if weights is not None and Path(weights).with_name(Path(weights).name + ".json").exists():
+        weights = str(Path(weights).resolve())  # workers may run elsewhere
+
+    model = get_model(weights)  # validates the weights before any work is sent out
+    model._verify_argdict(classify_kwargs)
+    chunk_s = parse_duration(chunk)
+    window_s = (model.in_samples - 1) / model.sampling_rate
+    pad_s = parse_duration(pad) if pad is not None else DEFAULT_PAD_WINDOWS * window_s
+    step = window_step(model, classify_kwargs.get("overlap"))
+    spans = chunk_spans(start, end, chunk_s, pad_s, model.sampling_rate, step)
+
+    stations = scan_archive(archive, start, end, channels, sds_type, sds_format)
+    if not stations:
+        raise ValueError(
+            f"No data in the SDS archive {archive} between {start} and {end}"
+            + (f" for channels {channels}" if channels != "*" else "")
+            + " (expected files YEAR/NET/STA/CHA.D/NET.STA.LOC.CHA.D.YEAR.DOY)."
+        )
+    table = StationTable.from_any(inventory)
+    coords = {s: table.get(s, start) for s in stations}
+    missing = sorted(s for s, c in coords.items() if c is None)
+    if missing and not drop_unlocated:
+        raise ValueError(
+            f"The inventory lacks station(s) {', '.join(missing)} that have data in {archive}; add them "
+            "or use --drop-unlocated to process without them."
+        )
+    if missing:
+        print(f"sine: no coordinates for {', '.join(missing)}; left out.", file=sys.stderr)
+    located = [s for s in stations if coords[s] is not None]
+    if not located:
+        raise ValueError("None of the archive's stations is in the inventory.")
+    blocks = station_blocks(located, [coords[s] for s in located], stations_per_task)
+    tasks = [
+        ArchiveTask(span, tuple(group), tuple(owned)) for span in spans for group, owned in blocks
+    ]
+
+    sync = _is_synchronous(scheduler)
+    settings = ArchiveSettings(
+        archive=str(archive.resolve()),
+        out=str(out.resolve()),
+        weights=weights,
+        chunk_s=chunk_s,
+        pad_s=pad_s,
+        channels=channels,
+        sds_type=sds_type,
+        sds_format=sds_format,
+        torch_threads=torch_threads,
+        classify_kwargs=dict(classify_kwargs),
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    _check_settings(out, settings)
+    _remove_stale_tmp(out)
+
+    pending = [t for t in tasks if read_record(out, t.task_id) is None]
+    skipped = len(tasks) - len(pending)
+    print(
+        f"sine: {len(tasks)} task(s) = {len(spans)} chunk(s) of {chunk_s:g} s x {len(blocks)} station "
+        f"group(s) over {len(located)} station(s); {skipped} already finished, {len(pending)} to run"
+        + ("" if sync else f" on {scheduler if isinstance(scheduler, str) else 'the Dask client'}"),
+        file=sys.stderr,
+    )
+    task_inventory = _select_inventory(inventory, set(located))
+    failed: dict[str, str] = {}
+    if pending:
+        if sync:
+            threads = torch.get_num_threads()
+            try:
+                failed = _run_synchronous(pending, settings, task_inventory, progress)
+            finally:
+                torch.set_num_threads(threads)
+        else:
+            client, cluster = _connect(scheduler, workers, memory_limit)
+            try:
+                failed = _run_dask(client, pending, settings, task_inventory, progress, retries)
+            finally:
+                if cluster is not None:
+                    client.close()
+                    cluster.close()
+    _remove_stale_tmp(out)
+
+    records = {t.task_id: read_record(out, t.task_id) for t in tasks}
+    finished = [r for r in records.values() if r is not None]
+    merge = None
+    if len(blocks) > 1:
+        merge = (
+            model._argdict_get_with_default(classify_kwargs, "merge_time"),
+            model._argdict_get_with_default(classify_kwargs, "merge_distance"),
+        )
+    n_picks = n_events = 0
+    days_written = []
+    for day in _days(start, end):
+        d0, d1 = day.ns, (day + 86400).ns
+        day_tasks = [t for t in tasks if t.span.start_ns < d1 and t.span.end_ns > d0]
+        if any(records[t.task_id] is None for t in day_tasks):
+            continue
+        p, e = assemble_day(out, day, [records[t.task_id] for t in day_tasks], picks_format, merge)
+        n_picks, n_events = n_picks + p, n_events + e
+        days_written.append(day.strftime("%Y-%m-%d"))
+    manifest = {
+        "start": str(start),
+        "end": str(end),
+        "settings": settings.compared(),
+        "stations": located,
+        "station_groups": [{"stations": g, "owned": o} for g, o in blocks],
+        "tasks": len(tasks),
+        "finished": sorted(finished, key=lambda r: r["task_id"]),
+        "failed": failed,
+        "days": days_written,
+    }
+    atomic_write(out / "manifest.json", json.dumps(manifest, indent=1, default=str).encode())
+    result = ArchiveResult(
+        out=out,
+        tasks=len(tasks),
+        computed=len(pending) - len(failed),
+        skipped=skipped,
+        picks=n_picks,
+        events=n_events,
+        days=days_written,
+        seconds=time.perf_counter() - t0,
+        failed=sorted(failed),
+    )
+    if failed:
+        first = sorted(failed)[0]
+        raise RuntimeError(
+            f"{len(failed)} task(s) failed (finished tasks are kept; rerun to retry them), e.g. "
+            f"{first}: {failed[first]}"
+        )
+    return result
+
+
+def _run_synchronous(
+    tasks: Sequence[ArchiveTask],
+    settings: ArchiveSettings,
+    inventory: Inventory | pd.DataFrame,
+    progress: bool,
+) -> dict[str, str]:
+    from tqdm import tqdm
+
+    for task in tqdm(tasks, desc="chunks", unit="chunk", disable=not progress, file=sys.stderr):
+        run_task(task, settings, inventory)
+    return {}
+
+
+def _run_dask(
+    client: Any,
+    tasks: Sequence[ArchiveTask],
+    settings: ArchiveSettings,
+    inventory: Inventory | pd.DataFrame,
+    progress: bool,
+    retries: int,
+) -> dict[str, str]:
+    from distributed import as_completed
+    from tqdm import tqdm
+
+    token = uuid.uuid4().hex[:8]
+    # A task, not scattered data: if the workers holding it die, the scheduler recomputes it.
+    inv = client.submit(_identity, inventory, key=f"sine-inventory-{token}", pure=False)
+    futures = {
+        client.submit(
+            run_task,
+            task,
+            settings,
+            inv,
+            key=f"sine-chunk-{task.task_id}-{token}",
+            pure=False,
+            retries=retries,
+        ): task.task_id
+        for task in tasks
+    }
+    failed: dict[str, str] = {}
+    with tqdm(
+        total=len(futures), desc="chunks", unit="chunk", disable=not progress, file=sys.stderr
+    ) as bar:
+        for future in as_completed(futures):
+            if future.status != "finished":
+                try:
+                    future.result()
+                except Exception as e:  # noqa: BLE001 - reported per task
+                    failed[futures[future]] = f"{type(e).__name__}: {e}"
+            bar.update(1)
+            future.release()
+    inv.release()
+    return failed
+
+
+# ----------------------------------------------------------------------------------------------------
+# A small example archive (tests, benchmark, trying the command)
+# ----------------------------------------------------------------------------------------------------
+def write_example_archive(
+    root: str | Path,
+    start: str | obspy.UTCDateTime,
+    duration_s: float,
+    event_times: Sequence[str | obspy.UTCDateTime] = (),
+    n_stations: int = 6,
+    seed: int = 0,
+    magnitude: tuple[float, float] = (2.6, 3.2),
+    tt: Any = None,
+) -> tuple[Inventory, pd.DataFrame]:
+    """Writes an SDS archive of simulated continuous records, for tests, benchmarks and trying the command.
+
+    The stations are :func:`sine_seisbench.demo.demo_network` (network DM around Ridgecrest, within about 60 km);
+    each holds ``duration_s`` seconds of the simulator's coloured noise (3e-7 m/s RMS) from ``start`` and, for
+    every origin time in ``event_times``, an earthquake of the simulator
+    (:func:`sine_seisbench.data.simulate.simulate_station`: TauP times in the Southern California model, Brune
+    source, radiation pattern, attenuation) at a seeded random hypocentre inside the network, with a magnitude
+    uniform in ``magnitude``. Day files are split at midnight as in any SDS archive.
+
+    :param tt: A :class:`~sine_seisbench.data.simulate.TravelTimes` (default: a coarse table to 120 km and 24 km
+               depth, built in a few seconds and cached).
+    :return: The network's Inventory and a table of the events (time, latitude, longitude, depth, magnitude).
+    """
+    from .data.simulate import NoiseBank, TravelTimes, simulate_station
+    from .demo import CENTRE, demo_network
+    from .example import make_inventory
+
+    if tt is None:
+        tt = TravelTimes(
+            max_distance_km=120.0, max_depth_km=24.0, distance_step_km=5.0, depth_step_km=3.0
+        )
+    root = Path(root)
+    start = obspy.UTCDateTime(start)
+    sr = 100.0
+    n = int(round(duration_s * sr))
+    stations = demo_network(n_stations, seed=seed)
+    rng = np.random.default_rng(seed)
+    noise = NoiseBank(None, seed=seed)
+    data = {row.station: noise.window(n) * 3e-7 for row in stations.itertuples()}
+    events = []
+    km_lon = 111.19 * math.cos(math.radians(CENTRE[0]))
+    for t_origin in event_times:
+        t_origin = obspy.UTCDateTime(t_origin)
+        lat = CENTRE[0] + rng.uniform(-0.25, 0.25)
+        lon = CENTRE[1] + rng.uniform(-0.25, 0.25)
+        depth = float(rng.uniform(4, 12))
+        mag = float(rng.uniform(*magnitude))
+        mechanism = (rng.uniform(0, 360), rng.uniform(20, 90), rng.uniform(-180, 180))
+        events.append(
+            {
+                "time": str(t_origin),
+                "latitude": lat,
+                "longitude": lon,
+                "depth": depth,
+                "magnitude": mag,
+            }
+        )
+        for row in stations.itertuples():
+            epi = math.hypot((row.latitude - lat) * 111.19, (row.longitude - lon) * km_lon)
+            az = math.degrees(
+                math.atan2((row.longitude - lon) * km_lon, (row.latitude - lat) * 111.19)
+            )
+            tp = float(tt(np.array([epi]), depth)["tp"][0])
+            p_sample = 1000.0
+            signal, _ = simulate_station(
+                rng, tt, mag, depth, epi, az % 360, row.elevation, mechanism, 3.0, 6000, p_sample
+            )
+            i0 = int(round((t_origin + tp - start) * sr - p_sample))
+            a, b = max(i0, 0), min(i0 + signal.shape[1], n)
+            if b > a:
+                data[row.station][:, a:b] += signal[:, a - i0 : b - i0]
+    for row in stations.itertuples():
+        for c, comp in enumerate("ZNE"):
+            trace = obspy.Trace(
+                data[row.station][c].astype(np.float32),
+                {
+                    "network": row.network,
+                    "station": row.station,
+                    "location": "",
+                    "channel": f"HH{comp}",
+                    "sampling_rate": sr,
+                    "starttime": start,
+                },
+            )
+            for day in _days(start, start + duration_s):
+                part = trace.slice(max(day, start), day + 86400 - 1 / sr)
+                if not part.stats.npts:
+                    continue
+                folder = root / f"{day.year}" / row.network / row.station / f"HH{comp}.D"
+                folder.mkdir(parents=True, exist_ok=True)
+                name = f"{row.network}.{row.station}..HH{comp}.D.{day.year}.{day.julday:03d}"
+                part.write(str(folder / name), format="MSEED", encoding="FLOAT32", reclen=4096)
+    inventory = make_inventory(
+        list(stations.station),
+        list(zip(stations.latitude, stations.longitude, stations.elevation, strict=True)),
+        network=str(stations.network.iloc[0]),
+    )
+    return inventory, pd.DataFrame(
+        events, columns=["time", "latitude", "longitude", "depth", "magnitude"]
+    )
+
+
+__all__ = [
+    "ArchiveResult",
+    "ArchiveSettings",
+    "ArchiveTask",
+    "ChunkSpan",
+    "annotate_archive",
+    "chunk_spans",
+    "get_model",
+    "load_model",
+    "model_loads",
+    "parse_duration",
+    "run_task",
+    "scan_archive",
+    "station_blocks",
+    "write_example_archive",
+]
