@@ -82,6 +82,22 @@ def _die_with_parent() -> None:
         _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def _all_threads_stopped(pid: int) -> bool:
+    """Whether every thread of ``pid`` is stopped (Linux ``/proc``; elsewhere: assume so after 50 ms)."""
+    tasks = Path(f"/proc/{pid}/task")
+    if not tasks.is_dir():
+        time.sleep(0.05)
+        return True
+    try:
+        for stat in tasks.glob("*/stat"):
+            state = stat.read_text().rsplit(")", 1)[1].split()[0]
+            if state not in ("T", "t"):
+                return False
+    except (OSError, IndexError):
+        return False
+    return True
+
+
 def _wait_port(port: int, proc: subprocess.Popen, deadline: float) -> None:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -196,6 +212,11 @@ class _Server:
         assert self.proc is not None, f"{self.name} is not running"
         self.proc.send_signal(signal.SIGSTOP)
         self.paused = True
+        # The signal is asynchronous: on a busy machine some threads still run for a moment (and answer
+        # a request) after kill() returned. Wait until every thread is stopped.
+        deadline = time.monotonic() + 5.0
+        while not _all_threads_stopped(self.proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.005)
 
     def resume(self) -> None:
         """Lets a paused server go on (SIGCONT)."""

@@ -400,12 +400,13 @@ def test_kafka_rebalance_second_member_takes_over_uncommitted(kafka_broker):
         for i in range(5):
             p.produce("wave", value=f"{part}-{i}".encode(), partition=part)
     assert p.flush(10) == 0
-    a = KafkaSource(bs, "wave", group="g-rebalance")
+    fast = {"group": "g-rebalance", "session_timeout_ms": 3000}  # tansu: joins take half of it
+    a = KafkaSource(bs, "wave", **fast)
     got_a = _poll_until(a, 10, within=20)
     assert len(got_a) == 10
     a.commit([m.position for m in got_a if m.position[2] < 2])  # 0, 1 of both partitions done
 
-    b = KafkaSource(bs, "wave", group="g-rebalance")
+    b = KafkaSource(bs, "wave", **fast)
     again_a: list[Message] = []
     got_b: list[Message] = []
     deadline = time.monotonic() + 25
@@ -508,6 +509,38 @@ def test_kafka_paused_broker_bounded_then_recovers(kafka_broker):
     again = KafkaSource(bs, "wave", group="g-pause", group_mode="assign")
     assert [m.position[2] for m in _poll_until(again, 4)] == [6, 7, 8, 9]
     again.close()
+    sink.close()
+
+
+def test_kafka_producers_recover_from_a_broker_that_lost_its_state(kafka_broker):
+    """tansu keeps everything in memory: after a restart the idempotent producers' ids are unknown to it,
+    which is fatal for a librdkafka producer; the sink and publish_packets start a new one."""
+    from sine_seisbench.monitor.kafka_io import KafkaSink, ensure_topic, publish_packets
+
+    bs = kafka_broker.bootstrap
+    ensure_topic(bs, "wave", partitions=1)
+    sink = KafkaSink(bs, "out", flush_timeout=1.0)
+    publish_packets(bs, "wave", _packets(_traces(2)))
+    sink.publish([_pick(0)])
+    kafka_broker.restart(kill=True)
+
+    def eventually(fn) -> int:
+        failures = 0
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                fn()
+                return failures
+            except Unavailable:
+                failures += 1
+                assert time.monotonic() < deadline, "no recovery after the broker restart"
+
+    ensure_topic(bs, "wave", partitions=1)
+    eventually(lambda: publish_packets(bs, "wave", _packets(_traces(2)), timeout=1.0))
+    eventually(lambda: sink.publish([_pick(1)]))
+    reader = _raw_consumer(bs, "out", 1)
+    assert _pick(1)["id"] in {json.loads(m.value())["id"] for m in _read_all(reader, 1)}
+    reader.close()
     sink.close()
 
 

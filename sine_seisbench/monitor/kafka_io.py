@@ -668,12 +668,17 @@ class _Producer:
         )
         conf.update(config or {})
         self.bootstrap = bootstrap
+        self._conf = conf
         self.producer = _ck().Producer(conf)
         self.last_error: Any = None
+        self.fatal = False
 
     def _on_error(self, err: Any) -> None:
         self.last_error = err
         if err.fatal():
+            # e.g. the idempotent producer's sequence state lost by a broker that lost its data: this
+            # producer instance is unusable; the next send starts a new one
+            self.fatal = True
             logger.error("Kafka producer fatal error at %s: %s", self.bootstrap, err.str())
         else:
             _log.debug("Kafka producer error at %s: %s", self.bootstrap, err.str())
@@ -691,6 +696,10 @@ class _Producer:
                              transient delivery error.
         """
         ck = _ck()
+        if self.fatal:
+            logger.warning("Kafka producer for %s restarted after a fatal error", self.bootstrap)
+            self.producer = ck.Producer(self._conf)
+            self.fatal = False
         errors: list[Any] = []
         self.last_error = None  # only errors of this batch go into the messages
 
@@ -700,28 +709,43 @@ class _Producer:
 
         deadline = time.monotonic() + timeout
         n = 0
-        for topic, key, value, headers in items:
-            while True:
-                try:
-                    self.producer.produce(
-                        topic, value=value, key=key, headers=headers, on_delivery=on_delivery
-                    )
-                    break
-                except BufferError:  # local queue full: let it drain
-                    if time.monotonic() > deadline:
-                        self._give_up()
-                        raise Unavailable(
-                            self._text(f"local queue full while sending {what}")
-                        ) from None
-                    self.producer.poll(0.05)
-                except ck.KafkaException as e:
-                    err = _error_of(e)
-                    if err is not None and err.code() in _transient_codes():
-                        raise Unavailable(self._text(f"{what}: {e}")) from e
-                    raise
-            n += 1
-            self.producer.poll(0)
-        remaining = self.producer.flush(max(0.0, deadline - time.monotonic()))
+        try:
+            for topic, key, value, headers in items:
+                while True:
+                    try:
+                        self.producer.produce(
+                            topic, value=value, key=key, headers=headers, on_delivery=on_delivery
+                        )
+                        break
+                    except BufferError:  # local queue full: let it drain
+                        if time.monotonic() > deadline:
+                            self._give_up()
+                            raise Unavailable(
+                                self._text(f"local queue full while sending {what}")
+                            ) from None
+                        self.producer.poll(0.05)
+                n += 1
+                self.producer.poll(0)
+            remaining = self.producer.flush(max(0.0, deadline - time.monotonic()))
+        except (ck.KafkaException, SystemError) as e:
+            # A fatal error may be raised by produce/poll/flush rather than reported to error_cb, and
+            # confluent-kafka then calls our delivery callback with that exception still set, which
+            # surfaces as a SystemError chained to the KafkaException.
+            cause = e
+            while isinstance(cause, SystemError) and cause.__context__ is not None:
+                cause = cause.__context__
+            err = _error_of(cause)
+            if isinstance(e, SystemError) or (
+                err is not None and (err.fatal() or err.code() == ck.KafkaError._FATAL)
+            ):
+                self.fatal = True
+                why = err.str() if err is not None else repr(cause)
+                raise Unavailable(
+                    self._text(f"{what}: producer failed ({why}); a new one starts next time")
+                ) from e
+            if err is not None and err.code() in _transient_codes():
+                raise Unavailable(self._text(f"{what}: {e}")) from e
+            raise
         if remaining:
             self._give_up()
             raise Unavailable(
@@ -731,7 +755,7 @@ class _Producer:
             )
         if errors:
             err = errors[0]
-            if err.code() in _transient_codes() or err.retriable():
+            if err.code() in _transient_codes() or err.retriable() or self.fatal:
                 raise Unavailable(
                     self._text(f"{len(errors)} of {n} messages ({what}) failed: {err.str()}")
                 )
@@ -874,14 +898,19 @@ def publish_packets(
     """
     if partitions is not None:
         ensure_topic(bootstrap, topic, partitions, timeout=timeout, config=None)
-    producer = _Producer(bootstrap, config=config)
+    # One producer per bootstrap (and settings), kept between calls: starting an idempotent producer costs a
+    # few round trips, and a paced replay calls this once per batch. Every call returns flushed.
+    cache_key = (bootstrap, json.dumps(config, sort_keys=True, default=str))
+    producer = _PRODUCERS.get(cache_key)
+    if producer is None:
+        producer = _PRODUCERS[cache_key] = _Producer(bootstrap, config=config)
 
     def key_of(packet: bytes) -> bytes | None:
         k = key(packet) if callable(key) else key if key is not None else packet_station(packet)
         return k.encode() if isinstance(k, str) else k
 
     items = ((topic, key_of(p), bytes(p), None) for p in packets)
-    try:
-        return producer.send(items, timeout, f"{len(packets)} packets to {topic!r}")
-    finally:
-        producer.close(0)
+    return producer.send(items, timeout, f"{len(packets)} packets to {topic!r}")
+
+
+_PRODUCERS: dict[tuple[str, str], _Producer] = {}
