@@ -509,6 +509,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--east-positive", action="store_true", help="label longitudes are east-positive"
     )
     p.set_defaults(func=cmd_import_sine)
+
+    from .monitor.cli import add_parsers as add_monitor_parsers
+
+    add_monitor_parsers(sub)
     return parser
 
 

@@ -70,11 +70,10 @@ class ChannelBuffer:
         n = len(samples)
         if self.base is None:
             self.base = start
-        if start < self.base:
-            cut = self.base - start
-            if cut >= n:
-                return 0
-            samples, start, n = samples[cut:], self.base, n - cut
+        if start < self.base:  # an earlier packet arriving late: grow the buffer backwards
+            grow = self.base - start
+            self.data = np.concatenate([np.full(grow, np.nan, dtype=np.float32), self.data])
+            self.base = start
         stop = start + n - self.base
         if stop > len(self.data):
             grown = np.full(max(stop, 2 * len(self.data), 4096), np.nan, dtype=np.float32)
@@ -223,8 +222,13 @@ class StreamingClassifier:
     :param max_latency_s: How long a window waits for stations that have not reached its end: in data time
                           (newer data of other stations) and, with ``live=True``, in wall-clock time.
     :param inactive_s: A station whose newest sample is this far behind a window's end is not waited for.
-    :param anchor: Time of window 0 (default: the UNIX epoch; windows are then on a fixed grid for any start).
+    :param anchor: Time of window 0. Default: the first sample received, so that windows are those of
+                   ``classify`` on the record from that time (the anchor is kept in the checkpoint). Give a
+                   fixed time (e.g. ``0``, the UNIX epoch) for windows independent of the start.
     :param live: Wall-clock latency applies (real-time sources).
+    :param early_events: Publish an event as soon as ``min_stations`` final P picks associate, estimated from
+                         the part of its event window already complete (the rest zero), and update it as the
+                         window fills; otherwise wait for the complete window (the final version is the same).
     :param classify_args: Any of SINE's annotate/classify arguments (thresholds, min_stations, ...).
     """
 
@@ -237,6 +241,7 @@ class StreamingClassifier:
         inactive_s: float = 120.0,
         anchor: obspy.UTCDateTime | float | None = None,
         live: bool = False,
+        early_events: bool = True,
         **classify_args: Any,
     ) -> None:
         self.model = model
@@ -259,8 +264,11 @@ class StreamingClassifier:
         self.latency = int(round(max_latency_s * self.rate))
         self.max_latency_s = float(max_latency_s)
         self.inactive = int(round(inactive_s * self.rate))
-        self.anchor = 0 if anchor is None else self._to_index(anchor)
+        # None: window 0 starts at the first sample received (as classify on a record from that time)
+        self.anchor: int | None = None if anchor is None else self._to_index(anchor)
         self.live = live
+        self.early_events = early_events
+        self._flushing = False
         self.stacking = self.model._argdict_get_with_default(self.argdict, "stacking").lower()
         self.blinding = self.model._argdict_get_with_default(self.argdict, "blinding")
         self.phases = [p for p in model.labels]
@@ -597,10 +605,14 @@ class StreamingClassifier:
         """The event window's data are complete (or given up waiting for): the windows run so far, which
         waited for every active station, reach its end."""
         end = self._to_index(cand.first_p - self.pre_p) + self.n
-        processed_end = self.window_start(self.next_window - 1) + self.n
-        return flush or processed_end >= end
+        return flush or self._processed_end() >= end
 
-    def _cut_event_window(self, cand: Candidate) -> np.ndarray:
+    def _processed_end(self) -> int:
+        return self.window_start(self.next_window - 1) + self.n
+
+    def _cut_event_window(self, cand: Candidate, limit: int | None) -> np.ndarray:
+        """The candidate's event window; samples from ``limit`` on (data not yet complete at every
+        station) are zero, so an early estimate does not depend on which packets happened to be there."""
         start = self._to_index(cand.first_p - self.pre_p)
         out = np.zeros((len(cand.group), self.model.in_channels, self.n), dtype=np.float32)
         for i, key in enumerate(cand.group):
@@ -610,14 +622,18 @@ class StreamingClassifier:
             w = self._station_window(state, start, fill="zero")
             if w is not None:
                 out[i] = w
+        if limit is not None and limit < start + self.n:
+            out[..., max(0, limit - start) :] = 0.0
         return out
 
     def _locate(self, cands: list[Candidate]) -> None:
         todo = []
         for cand in cands:
+            complete = self._flushing or self._event_data_ready(cand, 0, False)
             sig = (
                 _cand_key(cand),
                 tuple(sorted((p.trace_id, round(p.peak_time.timestamp, 3)) for p in cand.p_picks)),
+                None if complete else self._processed_end(),
             )
             done = self._located.get(sig)
             if done is not None:
@@ -630,7 +646,9 @@ class StreamingClassifier:
             argdict = self._model_argdict()
             self.model.eval()
             self.model.estimate_candidates(
-                [c for _, c in todo], [self._cut_event_window(c) for _, c in todo], argdict
+                [c for _, c in todo],
+                [self._cut_event_window(c, sig[2]) for sig, c in todo],
+                argdict,
             )
             for sig, cand in todo:
                 self._located[sig] = copy.copy(cand)
@@ -669,7 +687,11 @@ class StreamingClassifier:
                     else None
                 )
                 final = flush or t0.timestamp + w < horizon
-                if cand is not None and not self._event_data_ready(cand, data_end, flush):
+                if (
+                    cand is not None
+                    and not self.early_events
+                    and not self._event_data_ready(cand, data_end, flush)
+                ):
                     break  # wait for the event window's data
                 if not final:
                     if cand is not None:
@@ -750,15 +772,24 @@ class StreamingClassifier:
                 self.window_len,
                 self.model.name,
             )
-            digest = _event_digest(event)
+            complete = all(
+                self._flushing or self._event_data_ready(work[i], 0, False) for i in members
+            )
+            digest = _event_digest(event) + ("" if complete else "|preliminary")
             if digest != state.digest:
                 state.version += 1
                 state.digest = digest
-                messages.append(event_message(event, state.id, state.version))
+                msg = event_message(event, state.id, state.version)
+                msg["preliminary"] = not complete
+                messages.append(msg)
             seen_events.add(state.id)
-            # closed: every member final and no later pick can join or attach
+            # closed: every member final, its window complete, and no later pick can join or attach
             last = max(p.peak_time.timestamp for p in best.p_picks)
-            if member_keys <= final_keys and horizon > last + self.window_len + self.merge_time:
+            if (
+                complete
+                and member_keys <= final_keys
+                and horizon > last + self.window_len + self.merge_time
+            ):
                 for k in member_keys:
                     self.final_cands.pop(k, None)
                 del self.events[state.id]
@@ -801,7 +832,10 @@ class StreamingClassifier:
                 for b in s.channels.values()
                 if b.base is not None
             )
-            self.next_window = -(-(first - self.anchor) // self.stride)
+            if self.anchor is None:
+                self.anchor = first
+            # the window holding the first sample (packets may arrive out of order)
+            self.next_window = (first - self.anchor) // self.stride
         ready = []
         k = self.next_window
         while self.window_start(k) + self.n <= data_end or (
@@ -819,6 +853,7 @@ class StreamingClassifier:
             covered = self.window_start(self.next_window - 1) + self.n if ready else -(2**62)
             if covered < data_end and last_start > self.window_start(self.next_window - 1):
                 self._run_windows_at(last_start)
+        self._flushing = flush
         final = self._final_index(flush)
         picks = self._extract_picks(final)
         messages: list[dict[str, Any]] = []

@@ -193,8 +193,9 @@ class SDSSource(ReplaySource):
                 stream += self.client.get_waveforms(net, sta, loc, cha, t, t1 - 1e-6)
             stream.merge(method=1)
             stream = stream.split()
-            stream.trim(t, t1, nearest_sample=False)
-            stream.traces = [tr for tr in stream if tr.stats.endtime < t1 and tr.stats.npts > 0]
+            # samples in [t, t1): the next chunk starts with the sample at t1
+            stream.trim(t, t1 - 1e-6, nearest_sample=False)
+            stream.traces = [tr for tr in stream if tr.stats.npts > 0]
             yield from split_packets(stream, self.packet_s)
             t = t1
 

@@ -17,6 +17,9 @@ reads) or a UTF-8 JSON object::
 "longitude", "depth_km", "magnitude", "magnitude_type", "horizontal_uncertainty_km", "depth_uncertainty_km",
 "magnitude_uncertainty", "stations", "picks": [{"id", "trace_id", "phase", "time"}], "quakeml"}``. The id is
 fixed when the event is first published and kept by every update; ``version`` counts updates (1, 2, ...).
+``preliminary`` is true while the event window was not yet complete at every station (early estimate).
+A ``"status": "retracted"`` message (with ``superseded_by``) withdraws an event that turned out to be part
+of another one.
 Consumers keep the highest version per id; a repeated (id, version) is a harmless re-publication.
 """
 

@@ -305,10 +305,12 @@ class Monitor:
         done = list(self._done)
         if keep is not None:
             done += [pos for pos, end in self._pending.items() if end <= keep]
-        if not done:
+        if not done and not force:
             return
         if self.state is not None and self.engine.next_window is not None:
             self._retry("saving the checkpoint", lambda: self.state.save(self.engine.checkpoint()))
+        if not done:
+            return
         self._retry(f"committing to {self.source.name}", lambda: self.source.commit(done))
         for pos in done:
             self._pending.pop(pos, None)
