@@ -278,6 +278,7 @@ def candidate_to_event(
             picks.append(pick)
             arrivals.append(
                 Arrival(
+                    resource_id=_resource_id("arrival", f"{seed}|{phase}|{sb_pick.trace_id}"),
                     pick_id=pick.resource_id,
                     phase=phase,
                     azimuth=az,

@@ -87,7 +87,11 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     state = build_state(args.state or cfg.get("state"))
     monitor = Monitor(engine, source, sinks, state=state)
     try:
-        summary = monitor.run(max_seconds=args.max_seconds, install_signals=True)
+        summary = monitor.run(
+            max_seconds=args.max_seconds,
+            install_signals=True,
+            stop_when_idle_s=args.stop_when_idle,
+        )
     finally:
         monitor.close()
     print(json.dumps({"summary": summary}), file=sys.stderr)
@@ -111,7 +115,13 @@ def cmd_publish(args: argparse.Namespace) -> int:
         def send(batch: list[bytes]) -> None:
             publish_packets(target["url"], target.get("stream", "waveforms"), batch)
     elif target["type"] == "kafka":
+        from .kafka_io import ensure_topic
         from .kafka_io import publish_packets as kafka_publish
+
+        # an existing topic keeps its partitions; a new one gets one (per-station order is kept either way)
+        ensure_topic(
+            target["bootstrap"], target["topic"], partitions=int(target.get("partitions", 1))
+        )
 
         def send(batch: list[bytes]) -> None:
             kafka_publish(target["bootstrap"], target["topic"], batch)
@@ -167,6 +177,11 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument("--set", action="append", help="SINE argument KEY=VALUE (e.g. P_threshold=0.4)")
     p.add_argument("--max-seconds", type=float, help="stop after this many seconds")
+    p.add_argument(
+        "--stop-when-idle",
+        type=float,
+        help="finish (flush, commit, exit) once the source sent nothing for this many seconds",
+    )
     p.add_argument("--quiet", action="store_true", help="log warnings only")
     p.set_defaults(func=cmd_monitor)
 

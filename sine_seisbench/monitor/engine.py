@@ -645,11 +645,12 @@ class StreamingClassifier:
         if todo:
             argdict = self._model_argdict()
             self.model.eval()
-            self.model.estimate_candidates(
-                [c for _, c in todo],
-                [self._cut_event_window(c, sig[2]) for sig, c in todo],
-                argdict,
-            )
+            # one candidate per forward pass: results must not depend on which candidates happen to share a
+            # batch (after a restart they differ), or a re-published event would differ in the last digits
+            for sig, cand in todo:
+                self.model.estimate_candidates(
+                    [cand], [self._cut_event_window(cand, sig[2])], argdict
+                )
             for sig, cand in todo:
                 self._located[sig] = copy.copy(cand)
 

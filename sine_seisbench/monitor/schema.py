@@ -274,7 +274,7 @@ def event_quakeml(event: Event, event_id: str) -> str:
     ev = event.copy()
     ev.resource_id = event_id
     buf = io.BytesIO()
-    Catalog([ev]).write(buf, format="QUAKEML")
+    Catalog([ev], resource_id=f"{event_id}/catalog").write(buf, format="QUAKEML")
     return buf.getvalue().decode("utf-8")
 
 

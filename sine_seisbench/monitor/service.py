@@ -319,15 +319,21 @@ class Monitor:
         self.stats.commits += 1
 
     def run(
-        self, max_seconds: float | None = None, install_signals: bool = False
+        self,
+        max_seconds: float | None = None,
+        install_signals: bool = False,
+        stop_when_idle_s: float | None = None,
     ) -> dict[str, Any]:
         """Runs until the source is finished (then flushes the engine), :meth:`stop` is called, SIGTERM/SIGINT
-        arrive (with ``install_signals``) or ``max_seconds`` pass. Returns a summary."""
+        arrive (with ``install_signals``) or ``max_seconds`` pass. With ``stop_when_idle_s``, a source that
+        delivered nothing for that long (counted from its first message) counts as finished (replays
+        through a broker). Returns a summary."""
         if install_signals and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
         t_end = None if max_seconds is None else time.time() + max_seconds
         self._restore()
+        last_message: float | None = None  # idle time counts from the first message
         while not self._stop.is_set():
             if t_end is not None and time.time() >= t_end:
                 break
@@ -336,7 +342,14 @@ class Monitor:
             )
             for msg in messages:
                 self._ingest(msg)
-            finished = self.source.finished and not messages
+            if messages:
+                last_message = time.time()
+            idle = (
+                stop_when_idle_s is not None
+                and last_message is not None
+                and time.time() - last_message >= stop_when_idle_s
+            )
+            finished = (self.source.finished or idle) and not messages
             t0 = time.perf_counter()
             out = self.engine.step(flush=finished)
             self.stats.step_seconds += time.perf_counter() - t0
