@@ -26,6 +26,16 @@ def _load_model(weights: str | None) -> SINE:
     return SINE.from_pretrained(weights)
 
 
+def _classify_kwargs(args: argparse.Namespace) -> dict:
+    """--min-stations / --p-threshold / --s-threshold as SINE arguments (only those given)."""
+    given = {
+        "min_stations": args.min_stations,
+        "P_threshold": args.p_threshold,
+        "S_threshold": args.s_threshold,
+    }
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def _read_inventory(path: str) -> obspy.Inventory | pd.DataFrame:
     if path.lower().endswith((".csv", ".tsv", ".txt")):
         return pd.read_csv(path, sep=None, engine="python")
@@ -81,12 +91,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         inventory = _read_inventory(args.inventory)
     model = _load_model(args.weights)
     kwargs = {"inventory": inventory, "batch_size": args.batch_size}
-    if args.min_stations is not None:
-        kwargs["min_stations"] = args.min_stations
-    if args.p_threshold is not None:
-        kwargs["P_threshold"] = args.p_threshold
-    if args.s_threshold is not None:
-        kwargs["S_threshold"] = args.s_threshold
+    kwargs.update(_classify_kwargs(args))
     out = model.classify(stream, **kwargs)
     print(out.picks)
     print(out.events)
@@ -140,12 +145,7 @@ def _annotate_archive(args: argparse.Namespace) -> int:
         print("sine annotate --archive: give --start and --end", file=sys.stderr)
         return 2
     kwargs = {"batch_size": args.batch_size}
-    if args.min_stations is not None:
-        kwargs["min_stations"] = args.min_stations
-    if args.p_threshold is not None:
-        kwargs["P_threshold"] = args.p_threshold
-    if args.s_threshold is not None:
-        kwargs["S_threshold"] = args.s_threshold
+    kwargs.update(_classify_kwargs(args))
     if args.weights is None:
         print(
             "sine: no --weights given; using untrained SINE weights (outputs are not meaningful).",

@@ -14,31 +14,19 @@ import obspy
 from .config import build_sink, build_source, build_state, load_config, parse_spec
 
 
-def _inventory(path: str) -> Any:
-    if path.lower().endswith((".csv", ".tsv", ".txt")):
-        import pandas as pd
-
-        return pd.read_csv(path, sep=None, engine="python")
-    return obspy.read_inventory(path)
-
-
 def _model(weights: str | None) -> Any:
-    from pathlib import Path
-
-    from ..model import SINE
+    from ..cli import _load_model
 
     if weights is None:
         weights = "socal_sim"
         print(
             "sine monitor: no weights given; using the shipped 'socal_sim' weights", file=sys.stderr
         )
-    path = Path(weights)
-    if path.with_name(path.name + ".json").exists():
-        return SINE.load(path)
-    return SINE.from_pretrained(weights)
+    return _load_model(weights)
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
+    from ..cli import _read_inventory
     from .engine import StreamingClassifier
     from .service import Monitor
 
@@ -72,7 +60,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     anchor = args.anchor or cfg.get("anchor")
     engine = StreamingClassifier(
         model,
-        _inventory(inventory),
+        _read_inventory(inventory),
         stride_s=args.stride if args.stride is not None else cfg.get("stride_s"),
         max_latency_s=args.max_latency
         if args.max_latency is not None

@@ -601,7 +601,7 @@ class StreamingClassifier:
     def _located_stations(self) -> list[str]:
         return sorted(self.stations)
 
-    def _event_data_ready(self, cand: Candidate, data_end: int, flush: bool) -> bool:
+    def _event_data_ready(self, cand: Candidate, flush: bool) -> bool:
         """The event window's data are complete (or given up waiting for): the windows run so far, which
         waited for every active station, reach its end."""
         end = self._to_index(cand.first_p - self.pre_p) + self.n
@@ -629,7 +629,7 @@ class StreamingClassifier:
     def _locate(self, cands: list[Candidate]) -> None:
         todo = []
         for cand in cands:
-            complete = self._flushing or self._event_data_ready(cand, 0, False)
+            complete = self._flushing or self._event_data_ready(cand, False)
             sig = (
                 _cand_key(cand),
                 tuple(sorted((p.trace_id, round(p.peak_time.timestamp, 3)) for p in cand.p_picks)),
@@ -691,7 +691,7 @@ class StreamingClassifier:
                 if (
                     cand is not None
                     and not self.early_events
-                    and not self._event_data_ready(cand, data_end, flush)
+                    and not self._event_data_ready(cand, flush)
                 ):
                     break  # wait for the event window's data
                 if not final:
@@ -774,7 +774,7 @@ class StreamingClassifier:
                 self.model.name,
             )
             complete = all(
-                self._flushing or self._event_data_ready(work[i], 0, False) for i in members
+                self._flushing or self._event_data_ready(work[i], False) for i in members
             )
             digest = _event_digest(event) + ("" if complete else "|preliminary")
             if digest != state.digest:
