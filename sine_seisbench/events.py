@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,7 +26,7 @@ from obspy.core.event import (
 )
 from obspy.geodetics import gps2dist_azimuth, kilometers2degrees
 
-from .geometry import Coordinates, station_key
+from .geometry import Coordinates, far_stations, reference_point, station_key
 
 AGENCY = "sine-seisbench"
 
@@ -187,6 +189,181 @@ def merge_candidates(
         for members in merge_sets(candidates, merge_time_s, merge_distance_km)
     ]
     return sorted(merged, key=lambda c: c.origin_time)
+
+
+#: Smallest and largest magnitude an event may have (below -2 no network detects it; above 9.5 none was ever
+#: recorded).
+MIN_MAGNITUDE = -2.0
+MAX_MAGNITUDE = 9.5
+#: Deepest hypocentre (km below sea level): no earthquake occurs below the mantle transition zone (~700 km).
+MAX_DEPTH_KM = 700.0
+#: How far (km) a hypocentre may lie above the highest station of its group (the event head's depth is a
+#: Gaussian estimate: a shallow event may come out slightly negative; published depths are clipped at 0).
+MAX_HEIGHT_ABOVE_STATIONS_KM = 5.0
+#: The epicentre may lie at most ``max(EPICENTRE_APERTURE_FACTOR * R, EPICENTRE_MIN_KM)`` from the centroid of
+#: its group, ``R`` being the group's aperture radius; see :func:`implausible`.
+EPICENTRE_APERTURE_FACTOR = 2.0
+EPICENTRE_MIN_KM = 120.0
+#: The origin time may lie at most this many seconds after the candidate's first P pick (estimate noise).
+ORIGIN_AFTER_FIRST_P_S = 1.0
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Physical bounds an event must meet to be published; the defaults are the module constants."""
+
+    min_magnitude: float = MIN_MAGNITUDE
+    max_magnitude: float = MAX_MAGNITUDE
+    max_depth_km: float = MAX_DEPTH_KM
+    max_height_above_stations_km: float = MAX_HEIGHT_ABOVE_STATIONS_KM
+    epicentre_aperture_factor: float = EPICENTRE_APERTURE_FACTOR
+    epicentre_min_km: float = EPICENTRE_MIN_KM
+    origin_after_first_p_s: float = ORIGIN_AFTER_FIRST_P_S
+
+
+def group_aperture(
+    group: list[str], coordinates: Mapping[str, Coordinates]
+) -> tuple[float, float, float]:
+    """Centroid (latitude, longitude) and aperture radius (km) of a station group.
+
+    Stations that :func:`~sine_seisbench.geometry.far_stations` flags within the group (coordinate errors) are
+    left out, so that one station with wrong coordinates neither moves the centroid nor widens the aperture.
+    The centroid is the group's :func:`~sine_seisbench.geometry.reference_point` (circular mean longitude);
+    the radius is the largest great-circle distance of a station from it.
+    """
+    keys = [k for k in group if k in coordinates]
+    far = {f.station for f in far_stations(keys, [coordinates[k] for k in keys])}
+    core = [coordinates[k] for k in keys if k not in far] or [coordinates[k] for k in keys]
+    lat0, lon0 = reference_point(core)
+    radius = max(gps2dist_azimuth(lat0, lon0, c.latitude, c.longitude)[0] / 1000.0 for c in core)
+    return lat0, lon0, radius
+
+
+def implausible(
+    candidate: Candidate,
+    coordinates: Mapping[str, Coordinates],
+    data_start: obspy.UTCDateTime | None,
+    window_len_s: float,
+    bounds: Bounds | None = None,
+) -> str | None:
+    """Why a located candidate is no physical earthquake, or None when it is within :class:`Bounds`.
+
+    A candidate is rejected when
+
+    * any estimate (location, depth, magnitude, origin time) is not finite;
+    * its magnitude is outside ``[min_magnitude, max_magnitude]`` (-2 ... 9.5);
+    * its depth exceeds ``max_depth_km`` (700 km) or it lies more than ``max_height_above_stations_km`` above
+      the highest station of its group;
+    * its epicentre is farther than ``max(epicentre_aperture_factor * R, epicentre_min_km)`` from the centroid
+      of its group, ``R`` being the group's aperture radius (:func:`group_aperture`). The factor 2 admits
+      events outside the group by as much as the group is wide (a network records events beyond its edge);
+      the floor of 120 km, the largest epicentral distance of the training records
+      (:class:`~sine_seisbench.data.simulate.SimulationConfig`), keeps small or dense groups from rejecting
+      events a few tens of km outside them. Beyond that the event head, whose location output is scaled to
+      ~50 km around the group, has left its domain: such an estimate comes from wrong station coordinates
+      (e.g. a longitude wrapped the wrong way), not from an earthquake;
+    * its origin time is before ``data_start`` by more than ``window_len_s`` (a P wave that needs longer than
+      the model's window to reach the first station is outside the model's domain), or after its first P
+      pick by more than ``origin_after_first_p_s``.
+
+    :param coordinates: Station coordinates by ``NET.STA.LOC``.
+    :param data_start: Start of the data the picks come from (None: not checked).
+    :param window_len_s: The model's window length (s).
+    :param bounds: The bounds; default :class:`Bounds` ().
+    """
+    b = bounds or Bounds()
+    lat, lon = float(candidate.latitude), float(candidate.longitude)
+    depth, magnitude = float(candidate.mean[2]), float(candidate.mean[3])
+    origin = candidate.origin_time
+    values = {"latitude": lat, "longitude": lon, "depth": depth, "magnitude": magnitude}
+    bad = [k for k, v in values.items() if not math.isfinite(v)]
+    if origin is None:
+        bad.append("origin time")
+    if bad:
+        return f"non-finite or missing estimate ({', '.join(bad)})"
+    if not b.min_magnitude <= magnitude <= b.max_magnitude:
+        return f"magnitude {magnitude:.1f} outside [{b.min_magnitude:g}, {b.max_magnitude:g}]"
+    if depth > b.max_depth_km:
+        return f"depth {depth:.0f} km deeper than {b.max_depth_km:g} km"
+    group = [k for k in candidate.group if k in coordinates] or [
+        k for k in candidate.stations if k in coordinates
+    ]
+    if group:
+        top_km = max(coordinates[k].elevation for k in group) / 1000.0
+        if depth < -top_km - b.max_height_above_stations_km:
+            return (
+                f"hypocentre {-depth:.1f} km above sea level, more than "
+                f"{b.max_height_above_stations_km:g} km above the highest station ({top_km:.1f} km)"
+            )
+        lat0, lon0, radius = group_aperture(group, coordinates)
+        distance = gps2dist_azimuth(lat0, lon0, lat, lon)[0] / 1000.0
+        limit = max(b.epicentre_aperture_factor * radius, b.epicentre_min_km)
+        if distance > limit:
+            return (
+                f"epicentre {distance:.0f} km from the centroid ({lat0:.3f}, {lon0:.3f}) of its station group "
+                f"of aperture radius {radius:.0f} km (limit {limit:.0f} km)"
+            )
+    first_p = candidate.first_p
+    if origin - first_p > b.origin_after_first_p_s:
+        return (
+            f"origin time {origin} is {origin - first_p:.1f} s after the first P pick ({first_p})"
+        )
+    if data_start is not None and data_start - origin > window_len_s:
+        return (
+            f"origin time {origin} is {data_start - origin:.1f} s before the start of the data "
+            f"({data_start}), more than the model window ({window_len_s:g} s)"
+        )
+    return None
+
+
+def _candidate_signature(candidate: Candidate) -> tuple:
+    return (
+        tuple(candidate.group),
+        tuple(sorted((p.trace_id, round(p.peak_time.timestamp, 3)) for p in candidate.p_picks)),
+        tuple(np.round(np.asarray(candidate.mean, dtype=float), 3).tolist()),
+    )
+
+
+def drop_implausible(
+    candidates: list[Candidate],
+    coordinates: Mapping[str, Coordinates],
+    data_start: obspy.UTCDateTime | None,
+    window_len_s: float,
+    logger: logging.Logger | None = None,
+    bounds: Bounds | None = None,
+    logged: set | None = None,
+) -> list[Candidate]:
+    """The located candidates that are physical earthquakes (:func:`implausible`), in their order.
+
+    Every dropped candidate is logged as one warning naming its first P pick, its stations, the estimate and
+    the reason; its picks stay in the pick output.
+
+    :param logger: Where the warnings go (None: not logged).
+    :param logged: A set kept by a caller that checks the same candidates again and again (the streaming
+                   engine): a candidate whose picks and estimate are in it is not logged again; it is added.
+    """
+    kept = []
+    for cand in candidates:
+        reason = implausible(cand, coordinates, data_start, window_len_s, bounds)
+        if reason is None:
+            kept.append(cand)
+            continue
+        if logger is None:
+            continue
+        if logged is not None:
+            signature = _candidate_signature(cand)
+            if signature in logged:
+                continue
+            logged.add(signature)
+        e_std, n_std = (float(v) for v in cand.std[:2])
+        logger.warning(
+            f"SINE: event candidate dropped: {reason}. First P {cand.first_p} at "
+            f"{min(cand.p_picks, key=lambda p: p.peak_time).trace_id}; stations "
+            f"{', '.join(sorted(cand.stations))}; estimate: origin {cand.origin_time}, latitude "
+            f"{cand.latitude:.3f}, longitude {cand.longitude:.3f} (±{max(e_std, n_std):.1f} km), depth "
+            f"{float(cand.mean[2]):.1f} km, M {float(cand.mean[3]):.1f}. Its picks are kept."
+        )
+    return kept
 
 
 def _resource_id(kind: str, seed: str) -> ResourceIdentifier:

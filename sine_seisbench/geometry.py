@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import obspy
@@ -13,6 +15,7 @@ import torch
 from obspy.core.inventory import Inventory
 from seisbench.models.base import GroupingHelper
 
+EARTH_RADIUS_KM = 6371.0
 EARTH_KM_PER_DEG = 111.19492664455873  # great-circle km per degree on a sphere of radius 6371 km
 
 
@@ -163,11 +166,25 @@ def attach_coordinates(
     return sorted(missing)
 
 
+def wrap_longitude(degrees: np.ndarray | float) -> np.ndarray | float:
+    """Longitude (or longitude difference) wrapped into [-180, 180) degrees."""
+    wrapped = np.mod(np.asarray(degrees, dtype=float) + 180.0, 360.0) - 180.0
+    return float(wrapped) if np.ndim(wrapped) == 0 else wrapped
+
+
 def project(
     lat: np.ndarray, lon: np.ndarray, lat0: float, lon0: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Local east/north coordinates (km) around ``(lat0, lon0)`` (equirectangular; fine for a few 100 km)."""
-    east = (np.asarray(lon) - lon0) * EARTH_KM_PER_DEG * math.cos(math.radians(lat0))
+    """Local east/north coordinates (km) around ``(lat0, lon0)`` (equirectangular; fine for a few 100 km).
+
+    Longitude differences are wrapped into [-180, 180) degrees, so a network across the antimeridian (stations
+    at 179.9° and -179.9°) projects to positions a few km apart, not 40,000 km.
+    """
+    east = (
+        wrap_longitude(np.asarray(lon, dtype=float) - lon0)
+        * EARTH_KM_PER_DEG
+        * math.cos(math.radians(lat0))
+    )
     north = (np.asarray(lat) - lat0) * EARTH_KM_PER_DEG
     return east, north
 
@@ -176,7 +193,7 @@ def unproject(east_km: float, north_km: float, lat0: float, lon0: float) -> tupl
     """Inverse of :func:`project`: latitude and longitude of a local offset."""
     lat = lat0 + north_km / EARTH_KM_PER_DEG
     lon = lon0 + east_km / (EARTH_KM_PER_DEG * math.cos(math.radians(lat0)))
-    return lat, (lon + 180.0) % 360.0 - 180.0
+    return lat, float(wrap_longitude(lon))
 
 
 def reference_point(coords: Iterable[Coordinates]) -> tuple[float, float]:
@@ -196,6 +213,120 @@ def local_positions(coords: list[Coordinates]) -> tuple[np.ndarray, tuple[float,
     )
     up = np.array([c.elevation for c in coords]) / 1000.0
     return np.stack([east, north, up], axis=-1), (lat0, lon0)
+
+
+#: A station is *far* when it is more than this many times the network's typical station spacing (median
+#: nearest-neighbour distance) away from the main body of the network ...
+FAR_STATION_SPACING_FACTOR = 10.0
+#: ... and more than this many km (so that a sparse regional network, with stations 100-200 km apart, is
+#: never flagged, while a station 300 km off a 20 km network is).
+FAR_STATION_MIN_KM = 100.0
+#: Stations cut off from the main body of the network are flagged only when they are at most this fraction of
+#: the network (two networks of similar size far apart are two networks, not outliers).
+FAR_STATION_MAX_FRACTION = 0.25
+
+
+class FarStation(NamedTuple):
+    """A station implausibly far from the rest of its network (see :func:`far_stations`)."""
+
+    station: str
+    distance_km: float
+    reason: str
+
+
+def _unit_vectors(coords: list[Coordinates]) -> np.ndarray:
+    lat = np.radians([c.latitude for c in coords])
+    lon = np.radians([c.longitude for c in coords])
+    return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=-1)
+
+
+def _chord_to_km(chord: np.ndarray | float) -> np.ndarray | float:
+    return 2.0 * EARTH_RADIUS_KM * np.arcsin(np.clip(np.asarray(chord) / 2.0, 0.0, 1.0))
+
+
+def _km_to_chord(km: float) -> float:
+    return 2.0 * math.sin(min(km / EARTH_RADIUS_KM, math.pi) / 2.0)
+
+
+def far_stations(
+    keys: list[str],
+    coords: list[Coordinates],
+    spacing_factor: float = FAR_STATION_SPACING_FACTOR,
+    min_km: float = FAR_STATION_MIN_KM,
+    max_fraction: float = FAR_STATION_MAX_FRACTION,
+) -> list[FarStation]:
+    """Stations implausibly far from the rest of their network, typically a coordinate error (a sign-flipped
+    longitude, swapped latitude and longitude, a typo in a degree).
+
+    Distances are great-circle distances, so the test works anywhere on the globe (antimeridian, poles). The
+    network's typical spacing is the median distance of its stations to their nearest neighbour. Stations are
+    linked when they are closer than ``threshold = max(spacing_factor * spacing, min_km)``; the largest set of
+    linked stations is the main body of the network. Every other linked set holding at most ``max_fraction``
+    of the stations is flagged, each of its stations with its distance to the nearest station of the main
+    body. Several stations with the same wrong coordinates are hence flagged too, while a network of two far
+    apart clusters of similar size is not. Fewer than three stations are never flagged (no majority).
+
+    :param keys: Station ids (``NET.STA.LOC``), parallel to ``coords``.
+    :param coords: Station coordinates.
+    :param spacing_factor: See :data:`FAR_STATION_SPACING_FACTOR`.
+    :param min_km: See :data:`FAR_STATION_MIN_KM`.
+    :param max_fraction: See :data:`FAR_STATION_MAX_FRACTION`.
+    :return: Flagged stations (sorted by id) with their distance (km) and a human-readable reason.
+    """
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    n = len(keys)
+    if n != len(coords):
+        raise ValueError(f"{n} station ids but {len(coords)} coordinates")
+    if n < 3:
+        return []
+    xyz = _unit_vectors(coords)
+    tree = cKDTree(xyz)
+    chord, _ = tree.query(xyz, k=2)
+    nearest_km = _chord_to_km(chord[:, 1])
+    spacing = float(np.median(nearest_km))
+    threshold = max(spacing_factor * spacing, min_km)
+    links = tree.sparse_distance_matrix(tree, _km_to_chord(threshold), output_type="coo_matrix")
+    n_sets, labels = connected_components(links, directed=False)
+    if n_sets == 1:
+        return []
+    sizes = np.bincount(labels, minlength=n_sets)
+    main = int(np.argmax(sizes))
+    main_idx = np.nonzero(labels == main)[0]
+    main_tree = cKDTree(xyz[main_idx])
+    out = []
+    for i in np.nonzero(labels != main)[0]:
+        if sizes[labels[i]] > max_fraction * n:
+            continue
+        d, j = main_tree.query(xyz[i])
+        distance = float(_chord_to_km(d))
+        nearest = keys[int(main_idx[j])]
+        others = int(sizes[labels[i]]) - 1
+        together = f" (together with {others} other station(s) equally far off)" if others else ""
+        out.append(
+            FarStation(
+                keys[i],
+                distance,
+                f"station {keys[i]} at ({coords[i].latitude:.4f}, {coords[i].longitude:.4f}) is "
+                f"{distance:.0f} km from the nearest other station of its network ({nearest}){together}, "
+                f"while the network's stations are typically {spacing:.1f} km apart (limit "
+                f"{threshold:.0f} km); check its coordinates (a sign-flipped or swapped latitude/longitude?)",
+            )
+        )
+    return sorted(out)
+
+
+def warn_far_stations(coordinates: Mapping[str, Coordinates], logger: logging.Logger) -> list[str]:
+    """Logs one warning per station of ``coordinates`` that :func:`far_stations` flags.
+
+    :return: The flagged station ids, sorted.
+    """
+    keys = sorted(coordinates)
+    flagged = far_stations(keys, [coordinates[k] for k in keys])
+    for far in flagged:
+        logger.warning(f"SINE: {far.reason}.")
+    return [far.station for far in flagged]
 
 
 def build_station_graph(
