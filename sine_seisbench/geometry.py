@@ -309,7 +309,8 @@ def far_stations(
                 keys[i],
                 distance,
                 f"station {keys[i]} at ({coords[i].latitude:.4f}, {coords[i].longitude:.4f}) is "
-                f"{distance:.0f} km from the nearest other station of its network ({nearest}){together}, "
+                f"implausibly far from its network: {distance:.0f} km from the nearest other station "
+                f"({nearest}){together}, "
                 f"while the network's stations are typically {spacing:.1f} km apart (limit "
                 f"{threshold:.0f} km); check its coordinates (a sign-flipped or swapped latitude/longitude?)",
             )
