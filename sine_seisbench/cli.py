@@ -1,8 +1,17 @@
-"""The ``sine`` command."""
+"""The ``sine`` command.
+
+Errors: a mistake in the user's input (a missing or unreadable file, an unknown weights name, a malformed config,
+a misspelled config key, a missing output folder, a station file without a needed column) is printed as one line
+``sine COMMAND: error: ...`` that names the file or key and says what to do, and the command exits with status 2
+before any work starts. ``sine --debug COMMAND ...`` shows the traceback instead. Any other exception is a bug
+and keeps its traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import glob
+import os
 import sys
 from pathlib import Path
 
@@ -10,20 +19,265 @@ import obspy
 import pandas as pd
 import torch
 
+from .errors import MissingFileError, UserError, did_you_mean, one_line
 from .model import SINE
 
+#: Suffixes of the two files of saved weights (``NAME.json`` and ``NAME.pt``).
+WEIGHT_SUFFIXES = (".json", ".pt")
+#: SINE weights published in SeisBench's online repository: only these names may be downloaded. None are
+#: published yet, so ``--weights`` never goes to the network.
+PUBLISHED_WEIGHTS: tuple[str, ...] = ()
+#: Columns a CSV station file needs (``location`` is optional).
+STATION_COLUMNS = ("network", "station", "latitude", "longitude", "elevation")
 
-def _load_model(weights: str | None) -> SINE:
-    if weights is None:
+
+# ----------------------------------------------------------------------------------------------------
+# Weights
+# ----------------------------------------------------------------------------------------------------
+def weight_names() -> list[str]:
+    """Weights names ``--weights`` accepts: the shipped ones, the published ones and those already in
+    SeisBench's cache (read without network access)."""
+    names = set(SINE.shipped_weights()) | set(PUBLISHED_WEIGHTS)
+    folder = SINE._model_path()
+    if folder.is_dir():
+        names |= {n for n in (SINE._parse_weight_filename(f)[0] for f in folder.iterdir()) if n}
+    return sorted(names)
+
+
+def resolve_weights(spec: str, option: str = "--weights") -> str:
+    """Checks a weights name or path without loading it.
+
+    :param spec: A name (see :func:`weight_names`) or a path to ``NAME.json``/``NAME.pt``, with or without
+                 the suffix.
+    :param option: The option it was given to (for the messages).
+    :return: The path without suffix when the files exist, else the name.
+    :raises UserError: When the path lacks a file or the name is unknown (listing the available names).
+    """
+    path = Path(spec).expanduser()
+    base = path.with_suffix("") if path.suffix in WEIGHT_SUFFIXES else path
+    files = [base.with_name(base.name + s) for s in WEIGHT_SUFFIXES]
+    if all(f.is_file() for f in files):
+        unreadable = [f for f in files if not os.access(f, os.R_OK)]
+        if unreadable:
+            raise UserError(f"weights file {unreadable[0]} cannot be read (permission denied)")
+        return str(base)
+    names = weight_names()
+    looks_like_path = (
+        path.suffix in WEIGHT_SUFFIXES
+        or "/" in spec
+        or os.sep in spec
+        or any(f.exists() for f in files)
+    )
+    if looks_like_path or path.exists():
+        missing = [str(f) for f in files if not f.is_file()]
+        raise MissingFileError(
+            f"{option} {spec}: weights file {missing[0]} does not exist; weights are the pair NAME.json + "
+            f"NAME.pt written by `sine train` or SINE.save (give NAME, with or without suffix) or one of the "
+            f"names {', '.join(names)}"
+        )
+    if spec in names:
+        return spec
+    raise UserError(
+        f"{option}: unknown weights {spec!r}{did_you_mean(spec, names)} (available names: {', '.join(names)}; "
+        "or give the path of NAME.json/NAME.pt)"
+    )
+
+
+def load_weights(spec: str | None, option: str = "--weights", command: str = "sine") -> SINE:
+    """The one weights loader of every ``sine`` command.
+
+    :param spec: See :func:`resolve_weights`; None for untrained weights (with a warning on stderr).
+    :param option: The option the weights were given to (for the messages).
+    :param command: The command (for the warning).
+    :raises UserError: See :func:`resolve_weights`; also when the files cannot be loaded as SINE weights.
+    """
+    if spec is None:
         print(
-            "sine: no --weights given; using untrained SINE weights (outputs are not meaningful).",
+            f"{command}: no {option} given; using untrained SINE weights (outputs are not meaningful).",
             file=sys.stderr,
         )
         return SINE()
-    path = Path(weights)
-    if path.with_name(path.name + ".json").exists():
-        return SINE.load(path)
-    return SINE.from_pretrained(weights)
+    resolved = resolve_weights(spec, option)
+    shipped = SINE.shipped_weights()
+    if Path(resolved + ".json").is_file():
+        try:
+            return SINE.load(resolved)
+        except (ValueError, KeyError, TypeError, RuntimeError, EOFError) as e:
+            raise UserError(
+                f"{option} {spec}: {resolved}.json/.pt cannot be loaded as SINE weights ({one_line(e)}); give "
+                "weights written by `sine train` or SINE.save"
+            ) from e
+    if resolved in shipped:
+        return SINE.load(
+            shipped[resolved]
+        )  # straight from the package: nothing written to SeisBench's cache
+    return SINE.from_pretrained(resolved)
+
+
+def _load_model(weights: str | None) -> SINE:
+    """Kept for callers of the old name: :func:`load_weights`."""
+    return load_weights(weights)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Inputs and outputs, checked before any work starts
+# ----------------------------------------------------------------------------------------------------
+def check_input_file(path: str | os.PathLike, what: str, option: str) -> Path:
+    """``path`` as a Path if it is a readable file.
+
+    :param what: What the file is (for the messages), e.g. ``"inventory"``.
+    :param option: The option or argument it was given to.
+    :raises UserError: When it is missing, a folder or unreadable.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise MissingFileError(f"{what} {path} does not exist; check the path given to {option}")
+    if p.is_dir():
+        raise UserError(f"{what} {path} is a folder; give a file to {option}")
+    if not os.access(p, os.R_OK):
+        raise UserError(f"{what} {path} cannot be read (permission denied); check its permissions")
+    return p
+
+
+def check_output_file(path: str | os.PathLike, option: str) -> None:
+    """Checks that the file ``path`` can be written: its folder exists and is writable.
+
+    :raises UserError: When the folder is missing or not writable, or ``path`` is a folder.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{option} {path} is a folder; give a file name")
+    folder = p.parent
+    if not folder.is_dir():
+        raise UserError(
+            f"the folder {folder} of {option} {path} does not exist; create it first (mkdir -p {folder})"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(
+            f"the folder {folder} of {option} {path} is not writable; choose another folder"
+        )
+
+
+def check_output_folder(path: str | os.PathLike, option: str) -> None:
+    """Checks that the folder ``path`` exists or can be created (the command creates it with its parents).
+
+    :raises UserError: When ``path`` or an ancestor is a file, or the nearest existing ancestor is not writable.
+    """
+    p = Path(path).absolute()
+    existing = p
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(
+            f"{option} {path}: {existing} is a file, not a folder; choose another output folder"
+        )
+    if existing == p:
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise UserError(f"{option} {path} is not writable; choose another output folder")
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(
+            f"{option} {path} cannot be created: {existing} is not writable; choose another output folder"
+        )
+
+
+def waveform_files(patterns: list[str], option: str = "WAVEFORMS") -> list[str]:
+    """The files named by ``patterns`` (paths or glob patterns), each checked to exist and be readable."""
+    files: list[str] = []
+    for pattern in patterns:
+        if glob.has_magic(pattern):
+            matches = sorted(glob.glob(pattern))
+            if not matches:
+                raise MissingFileError(
+                    f"no waveform file matches {pattern}; check the pattern given to {option}"
+                )
+            files += matches
+        else:
+            files.append(pattern)
+    for f in files:
+        check_input_file(f, "waveform file", option)
+    return files
+
+
+def read_waveforms(files: list[str]) -> obspy.Stream:
+    """The traces of ``files`` (see :func:`waveform_files`).
+
+    :raises UserError: Naming the first file ObsPy cannot read.
+    """
+    stream = obspy.Stream()
+    for f in files:
+        try:
+            stream += obspy.read(f)
+        except (
+            Exception
+        ) as e:  # ObsPy raises many types for a file it cannot read; the file is the user's
+            raise UserError(
+                f"cannot read waveform file {f} ({one_line(e)}); give miniSEED, SAC or another format ObsPy "
+                "reads"
+            ) from e
+    return stream
+
+
+def read_inventory(path: str, option: str = "--inventory") -> obspy.Inventory | pd.DataFrame:
+    """Station coordinates: a StationXML file (ObsPy Inventory) or a CSV/TSV file with the columns
+    :data:`STATION_COLUMNS` (elevation in metres; ``location`` optional).
+
+    :raises UserError: When the file is missing, unreadable, malformed or lacks a column.
+    """
+    check_input_file(path, "station file", option)
+    if path.lower().endswith((".csv", ".tsv", ".txt")):
+        try:
+            frame = pd.read_csv(path, sep=None, engine="python")
+        except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
+            raise UserError(
+                f"cannot read station file {path} ({one_line(e)}); give a CSV file"
+            ) from e
+        missing = [c for c in STATION_COLUMNS if c not in frame.columns]
+        if missing:
+            raise UserError(
+                f"station file {path} lacks the column(s) {', '.join(missing)}; add them (it needs "
+                f"{', '.join(STATION_COLUMNS)}, elevation in metres, and optionally location)"
+            )
+        return frame
+    try:
+        return obspy.read_inventory(path)
+    except (
+        Exception
+    ) as e:  # ObsPy raises many types for a file it cannot read; the file is the user's
+        raise UserError(
+            f"cannot read station file {path} ({one_line(e)}); give StationXML or a CSV file with the columns "
+            f"{', '.join(STATION_COLUMNS)}"
+        ) from e
+
+
+_read_inventory = read_inventory  # the name ``sine monitor`` imported before
+
+
+def check_located(
+    stream: obspy.Stream, inventory: obspy.Inventory | pd.DataFrame, path: str, drop_unlocated: bool
+) -> None:
+    """Raises :class:`UserError` naming the stations of ``stream`` without coordinates in the inventory file
+    ``path`` unless ``drop_unlocated`` (then SINE leaves them out with a warning, as the API does)."""
+    from .geometry import StationTable, station_key
+
+    if drop_unlocated:
+        return
+    table = StationTable.from_any(inventory)
+    missing = sorted(
+        {
+            station_key(tr.id)
+            for tr in stream
+            if "coordinates" not in tr.stats
+            and table.get(station_key(tr.id), tr.stats.starttime) is None
+        }
+    )
+    if missing:
+        shown = ", ".join(missing[:10]) + (
+            f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        )
+        raise UserError(
+            f"station file {path} has no coordinates for station(s) {shown}; add them, or pass "
+            "--drop-unlocated to leave them out"
+        )
 
 
 def _classify_kwargs(args: argparse.Namespace) -> dict:
@@ -34,12 +288,6 @@ def _classify_kwargs(args: argparse.Namespace) -> dict:
         "S_threshold": args.s_threshold,
     }
     return {k: v for k, v in given.items() if v is not None}
-
-
-def _read_inventory(path: str) -> obspy.Inventory | pd.DataFrame:
-    if path.lower().endswith((".csv", ".tsv", ".txt")):
-        return pd.read_csv(path, sep=None, engine="python")
-    return obspy.read_inventory(path)
 
 
 def count_flops(model: SINE, stations: int | None = None) -> float:
@@ -63,7 +311,7 @@ def count_flops(model: SINE, stations: int | None = None) -> float:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    model = _load_model(args.weights) if args.weights else SINE()
+    model = load_weights(args.weights) if args.weights else SINE()
     params = sum(p.numel() for p in model.parameters())
     print(f"SINE: {params:,} parameters")
     print(
@@ -74,23 +322,32 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
+    for option, path in (("--picks-out", args.picks_out), ("--events-out", args.events_out)):
+        if path:
+            check_output_file(path, option)
     if args.example:
         from .example import network_stream
 
+        if args.weights:
+            resolve_weights(args.weights)
         stream, inventory = network_stream(args.example_stations)
         print(f"example: {len(stream)} traces of ObsPy's real BW.RJOB record on a virtual network")
     else:
         if not args.waveforms or not args.inventory:
-            print(
-                "sine classify: give waveform files and --inventory, or --example", file=sys.stderr
-            )
-            return 2
-        stream = obspy.Stream()
-        for path in args.waveforms:
-            stream += obspy.read(path)
-        inventory = _read_inventory(args.inventory)
-    model = _load_model(args.weights)
-    kwargs = {"inventory": inventory, "batch_size": args.batch_size}
+            raise UserError("give waveform files and --inventory, or --example")
+        files = waveform_files(args.waveforms)
+        check_input_file(args.inventory, "station file", "--inventory")
+        if args.weights:
+            resolve_weights(args.weights)
+        inventory = read_inventory(args.inventory)
+        stream = read_waveforms(files)
+        check_located(stream, inventory, args.inventory, args.drop_unlocated)
+    model = load_weights(args.weights, command="sine classify")
+    kwargs = {
+        "inventory": inventory,
+        "batch_size": args.batch_size,
+        "drop_unlocated": args.drop_unlocated,
+    }
     kwargs.update(_classify_kwargs(args))
     out = model.classify(stream, **kwargs)
     print(out.picks)
@@ -121,14 +378,21 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     if args.archive:
         return _annotate_archive(args)
     if not args.waveforms:
-        print("sine annotate: give waveform files, or --archive SDS_ROOT", file=sys.stderr)
-        return 2
-    stream = obspy.Stream()
-    for path in args.waveforms:
-        stream += obspy.read(path)
-    model = _load_model(args.weights)
+        raise UserError("give waveform files, or --archive SDS_ROOT")
+    check_output_file(args.out, "--out")
+    files = waveform_files(args.waveforms)
+    check_input_file(args.inventory, "station file", "--inventory")
+    if args.weights:
+        resolve_weights(args.weights)
+    inventory = read_inventory(args.inventory)
+    stream = read_waveforms(files)
+    check_located(stream, inventory, args.inventory, args.drop_unlocated)
+    model = load_weights(args.weights, command="sine annotate")
     annotations = model.annotate(
-        stream, inventory=_read_inventory(args.inventory), batch_size=args.batch_size
+        stream,
+        inventory=inventory,
+        batch_size=args.batch_size,
+        drop_unlocated=args.drop_unlocated,
     )
     for tr in annotations:
         tr.data = tr.data.astype("float32")
@@ -142,23 +406,31 @@ def _annotate_archive(args: argparse.Namespace) -> int:
     from .archive import annotate_archive
 
     if not (args.start and args.end):
-        print("sine annotate --archive: give --start and --end", file=sys.stderr)
-        return 2
+        raise UserError("with --archive give --start and --end")
+    if args.waveforms:
+        raise UserError("give waveform files or --archive SDS_ROOT, not both")
+    if not Path(args.archive).is_dir():
+        raise MissingFileError(
+            f"SDS archive {args.archive} does not exist or is not a folder; check the path given to --archive"
+        )
+    check_output_folder(args.out, "--out")
+    inventory = read_inventory(args.inventory)
+    weights = resolve_weights(args.weights) if args.weights is not None else None
     kwargs = {"batch_size": args.batch_size}
     kwargs.update(_classify_kwargs(args))
-    if args.weights is None:
+    if weights is None:
         print(
-            "sine: no --weights given; using untrained SINE weights (outputs are not meaningful).",
+            "sine annotate: no --weights given; using untrained SINE weights (outputs are not meaningful).",
             file=sys.stderr,
         )
     try:
         result = annotate_archive(
             args.archive,
-            args.inventory,
+            inventory,
             args.start,
             args.end,
             args.out,
-            weights=args.weights,
+            weights=weights,
             scheduler=args.scheduler,
             workers=args.workers,
             chunk=args.chunk,
@@ -173,8 +445,13 @@ def _annotate_archive(args: argparse.Namespace) -> int:
             memory_limit=args.memory_limit,
             **kwargs,
         )
-    except (OSError, ValueError, RuntimeError) as e:  # OSError: also an unreachable scheduler
-        print(f"sine annotate: {e}", file=sys.stderr)
+    except ValueError as e:  # a bad time, duration, or stations missing from the inventory
+        raise UserError(one_line(e)) from e
+    except (
+        OSError,
+        RuntimeError,
+    ) as e:  # OSError: also an unreachable scheduler; RuntimeError: failed tasks
+        print(f"sine annotate: {one_line(e)}", file=sys.stderr)
         return 1
     print(
         f"{result.computed} task(s) computed, {result.skipped} already finished; {result.picks} picks and "
@@ -187,10 +464,12 @@ def _annotate_archive(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, train
 
+    check_output_folder(Path(args.out).parent, "--out")
+    init = resolve_weights(args.init, "--init") if args.init else None
     config = TrainConfig(
         dataset=args.dataset,
         out=args.out,
-        init=args.init,
+        init=init,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -216,13 +495,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .train import METRIC_COLUMNS, evaluate
 
+    weights = resolve_weights(args.weights)
+    out = args.out or f"{weights}.{args.split}.metrics.csv"
+    check_output_file(out, "--out")
     metrics = evaluate(
-        args.dataset, args.weights, args.split, args.batch_size, args.device, args.workers
+        args.dataset, weights, args.split, args.batch_size, args.device, args.workers
     )
     row = {"split": args.split, **metrics}
     table = pd.DataFrame([{k: row.get(k) for k in METRIC_COLUMNS if k != "epoch"}])
     print(table.T.to_string(header=False))
-    out = args.out or f"{args.weights}.{args.split}.metrics.csv"
     table.to_csv(out, index=False)
     print(f"metrics written to {out}")
     return 0
@@ -231,6 +512,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_import_sine(args: argparse.Namespace) -> int:
     from .data.legacy import import_sine, read_ranges
 
+    if not Path(args.source).exists():
+        raise MissingFileError(
+            f"source {args.source} does not exist; give a .npy file or a folder of them"
+        )
+    check_input_file(args.ranges, "ranges file", "--ranges")
+    check_output_folder(args.out, "OUT")
     dataset = import_sine(
         args.source,
         args.out,
@@ -246,18 +533,33 @@ def cmd_import_sine(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from .data.simulate import SimulationConfig, load_catalog, load_stations, simulate_dataset
 
-    stations = load_stations(args.stations, time=args.station_year)
+    check_output_folder(args.out, "--out")
+    check_input_file(args.stations, "station file", "--stations")
+    if args.catalog:
+        check_input_file(args.catalog, "catalog", "--catalog")
+    for path in args.noise:
+        check_input_file(path, "noise file", "--noise")
+    try:
+        stations = load_stations(args.stations, time=args.station_year)
+    except KeyError as e:
+        raise UserError(
+            f"station file {args.stations} lacks the column(s) {one_line(e)}; it needs network (or network_code), "
+            "station (or station_code), latitude, longitude, elevation"
+        ) from e
+    except (ValueError, TypeError, UnicodeDecodeError) as e:
+        raise UserError(
+            f"cannot read station file {args.stations} ({one_line(e)}); give StationXML (.xml) or a CSV file"
+        ) from e
     if args.bbox:
         lat0, lat1, lon0, lon1 = args.bbox
         stations = stations[
             stations.latitude.between(lat0, lat1) & stations.longitude.between(lon0, lon1)
         ]
     if len(stations) < 3:
-        print(
-            f"sine simulate: only {len(stations)} stations selected from {args.stations}",
-            file=sys.stderr,
+        raise UserError(
+            f"only {len(stations)} stations selected from {args.stations}; at least 3 are needed (widen --bbox "
+            "or --station-year)"
         )
-        return 2
     catalog = load_catalog(args.catalog) if args.catalog else None
     config = SimulationConfig(
         n_events=args.events,
@@ -277,92 +579,156 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(
-        weights=None if args.untrained else args.weights,
-        out=args.out,
-        seed=args.seed,
-        magnitude=args.magnitude,
-    )
+    check_output_file(args.out, "--out")
+    model = SINE() if args.untrained else load_weights(args.weights, command="sine demo")
+    run_demo(weights=model, out=args.out, seed=args.seed, magnitude=args.magnitude)
     return 0
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from .bench.harness import run_benchmark
+    from .bench.harness import PUBLISHED, STAGES, run_benchmark
 
-    run_benchmark(
+    check_output_folder(args.out, "--out")
+    models = _check_names(args.models, ["SINE", *PUBLISHED], "--models")
+    stages = _check_names(args.stages, list(STAGES), "--stages")
+    if args.sim_data and not Path(args.sim_data).exists():
+        raise MissingFileError(
+            f"simulated dataset {args.sim_data} does not exist; check --sim-data"
+        )
+    weights = None if args.sine_weights == "untrained" else args.sine_weights
+    if weights is not None:
+        weights = resolve_weights(weights, "--sine-weights")
+    report = run_benchmark(
         suite=args.suite,
         data_dir=args.data,
         out=args.out,
-        models=args.models.split(",") if args.models else None,
+        models=models,
         datasets=args.datasets.split(",") if args.datasets else None,
-        stages=args.stages.split(",") if args.stages else None,
-        sine_weights=None if args.sine_weights == "untrained" else args.sine_weights,
+        stages=stages,
+        sine_weights=weights,
         sim_data=args.sim_data,
-        readme=args.readme,
         force=args.force,
         seed=args.seed,
     )
+    if args.print_summary:
+        summary = report.with_name(report.name.replace("benchmark_", "summary_"))
+        if summary.exists():
+            print(summary.read_text().rstrip())
     return 0
+
+
+def _check_names(given: str | None, valid: list[str], option: str) -> list[str] | None:
+    """The comma-separated ``given`` as a list, each checked against ``valid``."""
+    if not given:
+        return None
+    names = [n.strip() for n in given.split(",") if n.strip()]
+    for n in names:
+        if n not in valid:
+            raise UserError(
+                f"{option}: unknown name {n!r}{did_you_mean(n, valid)} (valid: {', '.join(valid)})"
+            )
+    return names
+
+
+WEIGHTS_HELP = (
+    "shipped or published weights name (e.g. socal_sim) or the path of NAME.json/NAME.pt (with or without "
+    "the suffix)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="sine", description="SINE multi-station earthquake monitoring"
+        prog="sine",
+        description="SINE multi-station earthquake monitoring. A mistake in the input is reported as one line "
+        "and exit status 2.",
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the full traceback of any error (also after the command)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser(
         "demo", help="simulate an earthquake, classify it, compare with the truth, plot"
     )
-    p.add_argument(
-        "--weights", default="socal_sim", help="pretrained name or path (default: shipped weights)"
-    )
+    p.add_argument("--weights", default="socal_sim", help=WEIGHTS_HELP + " (default: socal_sim)")
     p.add_argument("--untrained", action="store_true", help="use untrained weights")
-    p.add_argument("--out", default="sine_demo.png", help="figure file")
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--magnitude", type=float, default=2.8)
+    p.add_argument("--out", default="sine_demo.png", help="figure file (its folder must exist)")
+    p.add_argument(
+        "--seed", type=int, default=7, help="random seed of the simulated event (default 7)"
+    )
+    p.add_argument(
+        "--magnitude", type=float, default=2.8, help="magnitude of the event (default 2.8)"
+    )
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("benchmark", help="SINE vs PhaseNet, EQTransformer and the classical chain")
-    p.add_argument("--suite", choices=["quick", "full"], default="quick")
+    p = sub.add_parser(
+        "benchmark",
+        help="SINE vs PhaseNet, EQTransformer and the classical chain (writes only under --out)",
+    )
+    p.add_argument(
+        "--suite", choices=["quick", "full"], default="quick", help="quick (minutes) or full suite"
+    )
     p.add_argument(
         "--data", default="../shared/data", help="folder with datasets/, continuous/, stations/"
     )
-    p.add_argument("--out", default="benchmarks/results")
+    p.add_argument(
+        "--out",
+        default="benchmarks/results",
+        help="output folder (created if missing): report, CSVs, figures, cached results, summary_SUITE.md",
+    )
     p.add_argument("--models", help="comma-separated subset of SINE,PhaseNet,EQTransformer")
     p.add_argument("--datasets", help="comma-separated labelled dataset names under DATA/datasets")
     p.add_argument("--stages", help="comma-separated subset of picks,continuous,location,speed")
-    p.add_argument(
-        "--sine-weights", default="socal_sim", help="pretrained name, path, or 'untrained'"
-    )
+    p.add_argument("--sine-weights", default="socal_sim", help=WEIGHTS_HELP + ", or 'untrained'")
     p.add_argument(
         "--sim-data", help="simulated SeisBench dataset whose test split is used for location"
     )
     p.add_argument(
-        "--readme", default="README.md", help="README whose summary table is refreshed ('' to skip)"
+        "--print-summary",
+        action="store_true",
+        help="print the README-ready summary (also in OUT/summary_SUITE.md) for pasting; nothing outside "
+        "--out is edited",
     )
     p.add_argument("--force", action="store_true", help="recompute cached results")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("info", help="parameter count and FLOPs")
-    p.add_argument("--weights", help="weights path (without .json/.pt) or pretrained name")
+    p.add_argument("--weights", help=WEIGHTS_HELP + " (default: untrained)")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("classify", help="picks and located events for a multi-station stream")
-    p.add_argument("waveforms", nargs="*", help="waveform files readable by ObsPy")
+    p.add_argument(
+        "waveforms", nargs="*", help="waveform files readable by ObsPy (or glob patterns)"
+    )
     p.add_argument(
         "--inventory", help="StationXML, or CSV with network,station,latitude,longitude,elevation"
     )
     p.add_argument("--example", action="store_true", help="run on the built-in example network")
-    p.add_argument("--example-stations", type=int, default=8)
-    p.add_argument("--weights", help="weights path (without .json/.pt) or pretrained name")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--min-stations", type=int)
-    p.add_argument("--p-threshold", type=float)
-    p.add_argument("--s-threshold", type=float)
-    p.add_argument("--picks-out", help="CSV file for the picks")
-    p.add_argument("--events-out", help="QuakeML file for the events")
+    p.add_argument(
+        "--example-stations",
+        type=int,
+        default=8,
+        help="stations of the example network (default 8)",
+    )
+    p.add_argument("--weights", help=WEIGHTS_HELP + " (default: untrained)")
+    p.add_argument(
+        "--batch-size", type=int, default=64, help="station groups per batch (default 64)"
+    )
+    p.add_argument(
+        "--min-stations", type=int, help="stations needed for an event (SINE's default 3)"
+    )
+    p.add_argument("--p-threshold", type=float, help="P pick threshold (SINE's default 0.3)")
+    p.add_argument("--s-threshold", type=float, help="S pick threshold (SINE's default 0.3)")
+    p.add_argument(
+        "--drop-unlocated",
+        action="store_true",
+        help="leave out stations missing from the inventory (with a warning) instead of failing",
+    )
+    p.add_argument("--picks-out", help="CSV file for the picks (its folder must exist)")
+    p.add_argument("--events-out", help="QuakeML file for the events (its folder must exist)")
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser(
@@ -370,12 +736,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="P/S/noise probability traces as miniSEED; with --archive, picks and events of an SDS "
         "archive per day (optionally on Dask)",
     )
-    p.add_argument("waveforms", nargs="*", help="waveform files (not with --archive)")
-    p.add_argument("--inventory", required=True)
-    p.add_argument("--weights")
-    p.add_argument("--batch-size", type=int, default=64)
     p.add_argument(
-        "--out", required=True, help="output miniSEED file; with --archive an output folder"
+        "waveforms", nargs="*", help="waveform files or glob patterns (not with --archive)"
+    )
+    p.add_argument(
+        "--inventory",
+        required=True,
+        help="StationXML, or CSV with network,station,latitude,longitude,elevation",
+    )
+    p.add_argument("--weights", help=WEIGHTS_HELP + " (default: untrained)")
+    p.add_argument(
+        "--batch-size", type=int, default=64, help="station groups per batch (default 64)"
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output miniSEED file (its folder must exist); with --archive an output folder (created if "
+        "missing)",
+    )
+    p.add_argument(
+        "--drop-unlocated",
+        action="store_true",
+        help="leave out stations missing from the inventory (with a warning) instead of failing, as "
+        "annotate(drop_unlocated=True)",
     )
     g = p.add_argument_group("archive processing (sine annotate --archive)")
     g.add_argument("--archive", help="SDS archive root: picks and events per day instead of traces")
@@ -400,10 +783,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="split the network into station groups of at most this many stations (default: all)",
     )
     g.add_argument("--channels", default="*", help="channel patterns, e.g. 'HH?,EH?' (default all)")
-    g.add_argument("--picks-format", choices=["csv", "parquet"], default="csv")
-    g.add_argument("--min-stations", type=int)
-    g.add_argument("--p-threshold", type=float)
-    g.add_argument("--s-threshold", type=float)
+    g.add_argument(
+        "--picks-format", choices=["csv", "parquet"], default="csv", help="picks file format"
+    )
+    g.add_argument(
+        "--min-stations", type=int, help="stations needed for an event (SINE's default 3)"
+    )
+    g.add_argument("--p-threshold", type=float, help="P pick threshold (SINE's default 0.3)")
+    g.add_argument("--s-threshold", type=float, help="S pick threshold (SINE's default 0.3)")
     g.add_argument(
         "--torch-threads",
         type=int,
@@ -413,11 +800,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--retries", type=int, default=2, help="Dask retries of a failing task")
     g.add_argument("--memory-limit", help="memory per worker of --scheduler local, e.g. 4GiB")
-    g.add_argument(
-        "--drop-unlocated",
-        action="store_true",
-        help="leave out archive stations missing from the inventory instead of failing",
-    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_annotate)
 
@@ -430,19 +812,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", required=True, help="output weights path without suffix, e.g. weights/NAME"
     )
-    p.add_argument("--init", help="start from these weights (path or pretrained name)")
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--init", help="start from these weights: " + WEIGHTS_HELP)
+    p.add_argument("--epochs", type=int, default=20, help="maximum epochs (default 20)")
     p.add_argument("--batch-size", type=int, default=8, help="events (station groups) per batch")
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--resume", action="store_true", help="continue from OUT.checkpoint.pt")
     p.add_argument(
         "--patience", type=int, default=5, help="early stopping: epochs without dev improvement"
     )
-    p.add_argument("--pick-weight", type=float, default=1.0)
-    p.add_argument("--event-weight", type=float, default=0.1)
+    p.add_argument("--pick-weight", type=float, default=1.0, help="weight of the pick loss")
+    p.add_argument("--event-weight", type=float, default=0.1, help="weight of the event loss")
     p.add_argument("--uncertainty-weighting", action="store_true", help="learn the task weights")
     p.add_argument(
         "--max-stations", type=int, default=16, help="stations per group (new models only)"
@@ -450,16 +832,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--noise-dataset", help="SeisBench dataset of noise traces for RealNoise augmentation"
     )
-    p.add_argument("--max-steps-per-epoch", type=int)
+    p.add_argument("--max-steps-per-epoch", type=int, help="cap on training steps per epoch")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics of weights on a dataset split")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--weights", required=True)
-    p.add_argument("--split", default="test", choices=["train", "dev", "test"])
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--dataset", required=True, help="dataset name or folder (as for sine train)")
+    p.add_argument("--weights", required=True, help=WEIGHTS_HELP)
+    p.add_argument(
+        "--split", default="test", choices=["train", "dev", "test"], help="dataset split"
+    )
+    p.add_argument("--batch-size", type=int, default=8, help="events (station groups) per batch")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
     p.add_argument("--out", help="CSV file for the metrics (default WEIGHTS.SPLIT.metrics.csv)")
     p.set_defaults(func=cmd_evaluate)
 
@@ -487,14 +871,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("LAT0", "LAT1", "LON0", "LON1"),
         help="draw hypocentres uniformly in this box (Gutenberg-Richter magnitudes)",
     )
-    p.add_argument("--region-fraction", type=float, default=0.5)
+    p.add_argument(
+        "--region-fraction",
+        type=float,
+        default=0.5,
+        help="fraction of events drawn in --region rather than from --catalog (default 0.5)",
+    )
     p.add_argument("--noise", nargs="*", default=[], help="miniSEED files to cut real noise from")
-    p.add_argument("--events", type=int, default=200)
-    p.add_argument("--max-stations", type=int, default=16)
-    p.add_argument("--max-distance", type=float, default=120.0)
-    p.add_argument("--samples", type=int, default=6000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True)
+    p.add_argument("--events", type=int, default=200, help="number of events (default 200)")
+    p.add_argument("--max-stations", type=int, default=16, help="stations per event (default 16)")
+    p.add_argument(
+        "--max-distance", type=float, default=120.0, help="maximum epicentral distance (km)"
+    )
+    p.add_argument("--samples", type=int, default=6000, help="samples per trace (default 6000)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--out", required=True, help="output dataset folder (created if missing)")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser(
@@ -513,12 +904,37 @@ def build_parser() -> argparse.ArgumentParser:
     from .monitor.cli import add_parsers as add_monitor_parsers
 
     add_monitor_parsers(sub)
+    for (
+        command
+    ) in sub.choices.values():  # --debug also after the command: sine classify ... --debug
+        command.add_argument(
+            "--debug",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="show the full traceback of any error",
+        )
     return parser
 
 
+def _error(command: str, message: str) -> int:
+    print(f"sine {command}: error: {one_line(message)}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Runs ``sine``; a :class:`UserError` (or an OSError naming a file) becomes one line on stderr and exit
+    status 2 unless ``--debug`` is given."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except UserError as e:
+        if args.debug:
+            raise
+        return _error(args.command, str(e))
+    except OSError as e:  # a file the user named: missing, a folder, no permission
+        if args.debug or not e.filename:
+            raise
+        return _error(args.command, f"{e.filename}: {e.strerror or e}; check the path")
 
 
 if __name__ == "__main__":

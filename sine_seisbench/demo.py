@@ -75,7 +75,7 @@ def dataset_to_stream(dataset: sbd.WaveformDataset) -> tuple[obspy.Stream, Inven
 
 
 def run_demo(
-    weights: str | None = "socal_sim",
+    weights: str | SINE | None = "socal_sim",
     out: str | Path = "sine_demo.png",
     seed: int = 7,
     magnitude: float = 2.8,
@@ -86,7 +86,10 @@ def run_demo(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    model = SINE.from_pretrained(weights) if weights else SINE()
+    if isinstance(weights, SINE):
+        model = weights
+    else:
+        model = SINE.from_pretrained(weights) if weights else SINE()
     model.eval()
     stations = demo_network(seed=seed)
     rng = np.random.default_rng(seed)

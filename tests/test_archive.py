@@ -435,6 +435,6 @@ def test_cli_archive_local_cluster_parquet(sim_archive, reference, tmp_path, cap
                 str(out),
             ]
         )
-        == 1
+        == 2  # a user's mistake: one line, exit status 2
     )
     assert "does not exist" in capsys.readouterr().err

@@ -54,7 +54,12 @@ def load_models(names: list[str], sine_weights: str | None) -> dict:
     models = {}
     for name in names:
         if name == "SINE":
-            models[name] = SINE.from_pretrained(sine_weights) if sine_weights else SINE()
+            if sine_weights:
+                from ..cli import load_weights  # the one weights loader of the sine commands
+
+                models[name] = load_weights(sine_weights, "--sine-weights")
+            else:
+                models[name] = SINE()
         elif name in PUBLISHED:
             cls_name, weights = PUBLISHED[name]
             models[name] = getattr(sbm, cls_name).from_pretrained(weights)
@@ -360,9 +365,17 @@ def stage_speed(models, data_dir: Path, quick: bool, log):
     return rows
 
 
+def summary_block(summary_md: str) -> str:
+    """``summary_md`` between the README markers, ready to paste."""
+    return f"{SUMMARY_START}\n{summary_md}\n{SUMMARY_END}"
+
+
 def refresh_readme(readme: Path, summary_md: str) -> None:
+    """Replaces the summary between the markers of ``readme`` (or appends it). Only called when a caller
+    passes ``readme`` to :func:`run_benchmark` explicitly; ``sine benchmark`` never edits files outside its
+    ``--out`` folder."""
     text = readme.read_text()
-    block = f"{SUMMARY_START}\n{summary_md}\n{SUMMARY_END}"
+    block = summary_block(summary_md)
     if SUMMARY_START in text and SUMMARY_END in text:
         head, rest = text.split(SUMMARY_START, 1)
         tail = rest.split(SUMMARY_END, 1)[1]
@@ -380,12 +393,19 @@ def run_benchmark(
     stages: list[str] | None = None,
     sine_weights: str | None = "socal_sim",
     sim_data: str | Path | None = None,
-    readme: str | Path | None = "README.md",
+    readme: str | Path | None = None,
     force: bool = False,
     seed: int = 0,
     tt=None,
 ) -> Path:
-    """Runs the benchmark suite and writes ``OUT/benchmark_SUITE.md`` (plus CSVs and figures)."""
+    """Runs the benchmark suite and writes ``OUT/benchmark_SUITE.md`` (plus CSVs and figures) and the
+    README-ready summary ``OUT/summary_SUITE.md``; nothing is written outside ``out`` (the SeisBench cache
+    aside) unless ``readme`` is given.
+
+    :param readme: A README whose summary block (between the benchmark-summary markers) is refreshed; None
+                   (default) leaves every file outside ``out`` alone.
+    :return: The report's path.
+    """
     from ..data.simulate import TravelTimes
 
     quick = suite == "quick"
@@ -403,7 +423,8 @@ def run_benchmark(
     cache = Cache(out, force)
     models_loaded = load_models(models or ["SINE", "PhaseNet", "EQTransformer"], sine_weights)
     stages = stages or list(STAGES)
-    tt = tt or TravelTimes()
+    if tt is None and {"continuous", "location"} & set(stages):
+        tt = TravelTimes()  # a TauP table: built (and cached) only for the stages that need it
     sections = [
         f"# sine benchmark ({suite} suite)",
         "",
@@ -512,10 +533,15 @@ def run_benchmark(
         sections += ["## Skipped", ""] + [f"- {m}" for m in messages]
     report = out / f"benchmark_{suite}.md"
     report.write_text("\n".join(sections) + "\n")
-    if readme and Path(readme).exists() and summary_lines:
-        refresh_readme(
-            Path(readme),
-            f"From `sine benchmark --suite {suite}` ({report}):\n\n" + "\n\n".join(summary_lines),
+    summary = out / f"summary_{suite}.md"
+    if summary_lines:
+        summary_md = f"From `sine benchmark --suite {suite}` ({report}):\n\n" + "\n\n".join(
+            summary_lines
         )
+        summary.write_text(summary_block(summary_md) + "\n")
+        if readme and Path(readme).exists():
+            refresh_readme(Path(readme), summary_md)
+    elif summary.exists():
+        summary.unlink()  # a stale summary of an earlier run
     print(f"report written to {report}")
     return report

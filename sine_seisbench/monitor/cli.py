@@ -11,22 +11,45 @@ from typing import Any
 
 import obspy
 
-from .config import build_sink, build_source, build_state, load_config, parse_spec
+from ..errors import UserError, one_line
+from .config import (
+    build_sink,
+    build_source,
+    build_state,
+    check_classify_key,
+    check_spec,
+    engine_options,
+    load_config,
+    parse_spec,
+)
 
 
 def _model(weights: str | None) -> Any:
-    from ..cli import _load_model
+    from ..cli import load_weights
 
     if weights is None:
         weights = "socal_sim"
         print(
             "sine monitor: no weights given; using the shipped 'socal_sim' weights", file=sys.stderr
         )
-    return _load_model(weights)
+    return load_weights(weights)
+
+
+def _check_outputs(sinks: list[dict[str, Any]], state: str | None) -> None:
+    """Output files and folders of the sinks and the checkpoint, checked before the service starts."""
+    from ..cli import check_output_file, check_output_folder
+
+    for sink in sinks:
+        if sink["type"] == "jsonl" and sink.get("path", "-") != "-":
+            check_output_file(sink["path"], "--sink jsonl:")
+        elif sink["type"] == "quakeml":
+            check_output_folder(sink["folder"], "--sink quakeml:")
+    if state and not state.startswith(("redis://", "rediss://")):
+        check_output_file(state, "--state")
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    from ..cli import _read_inventory
+    from ..cli import read_inventory, resolve_weights
     from .engine import StreamingClassifier
     from .service import Monitor
 
@@ -38,41 +61,57 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     inventory = args.inventory or cfg.get("inventory")
     if not inventory:
-        print(
-            "sine monitor: give station coordinates with --inventory (StationXML)", file=sys.stderr
+        raise UserError(
+            "give station coordinates with --inventory (StationXML or CSV) or in the config file"
         )
-        return 2
     source_spec = args.source or cfg.get("source")
     if not source_spec:
-        print("sine monitor: give a source with --source or in the config file", file=sys.stderr)
-        return 2
+        raise UserError("give a source with --source or in the config file")
     source_cfg = parse_spec(source_spec, "source")
+    check_spec(source_cfg, "source", "--source" if args.source else f"{args.config} [source]")
     if args.speed is not None and source_cfg["type"] in ("files", "sds"):
         source_cfg["speed"] = None if args.speed <= 0 else args.speed
     if source_cfg["type"] in ("files", "sds") and args.state and "state_path" not in source_cfg:
         source_cfg["state_path"] = args.state + ".source"
     sink_specs = args.sink or cfg.get("sinks") or ["jsonl:-"]
+    sink_cfgs = [parse_spec(s, "sink") for s in sink_specs]
+    for s in sink_cfgs:
+        check_spec(s, "sink", "--sink" if args.sink else f"{args.config} [[sinks]]")
     classify_args = dict(cfg.get("classify", {}))
     for item in args.set or []:
-        key, _, value = item.partition("=")
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise UserError(f"--set {item}: give KEY=VALUE, e.g. --set P_threshold=0.4")
+        check_classify_key(key, f"--set {item}")
         classify_args[key] = json.loads(value) if value[:1] in "[{0123456789-tfn" else value
-    model = _model(args.weights or cfg.get("weights"))
-    anchor = args.anchor or cfg.get("anchor")
-    engine = StreamingClassifier(
-        model,
-        _read_inventory(inventory),
-        stride_s=args.stride if args.stride is not None else cfg.get("stride_s"),
-        max_latency_s=args.max_latency
-        if args.max_latency is not None
-        else cfg.get("max_latency_s", 10.0),
-        anchor=None if anchor is None else obspy.UTCDateTime(anchor),
-        live=False,
-        **classify_args,
+    state_spec = args.state or cfg.get("state")
+    _check_outputs(sink_cfgs, state_spec)
+    weights = args.weights or cfg.get("weights")
+    if weights:
+        resolve_weights(weights)
+    # every engine option of the config file (a new engine option needs no change here); flags override
+    engine_args = {k: cfg[k] for k in engine_options() if k in cfg}
+    flags = {"stride_s": args.stride, "max_latency_s": args.max_latency, "anchor": args.anchor}
+    engine_args.update({k: v for k, v in flags.items() if v is not None})
+    if engine_args.get("anchor") is not None:
+        try:
+            engine_args["anchor"] = obspy.UTCDateTime(engine_args["anchor"])
+        except (TypeError, ValueError) as e:
+            raise UserError(
+                f"anchor {engine_args['anchor']!r} is not a time; give e.g. 2022-02-06T00:00:00"
+            ) from e
+    table = read_inventory(
+        inventory, "--inventory" if args.inventory else f"{args.config} inventory"
     )
-    source = build_source(source_cfg)
+    try:
+        source = build_source(source_cfg)
+    except FileNotFoundError as e:  # no waveform files match / no SDS archive
+        raise UserError(f"source {source_spec}: {one_line(e)}; check the path") from e
+    model = _model(weights)
+    engine = StreamingClassifier(model, table, live=False, **engine_args, **classify_args)
     engine.live = bool(getattr(source, "live", False))
-    sinks = [build_sink(parse_spec(s, "sink")) for s in sink_specs]
-    state = build_state(args.state or cfg.get("state"))
+    sinks = [build_sink(s) for s in sink_cfgs]
+    state = build_state(state_spec)
     monitor = Monitor(engine, source, sinks, state=state)
     try:
         summary = monitor.run(
@@ -88,15 +127,18 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     """Cuts records into packets and publishes them to Redis or Kafka (optionally at real-time speed)."""
+    from ..cli import read_waveforms, waveform_files
     from .schema import encode_packet, split_packets
 
-    stream = obspy.Stream()
-    for path in args.files:
-        stream += obspy.read(path)
+    target = parse_spec(args.to, "sink")
+    if target["type"] not in ("redis", "kafka"):
+        raise UserError(
+            f"--to {args.to}: give redis://HOST:PORT/DB?stream=NAME or kafka://HOST:PORT/TOPIC"
+        )
+    stream = read_waveforms(waveform_files(args.files, "FILES"))
     stream.merge(method=1)
     stream = stream.split()
     packets = split_packets(stream, args.packet)
-    target = parse_spec(args.to, "sink")
     if target["type"] == "redis":
         from .redis_io import publish_packets
 
@@ -113,9 +155,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
         def send(batch: list[bytes]) -> None:
             kafka_publish(target["bootstrap"], target["topic"], batch)
-    else:
-        print("sine publish: --to must be redis://... or kafka://...", file=sys.stderr)
-        return 2
+    else:  # checked above
+        raise AssertionError(target["type"])
     t0_wall = time.time()
     t0_data = min(p.stats.starttime for p in packets).timestamp if packets else 0.0
     batch: list[bytes] = []
@@ -146,7 +187,7 @@ def add_parsers(sub: Any) -> None:
         "source/sink syntax).",
     )
     p.add_argument("--config", help="TOML/YAML config file")
-    p.add_argument("--inventory", help="StationXML with the stations' coordinates")
+    p.add_argument("--inventory", help="StationXML or CSV with the stations' coordinates")
     p.add_argument("--weights", help="pretrained name or path (default: socal_sim)")
     p.add_argument(
         "--source", help="files:GLOB, sds:ROOT?start=..&end=.., seedlink://, redis://, kafka://"
@@ -184,5 +225,10 @@ def add_parsers(sub: Any) -> None:
     p.add_argument(
         "--speed", type=float, default=None, help="1 = real time; default: as fast as possible"
     )
-    p.add_argument("--format", choices=["json", "mseed"], default="mseed")
+    p.add_argument(
+        "--format",
+        choices=["json", "mseed"],
+        default="mseed",
+        help="packet encoding (default mseed)",
+    )
     p.set_defaults(func=cmd_publish)
