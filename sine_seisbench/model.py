@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from collections import Counter, defaultdict
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from obspy.core.event import Catalog
 from seisbench.models.base import WaveformModel
-from seisbench.models.utils import PredictionSegment, TraceSegment
 
 from .events import (
     Candidate,
@@ -40,6 +38,16 @@ from .geometry import (
 from .nn.disentangle import DisentangledGraphLayer
 from .nn.encoder import TemporalEncoder
 from .nn.heads import EventHead, PickDecoder
+from .prepare import (
+    GridRecord,
+    OutageLog,
+    Stack,
+    fill_window,
+    mask_prediction,
+    split_invalid_samples,
+    stack_to_traces,
+    window_starts,
+)
 
 #: Per-station scalar features given to the event head: east, north, up (scaled), log amplitude, amplitude
 #: calibrated flag, and the three component-presence flags.
@@ -80,6 +88,10 @@ class SINE(WaveformModel):
     :param event_scales: Output scales of east, north, depth and magnitude.
     :param event_offsets: Output offsets of east, north, depth and magnitude.
     :param norm: Waveform normalisation, "std" or "peak" (per station, over all components).
+    :param calibrated_amplitudes: Whether the event head uses the amplitude level of stations whose response
+                                  is known (``remove_sensitivity``). Training and inference follow this one
+                                  switch: weights trained without amplitudes (``socal_sim``) never see them at
+                                  inference either, whatever the inventory holds.
     """
 
     _annotate_args = WaveformModel._annotate_args.copy()
@@ -129,6 +141,11 @@ class SINE(WaveformModel):
         2.0,
     )
     _annotate_args["merge_distance"] = ("See merge_time (km).", 20.0)
+    _annotate_args["max_abs_amplitude"] = (
+        "Samples with a larger absolute value (before the sensitivity is removed) are corrupt: they are left "
+        "out as gaps, with a warning naming the trace and the span.",
+        1e15,
+    )
 
     def __init__(
         self,
@@ -148,6 +165,7 @@ class SINE(WaveformModel):
         event_scales: tuple[float, ...] = (50.0, 50.0, 10.0, 1.0),
         event_offsets: tuple[float, ...] = (0.0, 0.0, 10.0, 2.0),
         norm: str = "std",
+        calibrated_amplitudes: bool = False,
         **kwargs,
     ) -> None:
         citation = (
@@ -182,6 +200,7 @@ class SINE(WaveformModel):
         self.event_scales = tuple(event_scales)
         self.event_offsets = tuple(event_offsets)
         self.norm = norm
+        self.calibrated_amplitudes = bool(calibrated_amplitudes)
 
         self.encoder = TemporalEncoder(  # input: waveforms and the component mask
             2 * in_channels, self.encoder_filters, self.encoder_strides, lstm_hidden
@@ -223,7 +242,8 @@ class SINE(WaveformModel):
         :param station_mask: ``(batch, stations)`` True for real stations. Default: stations with any non-zero
                              sample.
         :param amplitude: ``(batch, stations)`` log10 of the normalisation scale of each station.
-        :param calibrated: ``(batch, stations)`` True where ``amplitude`` is in physical units (m/s).
+        :param calibrated: ``(batch, stations)`` True where ``amplitude`` is in physical units (m/s). Ignored
+                           (all False) unless the model was built with ``calibrated_amplitudes=True``.
         :param logits: Return logits instead of probabilities for the picks.
         :param event: Run the event head (``annotate`` needs only the picks and skips it).
         :return: ``picks`` ``(batch, stations, len(phases), samples)`` (zero for padded stations), and unless
@@ -239,10 +259,18 @@ class SINE(WaveformModel):
             positions = x.new_zeros(b, s, 3)
         if amplitude is None:
             amplitude = x.new_zeros(b, s)
-        if calibrated is None:
+        if calibrated is None or not self.calibrated_amplitudes:
             calibrated = torch.zeros(b, s, dtype=torch.bool, device=x.device)
 
         valid = station_mask.reshape(-1).nonzero().squeeze(1)
+        if (
+            valid.numel() == 0
+        ):  # no station with data in the whole batch (an outage): nothing to run
+            result = {"picks": x.new_zeros(b, s, len(self.labels), t)}
+            if event:
+                result["event_mean"] = x.new_full((b, 4), float("nan"))
+                result["event_std"] = x.new_full((b, 4), float("nan"))
+            return result
         batch = torch.div(valid, s, rounding_mode="floor")
         comp = component_mask.reshape(b * s, c)[valid].to(x.dtype)
         xv = x.reshape(b * s, c, t)[valid]
@@ -280,18 +308,22 @@ class SINE(WaveformModel):
                 ],
                 dim=-1,
             )
-            result["event_mean"], result["event_std"] = self.event_head(
-                h, station_features, batch, b
-            )
+            mean, std = self.event_head(h, station_features, batch, b)
+            empty = ~station_mask.any(-1)  # groups without any station with data: no estimate
+            if empty.any():
+                mean = mean.masked_fill(empty.unsqueeze(-1), float("nan"))
+                std = std.masked_fill(empty.unsqueeze(-1), float("nan"))
+            result["event_mean"], result["event_std"] = mean, std
         return result
 
     # ------------------------------------------------------------------------------------------------
     # SeisBench annotate hooks
     # ------------------------------------------------------------------------------------------------
     def annotate_stream_pre(self, stream: obspy.Stream, argdict: dict[str, Any]) -> obspy.Stream:
-        """Cleans the stream, attaches coordinates, removes sensitivity and resamples (SeisBench's way)."""
+        """Cleans the stream (corrupt samples become gaps), attaches coordinates, removes sensitivity and
+        resamples (SeisBench's way)."""
         table = StationTable.from_any(argdict.get("inventory"))
-        _split_invalid_samples(stream)
+        split_invalid_samples(stream, self._argdict_get_with_default(argdict, "max_abs_amplitude"))
         _warn_unused_components(stream)
         dropped = attach_coordinates(
             stream, table, drop_unlocated=self._argdict_get_with_default(argdict, "drop_unlocated")
@@ -318,15 +350,12 @@ class SINE(WaveformModel):
     def annotate_stream_validate(
         self, stream: obspy.Stream, argdict: dict[str, Any]
     ) -> obspy.Stream:
-        """SeisBench's validation, naming every trace it has to discard."""
-        before = Counter(tr.id for tr in stream)
-        stream = super().annotate_stream_validate(stream, argdict)
-        after = Counter(tr.id for tr in stream)
-        lost = sorted(i for i in before if after.get(i, 0) < before[i])
-        if lost:
-            seisbench.logger.warning(
-                f"SINE: overlapping records that disagree were removed for {', '.join(lost)}. "
-                "Remove duplicate traces from the input to keep these data."
+        """Checks the sampling rate. Overlapping records that disagree are not removed here: only their
+        disagreeing samples are left out when the record is placed on the grid (:class:`GridRecord`)."""
+        wrong = sorted({tr.id for tr in stream if tr.stats.sampling_rate != self.sampling_rate})
+        if wrong:
+            raise ValueError(
+                f"Traces {', '.join(wrong)} are not at {self.sampling_rate} Hz after resampling."
             )
         return stream
 
@@ -403,6 +432,18 @@ class SINE(WaveformModel):
         device = self.device
         x = torch.as_tensor(data, device=device)
         x, log_scale = self.annotate_batch_pre(x, argdict)
+        finite = torch.isfinite(x).all(-1).all(-1) & torch.isfinite(log_scale)
+        if not bool(finite.all()):  # numerically unusable windows never reach the network (they would
+            # spread NaN to every station of the group through the graph)
+            bad = (~finite).nonzero().tolist()
+            names = sorted({groups[i][j] for i, j in bad if j < len(groups[i])})
+            seisbench.logger.warning(
+                f"SINE: non-finite values after normalisation for {', '.join(names)}; these stations are "
+                "left out of the affected windows."
+            )
+            x = torch.where(finite[..., None, None], x, torch.zeros_like(x))
+            log_scale = torch.where(finite, log_scale, torch.zeros_like(log_scale))
+            mask &= finite.cpu().numpy()
         # Inference always in eval mode: in train mode BatchNorm would use batch statistics and update its
         # running statistics, so results would depend on the batch and change the model.
         was_training = self.training
@@ -421,50 +462,135 @@ class SINE(WaveformModel):
             self.train(was_training)
         return out, log_scale
 
-    def _predict_windows(
-        self, segments: list[TraceSegment], argdict: dict[str, Any]
-    ) -> list[PredictionSegment]:
-        """Predicts a batch of windows with the station geometry of each window's group.
+    def _prepare(self, stream: obspy.Stream, argdict: dict[str, Any]) -> GridRecord | None:
+        """The *prepare* step: cleans a private copy of the stream in place (see :meth:`annotate_stream_pre`)
+        and places it on the sampling grid. None when nothing usable is left."""
+        stream.merge(-1)
+        self.annotate_stream_pre(stream, argdict)
+        stream = self.annotate_stream_validate(stream, argdict)
+        comp_dict, _ = self._build_comp_dict(
+            stream, self._argdict_get_with_default(argdict, "flexible_horizontal_components")
+        )
+        record = GridRecord.from_stream(
+            stream, self.sampling_rate, comp_dict, self.in_channels, argdict["_calibrated"]
+        )
+        if not record.stations:
+            return None
+        argdict["_coordinates"] = {k: s.coordinates for k, s in record.stations.items()}
+        argdict.pop("_group_cache", None)
+        return record
 
-        Exceptions raised inside SeisBench's asynchronous pipeline would leave ``annotate`` waiting forever;
-        they are recorded here and re-raised by :meth:`annotate_async` once the pipeline has drained.
-        """
-        try:
+    def _groups_of(self, stations: list[str], argdict: dict[str, Any]) -> list[list[str]]:
+        """Compact groups of the stations that have data in a window (cached per station set)."""
+        cache = argdict.setdefault("_window_groups", {})
+        key = frozenset(stations)
+        if key not in cache:
+            names = sorted(stations)
+            coords = argdict["_coordinates"]
+            cache[key] = compact_groups(
+                names,
+                [coords[s] for s in names],
+                self.max_stations,
+                getattr(self._grouping, "min_neighbours", None),
+            )
+        return cache[key]
+
+    def _annotate_record(self, record: GridRecord, argdict: dict[str, Any]) -> dict[str, Stack]:
+        """The *run* step over a whole record: windows on one grid from the record's first sample, every
+        station with data in a window taking part (gaps filled, its output masked there), predictions of
+        overlapping windows and of overlapping groups stacked per station."""
+        n = self.in_samples
+        stride = n - int(self._get_overlap(n, argdict))
+        if stride < 1:
+            raise ValueError(f"overlap must be smaller than the window ({n} samples)")
+        batch_size = int(self._argdict_get_with_default(argdict, "batch_size"))
+        method = self._argdict_get_with_default(argdict, "stacking").lower()
+        if method not in ("avg", "max"):
+            raise ValueError(f"Stacking method {method!r} unknown; use 'avg' or 'max'.")
+        stacks: dict[str, Stack] = {}
+        outages = OutageLog()
+        pending: list[tuple[int, list[str], np.ndarray, list[np.ndarray]]] = []
+
+        def run(items) -> None:
             out, log_scale = self._run_groups(
-                [seg.data for seg in segments],
-                [seg.stations for seg in segments],
-                argdict,
-                event=False,
+                [item[2] for item in items], [item[1] for item in items], argdict, event=False
             )
             preds = self.annotate_batch_post(out, log_scale, argdict).cpu().numpy()
-            return [
-                PredictionSegment.from_trace_segment(pred[: len(seg.stations)], seg)
-                for pred, seg in zip(preds, segments, strict=True)
-            ]
-        except Exception as e:  # noqa: BLE001 - re-raised in annotate_async
-            argdict.setdefault("_errors", []).append(e)
-            return []
+            for (start, group, _, haves), pred in zip(items, preds, strict=True):
+                for j, key in enumerate(group):
+                    stack = stacks.get(key)
+                    if stack is None:
+                        stack = stacks[key] = Stack(len(self.labels), start, method)
+                    stack.add(start, mask_prediction(pred[j].T.astype(np.float64), haves[j]))
+
+        for start in window_starts(record.start, record.end, n, stride):
+            windows: dict[str, np.ndarray] = {}
+            have: dict[str, np.ndarray] = {}
+            for key, station in record.stations.items():
+                if station.end <= start or station.base >= start + n:
+                    continue
+                w, h = fill_window(station.read(start, n), "mean")
+                if w is None:
+                    if h.any():
+                        idx = np.flatnonzero(h)
+                        outages.add(key, start + int(idx[0]), start + int(idx[-1]) + 1)
+                    continue
+                windows[key], have[key] = w, h
+            if not windows:
+                continue
+            for group in self._groups_of(list(windows), argdict):
+                pending.append(
+                    (start, group, np.stack([windows[s] for s in group]), [have[s] for s in group])
+                )
+                if len(pending) >= batch_size:
+                    run(pending)
+                    pending = []
+        if pending:
+            run(pending)
+        outages.report(self.sampling_rate)
+        return stacks
+
+    def _stacks_to_stream(self, stacks: dict[str, Stack]) -> obspy.Stream:
+        out = obspy.Stream()
+        for key in sorted(stacks):
+            out += stack_to_traces(
+                key, stacks[key], self.labels, self.sampling_rate, self.__class__.__name__
+            )
+        return out
+
+    def _default_batch_size(self, argdict: dict[str, Any], stations: int) -> None:
+        """Station groups per batch when not given: about 256 station-windows per batch."""
+        if "batch_size" not in argdict or argdict["batch_size"] is None:
+            argdict["batch_size"] = max(1, 256 // max(1, min(stations, self.max_stations)))
 
     async def annotate_async(
         self, stream: obspy.Stream, copy: bool = True, **kwargs
     ) -> obspy.Stream:
         """Annotates a multi-station stream; see :meth:`seisbench.models.WaveformModel.annotate`.
 
-        Station coordinates come from ``inventory=`` (or ``stats.coordinates``). Stations that belong to several
-        overlapping groups get one output trace per label, stacked over the groups with the ``stacking`` method.
+        Station coordinates come from ``inventory=`` (or ``stats.coordinates``). The network's windows lie on
+        one grid from its first sample; each window's stations with data are split into compact groups, and a
+        station's probabilities are stacked over its windows and groups. A station's output covers exactly the
+        samples where it has data (less SeisBench's ``blinding`` at the start and end of the whole record):
+        a neighbour starting late or with gaps does not change it. Output traces are
+        ``NET.STA.LOC.SINE_P/_S/_N``, one per contiguous span of data.
         """
+        self._verify_argdict(kwargs)
+        argdict = self.default_args.copy()
+        argdict.update(kwargs)
         if len(stream) == 0:
             seisbench.logger.warning("SINE: the stream is empty; nothing to annotate.")
             return obspy.Stream()
-        errors: list[Exception] = []
-        if "batch_size" not in kwargs and "batch_size" not in self.default_args:
-            stations = len({station_key(tr.id) for tr in stream})
-            kwargs["batch_size"] = max(1, 256 // max(1, min(stations, self.max_stations)))
-        output = await super().annotate_async(stream, copy=copy, _errors=errors, **kwargs)
-        if errors:
-            raise errors[0]
-        stacking = self._argdict_get_with_default(kwargs, "stacking")
-        return _stack_duplicate_traces(output, stacking)
+        if copy:
+            stream = stream.copy()
+        record = self._prepare(stream, argdict)
+        if record is None:
+            seisbench.logger.warning(
+                "SINE: no usable Z/N/E/1/2 data in the stream; nothing to annotate."
+            )
+            return obspy.Stream()
+        self._default_batch_size(argdict, len(record.stations))
+        return self._stacks_to_stream(self._annotate_record(record, argdict))
 
     def _verify_argdict(self, argdict: dict[str, Any]) -> None:
         super()._verify_argdict({k: v for k, v in argdict.items() if not k.startswith("_")})
@@ -485,16 +611,16 @@ class SINE(WaveformModel):
             seisbench.logger.warning("SINE: the stream is empty; no picks and no events.")
             return sbu.ClassifyOutput(self.name, picks=sbu.PickList(), events=Catalog())
 
-        prepared = stream.copy()
-        prepared.merge(-1)
-        self.annotate_stream_pre(prepared, argdict)
-        prepared = self.annotate_stream_validate(prepared, argdict)
-        public = {k: v for k, v in argdict.items() if not k.startswith("_")}
-        # ``prepared`` is already a private copy: annotate may work on it in place
-        annotations = await self.annotate_async(prepared, copy=False, **public)
-
+        record = self._prepare(stream.copy(), argdict)
+        if record is None:
+            seisbench.logger.warning(
+                "SINE: no usable Z/N/E/1/2 data in the stream; no picks, no events."
+            )
+            return sbu.ClassifyOutput(self.name, picks=sbu.PickList(), events=Catalog())
+        self._default_batch_size(argdict, len(record.stations))
+        annotations = self._stacks_to_stream(self._annotate_record(record, argdict))
         picks = self.classify_aggregate(annotations, argdict).picks
-        events = self._locate(prepared, picks, argdict)
+        events = self._locate(record, picks, argdict)
         return sbu.ClassifyOutput(self.name, picks=picks, events=events)
 
     def classify_aggregate(
@@ -512,9 +638,7 @@ class SINE(WaveformModel):
             )
         return sbu.ClassifyOutput(self.name, picks=sbu.PickList(sorted(picks)), events=Catalog())
 
-    def _locate(
-        self, stream: obspy.Stream, picks: sbu.PickList, argdict: dict[str, Any]
-    ) -> Catalog:
+    def _locate(self, record: GridRecord, picks: sbu.PickList, argdict: dict[str, Any]) -> Catalog:
         coordinates: dict[str, Coordinates] = argdict["_coordinates"]
         min_stations = self._argdict_get_with_default(argdict, "min_stations")
         stations = sorted(coordinates)
@@ -539,7 +663,7 @@ class SINE(WaveformModel):
 
         pre_p = self._argdict_get_with_default(argdict, "event_pre_p")
         windows = [
-            self._cut_window(stream, cand.group, cand.first_p - pre_p) for cand in candidates
+            self._cut_window(record, cand.group, cand.first_p - pre_p) for cand in candidates
         ]
         self.estimate_candidates(candidates, windows, argdict)
         vp = self._argdict_get_with_default(argdict, "vp")
@@ -548,11 +672,10 @@ class SINE(WaveformModel):
             self._argdict_get_with_default(argdict, "merge_time"),
             self._argdict_get_with_default(argdict, "merge_distance"),
         )
-        channels = {}
-        for tr in stream:
-            key = station_key(tr.id)
-            if key not in channels or tr.stats.channel.endswith("Z"):
-                channels[key] = tr.stats.channel
+        channels = {
+            key: station.channels.get(0) or next(iter(station.channels.values()))
+            for key, station in record.stations.items()
+        }
         vs = vp / self._argdict_get_with_default(argdict, "vp_vs")
         return Catalog(
             [
@@ -597,25 +720,15 @@ class SINE(WaveformModel):
                 estimate_origin_time(cand, coordinates, vp, self.sampling_rate)
 
     def _cut_window(
-        self, stream: obspy.Stream, stations: list[str], start: obspy.UTCDateTime
+        self, record: GridRecord, stations: list[str], start: obspy.UTCDateTime
     ) -> np.ndarray:
         """Waveforms ``(len(stations), 3, in_samples)`` of a group from ``start``; absent data are zero."""
         out = np.zeros((len(stations), self.in_channels, self.in_samples), dtype=np.float32)
-        comp_dict, _ = self._build_comp_dict(stream, True)
-        index = {s: i for i, s in enumerate(stations)}
-        dt = 1.0 / self.sampling_rate
-        end = start + (self.in_samples - 1) * dt
-        for tr in stream.slice(start - dt, end + dt):
-            key = station_key(tr.id)
-            comp = comp_dict.get(tr.stats.channel[-1])
-            if key not in index or comp is None:
-                continue
-            offset = int(round((tr.stats.starttime - start) * self.sampling_rate))
-            src0 = max(0, -offset)
-            dst0 = max(0, offset)
-            n = min(tr.stats.npts - src0, self.in_samples - dst0)
-            if n > 0:
-                out[index[key], comp, dst0 : dst0 + n] = tr.data[src0 : src0 + n]
+        first = record.index(start)
+        for i, key in enumerate(stations):
+            station = record.stations.get(key)
+            if station is not None:
+                out[i] = np.nan_to_num(station.read(first, self.in_samples), nan=0.0)
         return out
 
     # ------------------------------------------------------------------------------------------------
@@ -652,6 +765,7 @@ class SINE(WaveformModel):
             event_scales=list(self.event_scales),
             event_offsets=list(self.event_offsets),
             norm=self.norm,
+            calibrated_amplitudes=self.calibrated_amplitudes,
         )
         return model_args
 
@@ -691,29 +805,6 @@ class SINE(WaveformModel):
 # ----------------------------------------------------------------------------------------------------
 # Stream helpers
 # ----------------------------------------------------------------------------------------------------
-def _split_invalid_samples(stream: obspy.Stream) -> None:
-    """Turns NaN/inf samples and masked (gap) samples into gaps between separate traces, with a warning."""
-    replaced = obspy.Stream()
-    changed = False
-    for tr in stream:
-        data = tr.data
-        bad = np.ma.getmaskarray(data)
-        if np.issubdtype(data.dtype, np.floating):
-            bad = bad | ~np.isfinite(np.ma.getdata(data))
-        if bad.any():
-            seisbench.logger.warning(
-                f"SINE: trace {tr.id} has {int(bad.sum())} NaN/masked sample(s); treated as gaps."
-            )
-            tr = tr.copy()
-            tr.data = np.ma.masked_array(np.ma.getdata(data), mask=bad)
-            replaced += tr.split()
-            changed = True
-        else:
-            replaced += tr
-    if changed:
-        stream.traces = replaced.traces
-
-
 def _warn_unused_components(stream: obspy.Stream) -> None:
     unused = sorted(
         {tr.id for tr in stream if tr.stats.channel[-1:] not in "ZNE12" or not tr.stats.channel}
@@ -736,48 +827,6 @@ def _remove_sensitivity(stream: obspy.Stream, inventory: Any) -> None:
         except Exception:  # noqa: BLE001 - no response for this channel: stays uncalibrated
             continue
         tr.stats.sine_calibrated = True
-
-
-def _stack_duplicate_traces(stream: obspy.Stream, method: str) -> obspy.Stream:
-    """Combines traces with the same id (a station annotated in several groups) into one by averaging or
-    taking the maximum where they overlap. Traces of one id that do not overlap stay separate."""
-    by_id: dict[str, list[obspy.Trace]] = defaultdict(list)
-    for tr in stream:
-        by_id[tr.id].append(tr)
-    out = obspy.Stream()
-    for traces in by_id.values():
-        if len(traces) == 1:
-            out += traces[0]
-            continue
-        traces.sort(key=lambda tr: tr.stats.starttime)
-        # Cluster overlapping traces
-        clusters: list[list[obspy.Trace]] = []
-        cluster_end = None
-        for tr in traces:
-            if clusters and tr.stats.starttime <= cluster_end:
-                clusters[-1].append(tr)
-                cluster_end = max(cluster_end, tr.stats.endtime)
-            else:
-                clusters.append([tr])
-                cluster_end = tr.stats.endtime
-        for cluster in clusters:
-            if len(cluster) == 1:
-                out += cluster[0]
-                continue
-            sr = cluster[0].stats.sampling_rate
-            t0 = min(tr.stats.starttime for tr in cluster)
-            t1 = max(tr.stats.endtime for tr in cluster)
-            n = int(round((t1 - t0) * sr)) + 1
-            stack = np.full((len(cluster), n), np.nan)
-            for i, tr in enumerate(cluster):
-                o = int(round((tr.stats.starttime - t0) * sr))
-                stack[i, o : o + tr.stats.npts] = tr.data[: n - o]
-            data = np.nanmax(stack, axis=0) if method == "max" else np.nanmean(stack, axis=0)
-            merged = cluster[0].copy()
-            merged.stats.starttime = t0
-            merged.data = data.astype(cluster[0].data.dtype)
-            out += merged
-    return out
 
 
 __all__ = ["SINE"]

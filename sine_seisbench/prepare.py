@@ -1,0 +1,366 @@
+"""The *prepare* step: a cleaned stream of a whole network on one sample grid, cut into station windows.
+
+``SINE.annotate``/``classify`` and the streaming monitor share these rules, so that a record gives the same
+windows, the same groups and the same stacked probabilities in both:
+
+* Samples live on a global grid: sample index = round(UNIX time x sampling rate), as SeisBench aligns
+  fractional start times (a start time moves by at most half a sample).
+* Windows of the network start at ``anchor + k * stride``; every station with data in a window takes part in
+  it. A station without data in part of a window is filled there (with the mean of its samples in the window,
+  which is zero once the window is demeaned) and its output is masked for that part. A station whose data in
+  a window are constant (an outage that writes zeros) is left out of that window and reported.
+* Window predictions are stacked per station with SeisBench's rule (edges blinded, ``avg`` or ``max``), so the
+  output of a station does not depend on which other stations have data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import obspy
+import seisbench
+
+from .geometry import Coordinates, station_key
+
+#: Samples whose absolute value exceeds this are treated as corrupt (left out as gaps). Digitisers give at most
+#: 2**31 counts; beyond ~1e17 the squares in the float32 normalisation overflow.
+MAX_ABS_AMPLITUDE = 1e15
+
+
+def _spans(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Contiguous runs ``[a, b)`` of True in a 1-D boolean array."""
+    if not mask.any():
+        return []
+    d = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist(), strict=True))
+
+
+def describe_spans(spans: list[tuple[obspy.UTCDateTime, obspy.UTCDateTime]], most: int = 3) -> str:
+    """``T0–T1, T2–T3 and 4 more`` for a warning."""
+    text = ", ".join(f"{a}–{b}" for a, b in spans[:most])
+    if len(spans) > most:
+        text += f" and {len(spans) - most} more"
+    return text
+
+
+def split_invalid_samples(
+    stream: obspy.Stream, max_abs: float = MAX_ABS_AMPLITUDE
+) -> list[tuple[str, str]]:
+    """Turns masked, NaN/inf and absurd (``|x| > max_abs``) samples into gaps between separate traces.
+
+    :return: ``(trace id, description)`` of every trace that had such samples (also logged as one warning per
+             trace naming the spans), so that nothing is dropped silently.
+    """
+    replaced = obspy.Stream()
+    reports = []
+    for tr in stream:
+        data = tr.data
+        values = np.ma.getdata(data)
+        bad = np.ma.getmaskarray(data).copy()
+        kinds = []
+        if bad.any():
+            kinds.append("masked")
+        if np.issubdtype(values.dtype, np.number):
+            with np.errstate(invalid="ignore", over="ignore"):
+                finite = np.isfinite(values) if np.issubdtype(values.dtype, np.floating) else True
+                nonfinite = ~finite & ~bad
+                absurd = finite & (np.abs(values.astype(np.float64)) > max_abs) & ~bad
+            if np.any(nonfinite):
+                kinds.append("NaN/inf")
+                bad |= nonfinite
+            if np.any(absurd):
+                kinds.append(f"absurd (|x| > {max_abs:g})")
+                bad |= absurd
+        if not bad.any():
+            replaced += tr
+            continue
+        dt = tr.stats.delta
+        t0 = tr.stats.starttime
+        spans = [(t0 + a * dt, t0 + (b - 1) * dt) for a, b in _spans(bad)]
+        text = (
+            f"{int(bad.sum())} {' and '.join(kinds)} sample(s) at {describe_spans(spans)}; "
+            "these samples are left out as gaps"
+        )
+        seisbench.logger.warning(f"SINE: trace {tr.id} has {text}.")
+        reports.append((tr.id, text))
+        tr = tr.copy()
+        tr.data = np.ma.masked_array(values, mask=bad)
+        replaced += tr.split()
+    stream.traces = replaced.traces
+    return reports
+
+
+@dataclass
+class StationRecord:
+    """One station's samples on the global grid: ``data[c, i]`` is component ``c`` (model order) at grid
+    index ``base + i``; NaN where there is no sample."""
+
+    key: str
+    coordinates: Coordinates
+    calibrated: bool
+    base: int
+    data: np.ndarray
+    channels: dict[int, str] = field(default_factory=dict)  # model component -> channel code
+
+    @property
+    def end(self) -> int:
+        """One past the last grid index."""
+        return self.base + self.data.shape[1]
+
+    def read(self, start: int, n: int) -> np.ndarray:
+        """``(components, n)`` from grid index ``start``; NaN where there is no sample."""
+        out = np.full((self.data.shape[0], n), np.nan, dtype=np.float32)
+        a, b = max(start, self.base), min(start + n, self.end)
+        if b > a:
+            out[:, a - start : b - start] = self.data[:, a - self.base : b - self.base]
+        return out
+
+
+def fill_window(x: np.ndarray, fill: str = "mean") -> tuple[np.ndarray | None, np.ndarray]:
+    """Prepares one station's window ``(components, samples)`` with NaN where there is no sample.
+
+    Missing samples of a component are filled with the mean of its samples in the window (``fill="mean"``, zero
+    after demeaning: the network sees nothing there) or with zeros (``"zero"``); components without any sample
+    stay zero (the network's component mask).
+
+    :return: The filled window, or None when the station has no usable data in the window (no sample, or every
+             component constant, e.g. an outage writing zeros), and the mask ``(samples,)`` of samples where at
+             least one component has data.
+    """
+    ok = ~np.isnan(x)
+    have = ok.any(axis=0)
+    out = np.zeros_like(x, dtype=np.float32)
+    usable = False
+    for c in range(x.shape[0]):
+        if not ok[c].any():
+            continue
+        values = x[c, ok[c]]
+        if values.max() > values.min():
+            usable = True
+        if ok[c].all():
+            out[c] = x[c]
+        else:
+            out[c] = np.where(ok[c], x[c], values.mean() if fill == "mean" else 0.0)
+    return (out if usable else None), have
+
+
+class GridRecord:
+    """A network's record on the global grid of the model's sampling rate (see the module docstring).
+
+    :param stations: Station records keyed ``NET.STA.LOC``.
+    :param rate: Sampling rate (Hz) of the grid.
+    """
+
+    def __init__(self, stations: dict[str, StationRecord], rate: float) -> None:
+        self.stations = stations
+        self.rate = float(rate)
+
+    @property
+    def start(self) -> int:
+        return min(s.base for s in self.stations.values())
+
+    @property
+    def end(self) -> int:
+        return max(s.end for s in self.stations.values())
+
+    def time(self, index: int) -> obspy.UTCDateTime:
+        return obspy.UTCDateTime(index / self.rate)
+
+    def index(self, t: obspy.UTCDateTime) -> int:
+        return int(round(t.timestamp * self.rate))
+
+    @classmethod
+    def from_stream(
+        cls,
+        stream: obspy.Stream,
+        rate: float,
+        comp_dict: dict[str, int],
+        n_components: int,
+        calibrated: dict[str, bool] | None = None,
+    ) -> GridRecord:
+        """Places every trace of a prepared stream (one sampling rate, ``stats.coordinates`` set) on the grid.
+
+        Where two traces of one channel overlap and disagree, only the disagreeing samples are left out (with a
+        warning naming the channel and the span); identical overlaps are kept once.
+        """
+        by_station: dict[str, list[obspy.Trace]] = {}
+        for tr in stream:
+            if tr.stats.channel[-1:] not in comp_dict or tr.stats.npts == 0:
+                continue
+            by_station.setdefault(station_key(tr.id), []).append(tr)
+        stations = {}
+        for key, traces in sorted(by_station.items()):
+            starts = [int(round(tr.stats.starttime.timestamp * rate)) for tr in traces]
+            base = min(starts)
+            end = max(s + tr.stats.npts for s, tr in zip(starts, traces, strict=True))
+            data = np.full((n_components, end - base), np.nan, dtype=np.float32)
+            conflict = np.zeros((n_components, end - base), dtype=bool)
+            channels: dict[int, str] = {}
+            for s, tr in sorted(zip(starts, traces, strict=True), key=lambda p: p[0]):
+                c = comp_dict[tr.stats.channel[-1]]
+                channels.setdefault(c, tr.stats.channel)
+                values = np.asarray(tr.data, dtype=np.float32)
+                target = data[c, s - base : s - base + len(values)]
+                present = ~np.isnan(target)
+                differs = present & (target != values)
+                conflict[c, s - base : s - base + len(values)] |= differs
+                target[~present] = values[~present]
+            for c in range(n_components):
+                if not conflict[c].any():
+                    continue
+                data[c, conflict[c]] = np.nan
+                spans = [
+                    (obspy.UTCDateTime((base + a) / rate), obspy.UTCDateTime((base + b - 1) / rate))
+                    for a, b in _spans(conflict[c])
+                ]
+                seisbench.logger.warning(
+                    f"SINE: overlapping records of {key}.{channels.get(c, '?')} disagree at "
+                    f"{describe_spans(spans)} ({int(conflict[c].sum())} samples); only these samples are "
+                    "left out. Remove the duplicate records from the input to keep them."
+                )
+            coords = Coordinates.from_stats(traces[0].stats.coordinates)
+            stations[key] = StationRecord(
+                key,
+                coords,
+                bool((calibrated or {}).get(key, False)),
+                base,
+                data,
+                channels,
+            )
+        return cls(stations, rate)
+
+
+def window_starts(first: int, end: int, n: int, stride: int) -> list[int]:
+    """Window starts of a record ``[first, end)``: ``first + k * stride`` while the window fits, and one more
+    aligned to the end of the record when the last one does not reach it (as SeisBench does). A record
+    shorter than a window gets one window from its first sample."""
+    if end - first <= n:
+        return [first]
+    starts = list(range(first, end - n + 1, stride))
+    if starts[-1] + n < end:
+        starts.append(end - n)
+    return starts
+
+
+class OutageLog:
+    """Collects windows in which a station had only constant data and reports each contiguous span once."""
+
+    def __init__(self) -> None:
+        self._spans: dict[str, list[list[int]]] = {}
+
+    def add(self, key: str, start: int, stop: int) -> None:
+        spans = self._spans.setdefault(key, [])
+        if spans and start <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], stop)
+        else:
+            spans.append([start, stop])
+
+    def report(self, rate: float) -> list[str]:
+        """Logs one warning per station and returns the messages."""
+        messages = []
+        for key, spans in sorted(self._spans.items()):
+            times = [
+                (obspy.UTCDateTime(a / rate), obspy.UTCDateTime((b - 1) / rate)) for a, b in spans
+            ]
+            msg = (
+                f"SINE: station {key} has only constant data (dead channel or outage) in the window(s) "
+                f"covering {describe_spans(times)}; it is left out there."
+            )
+            seisbench.logger.warning(msg)
+            messages.append(msg)
+        self._spans.clear()
+        return messages
+
+
+class Stack:
+    """Stacked window predictions of one station from grid index ``base`` on, ``(phases, samples)``.
+
+    Blinded or masked samples of a window are NaN and do not count; ``avg`` averages and ``max`` takes the
+    largest value over the windows covering a sample (SeisBench's stacking).
+    """
+
+    def __init__(self, phases: int, base: int, method: str) -> None:
+        self.base = base
+        self.method = method
+        self.total = np.zeros((phases, 0), dtype=np.float64)
+        self.count = np.zeros((phases, 0), dtype=np.int32)
+
+    def add(self, start: int, pred: np.ndarray) -> None:
+        """``pred``: (phases, samples) with NaN where blinded or masked."""
+        if start < self.base:
+            pred = pred[:, self.base - start :]
+            start = self.base
+        stop = start + pred.shape[1] - self.base
+        if stop > self.total.shape[1]:
+            pad = stop - self.total.shape[1]
+            fill = -np.inf if self.method == "max" else 0.0
+            self.total = np.concatenate(
+                [self.total, np.full((self.total.shape[0], pad), fill)], axis=1
+            )
+            self.count = np.concatenate(
+                [self.count, np.zeros((self.count.shape[0], pad), dtype=np.int32)], axis=1
+            )
+        sl = slice(start - self.base, stop)
+        valid = ~np.isnan(pred)
+        if self.method == "max":
+            self.total[:, sl] = np.where(valid, np.fmax(self.total[:, sl], pred), self.total[:, sl])
+        else:
+            self.total[:, sl] += np.where(valid, pred, 0.0)
+        self.count[:, sl] += valid
+
+    def values(self, start: int, stop: int, missing: float = 0.0) -> np.ndarray:
+        """Stacked probabilities on ``[start, stop)``; ``missing`` where no window covered a sample."""
+        out = np.full((self.total.shape[0], stop - start), missing)
+        a, b = max(start, self.base), min(stop, self.base + self.total.shape[1])
+        if b > a:
+            tot = self.total[:, a - self.base : b - self.base]
+            cnt = self.count[:, a - self.base : b - self.base]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                val = tot if self.method == "max" else tot / cnt
+            out[:, a - start : b - start] = np.where(cnt > 0, val, missing)
+        return out
+
+    @property
+    def end(self) -> int:
+        return self.base + self.total.shape[1]
+
+    def trim(self, keep_from: int) -> None:
+        if keep_from <= self.base:
+            return
+        drop = min(keep_from - self.base, self.total.shape[1])
+        self.total = self.total[:, drop:].copy()
+        self.count = self.count[:, drop:].copy()
+        self.base = keep_from
+
+
+def mask_prediction(pred: np.ndarray, have: np.ndarray) -> np.ndarray:
+    """Window prediction ``(phases, samples)`` with NaN where the station had no sample."""
+    if have.all():
+        return pred
+    return np.where(have[None, :], pred, np.nan)
+
+
+def stack_to_traces(
+    key: str, stack: Stack, labels: Iterable[str], rate: float, prefix: str
+) -> obspy.Stream:
+    """Annotation traces ``NET.STA.LOC.<prefix>_<label>`` of a station, one per covered span."""
+    values = stack.values(stack.base, stack.end, missing=np.nan)
+    covered = ~np.isnan(values).all(axis=0)
+    net, sta, loc = key.split(".")[:3]
+    out = obspy.Stream()
+    for a, b in _spans(covered):
+        for i, label in enumerate(labels):
+            out += obspy.Trace(
+                values[i, a:b].astype(np.float32),
+                {
+                    "network": net,
+                    "station": sta,
+                    "location": loc,
+                    "channel": f"{prefix}_{label}",
+                    "sampling_rate": rate,
+                    "starttime": obspy.UTCDateTime((stack.base + a) / rate),
+                },
+            )
+    return out
