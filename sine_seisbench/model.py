@@ -21,6 +21,7 @@ from .events import (
     Candidate,
     associate,
     candidate_to_event,
+    drop_implausible,
     estimate_origin_time,
     merge_candidates,
 )
@@ -34,6 +35,7 @@ from .geometry import (
     local_positions,
     station_key,
     unproject,
+    warn_far_stations,
 )
 from .nn.disentangle import DisentangledGraphLayer
 from .nn.encoder import TemporalEncoder
@@ -433,7 +435,9 @@ class SINE(WaveformModel):
         x = torch.as_tensor(data, device=device)
         x, log_scale = self.annotate_batch_pre(x, argdict)
         finite = torch.isfinite(x).all(-1).all(-1) & torch.isfinite(log_scale)
-        if not bool(finite.all()):  # numerically unusable windows never reach the network (they would
+        if not bool(
+            finite.all()
+        ):  # numerically unusable windows never reach the network (they would
             # spread NaN to every station of the group through the graph)
             bad = (~finite).nonzero().tolist()
             names = sorted({groups[i][j] for i, j in bad if j < len(groups[i])})
@@ -478,6 +482,7 @@ class SINE(WaveformModel):
             return None
         argdict["_coordinates"] = {k: s.coordinates for k, s in record.stations.items()}
         argdict.pop("_group_cache", None)
+        warn_far_stations(argdict["_coordinates"], seisbench.logger)
         return record
 
     def _groups_of(self, stations: list[str], argdict: dict[str, Any]) -> list[list[str]]:
@@ -666,6 +671,11 @@ class SINE(WaveformModel):
             self._cut_window(record, cand.group, cand.first_p - pre_p) for cand in candidates
         ]
         self.estimate_candidates(candidates, windows, argdict)
+        candidates = drop_implausible(
+            candidates, coordinates, record.time(record.start), window_len, seisbench.logger
+        )
+        if not candidates:
+            return Catalog()
         vp = self._argdict_get_with_default(argdict, "vp")
         merged = merge_candidates(
             candidates,
@@ -716,6 +726,9 @@ class SINE(WaveformModel):
                 _, _, ref = self._group_inputs(cand.group, argdict)
                 cand.reference = ref
                 cand.mean, cand.std = mean.astype(float), std.astype(float)
+                if not np.all(np.isfinite(mean)):  # no station with data: dropped as implausible
+                    cand.latitude = cand.longitude = float("nan")
+                    continue
                 cand.latitude, cand.longitude = unproject(mean[0], mean[1], *ref)
                 estimate_origin_time(cand, coordinates, vp, self.sampling_rate)
 
