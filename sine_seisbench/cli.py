@@ -14,6 +14,7 @@ import glob
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import obspy
 import pandas as pd
@@ -636,8 +637,16 @@ WEIGHTS_HELP = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, reporting a command-line mistake as one line (with a pointer to ``--help``) and exit
+    status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sine",
         description="SINE multi-station earthquake monitoring. A mistake in the input is reported as one line "
         "and exit status 2.",

@@ -242,6 +242,13 @@ def test_debug_raises_with_traceback():
         main(["info", "--weights", "socal_sm", "--debug"])
 
 
+def test_command_line_mistake_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["annotate", "waves.mseed"])
+    assert exit_info.value.code == 2
+    one_error_line(2, capsys.readouterr().err, "--inventory", "sine annotate --help")
+
+
 def test_real_process_prints_one_line_and_a_traceback_only_with_debug(tmp_path):
     cmd = [sys.executable, "-m", "sine_seisbench.cli", "info", "--weights", str(tmp_path / "w.pt")]
     plain = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
