@@ -188,6 +188,17 @@ def test_every_engine_option_is_a_valid_config_key():
     validate_config({k: 1 for k in options} | {"classify": {"S_threshold": 0.2}}, "monitor.toml")
 
 
+def test_documented_example_config_is_valid():
+    import textwrap
+
+    import tomllib
+
+    from sine_seisbench.monitor import config
+
+    example = config.__doc__.split("::", 1)[1].split("Sources and sinks")[0]
+    validate_config(tomllib.loads(textwrap.dedent(example)), "monitor.toml")
+
+
 def test_monitor_set_unknown_key(tmp_path, network, capsys):
     _, xml, _ = network
     code = main(
