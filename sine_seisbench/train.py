@@ -164,7 +164,9 @@ def forward_batch(model: SINE, batch: dict[str, torch.Tensor]) -> dict[str, torc
         positions=batch["positions"],
         station_mask=batch["station_mask"],
         amplitude=log_scale,
-        calibrated=torch.zeros_like(batch["station_mask"]),
+        # one amplitude convention: the flag inference sets from responses, here from the dataset's
+        # trace_calibrated column; the model uses it only if built with calibrated_amplitudes=True
+        calibrated=batch.get("calibrated", torch.zeros_like(batch["station_mask"])),
         logits=True,
     )
 

@@ -224,3 +224,21 @@ def test_a_conflicting_overlap_drops_only_its_span(model, record, reference, sb_
     # with all components the station keeps all its output (N and E cover the conflicting 5 s of Z)
     ann = model.annotate(conflict, inventory=inv)
     assert samples(ann, "S04") == samples(reference, "S04")
+
+
+def test_the_training_pipeline_reads_the_amplitude_flag_from_the_dataset():
+    from sine_seisbench.data.pipeline import EventTargets
+
+    x = np.random.default_rng(0).normal(size=(3, 3, 3001)).astype(np.float32)
+    x[2] = 0.0  # a padded station
+    meta = {
+        "station_latitude_deg": np.array([35.0, 35.1, np.nan]),
+        "station_longitude_deg": np.array([-117.0, -117.1, np.nan]),
+        "trace_calibrated": np.array([1.0, 0.0, np.nan]),
+    }
+    state = {"X": (x, meta)}
+    EventTargets()(state)
+    assert state["calibrated"][0].tolist() == [True, False, False]
+    del meta["trace_calibrated"]  # datasets in counts: never calibrated
+    EventTargets()(state)
+    assert not state["calibrated"][0].any()

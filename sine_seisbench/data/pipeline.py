@@ -205,7 +205,8 @@ class FirstPWindow:
 class EventTargets:
     """Station positions, masks and event targets relative to the group's reference point.
 
-    Writes ``positions`` (S, 3) east/north/up km, ``station_mask`` (S,), ``event_target`` (4,) east km, north km,
+    Writes ``positions`` (S, 3) east/north/up km, ``station_mask`` (S,), ``calibrated`` (S,) (metadata column
+    ``trace_calibrated``: the waveforms are ground velocity in m/s), ``event_target`` (4,) east km, north km,
     depth km, magnitude and ``event_mask`` (4,) (False where the metadata lack a value).
     """
 
@@ -236,6 +237,10 @@ class EventTargets:
             target[2], target[3] = src[2], src[3]
         state_dict["positions"] = (positions, None)
         state_dict["station_mask"] = (mask, None)
+        # amplitudes in physical units (m/s): the same flag inference sets where a response is known; used by
+        # the event head only for models built with calibrated_amplitudes=True
+        calibrated = np.asarray(metadata.get("trace_calibrated", np.zeros(s)), dtype=float)
+        state_dict["calibrated"] = (mask & (np.nan_to_num(calibrated) > 0), None)
         state_dict["event_mask"] = (np.isfinite(target), None)
         state_dict["event_target"] = (np.nan_to_num(target), None)
 

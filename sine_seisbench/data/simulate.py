@@ -627,6 +627,7 @@ def simulate_dataset(
                         "trace_s_arrival_sample": s_sample,
                         "trace_snr_db": snr,
                         "trace_noise_rms_mps": noise_rms,
+                        "trace_calibrated": True,
                         "split": split,
                     },
                     data.astype(np.float32),
