@@ -101,7 +101,9 @@ def test_real_records_that_start_apart_keep_their_whole_output(model, shared):
     stream.merge()
     starts = {round(tr.stats.starttime.timestamp % 1, 4) for tr in stream}
     assert len(starts) > 1, "the PNW records should not start on the same sample"
-    table = pd.read_csv(shared / "stations" / "western_us_stations.csv", dtype={"location_code": str})
+    table = pd.read_csv(
+        shared / "stations" / "western_us_stations.csv", dtype={"location_code": str}
+    )
     table = table[table["id"].isin(["PB.B204.", "UW.SHW."])]
     inv = table.rename(columns={"network_code": "network", "station_code": "station"})[
         ["network", "station", "latitude", "longitude", "elevation"]
