@@ -244,3 +244,60 @@ def test_the_training_pipeline_reads_the_amplitude_flag_from_the_dataset():
     del meta["trace_calibrated"]  # datasets in counts: never calibrated
     EventTargets()(state)
     assert not state["calibrated"][0].any()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The monitor windows a messy record as classify does
+# ---------------------------------------------------------------------------------------------------------------
+def test_monitor_equals_classify_when_coverage_changes(model, record):
+    """A station starting late, a gap and a dead span: the streaming engine gives classify's picks and
+    events (picks of the record's last window excepted, which classify aligns to the record end)."""
+    from sine_seisbench.monitor.engine import StreamingClassifier
+    from sine_seisbench.monitor.schema import split_packets
+
+    stream, inv = record
+    t0 = stream[0].stats.starttime
+    messy = stream.copy()
+    for tr in messy.select(station="S03"):
+        tr.trim(t0 + 7.3, None)
+    for tr in messy.select(station="S05"):
+        messy.remove(tr)
+        messy += tr.slice(None, t0 + 50)
+        messy += tr.slice(t0 + 60, None)
+    for tr in messy.select(station="S06"):
+        tr.data[8000:10000] = 0
+    expected = model.classify(messy.copy(), inventory=inv)
+    engine = StreamingClassifier(model, inv)
+    out = []
+    for i, packet in enumerate(split_packets(messy, 1.0)):
+        engine.ingest(packet)
+        if i % 24 == 23:
+            out += engine.step()
+    out += engine.step(flush=True)
+    end = stream[0].stats.endtime.timestamp - 30.0
+    streamed = {
+        (m["trace_id"], m["phase"], round(obspy.UTCDateTime(m["time"]).timestamp, 2))
+        for m in out
+        if m["type"] == "pick"
+    }
+    assert len(expected.picks) > 20
+    assert {k for k in streamed if k[2] < end} == {k for k in pick_set(expected.picks) if k[2] < end}
+    latest = {}
+    for m in out:
+        if m["type"] == "event":
+            latest[m["id"]] = m
+    events = sorted(
+        (m for m in latest.values() if m.get("status") != "retracted"),
+        key=lambda m: m["origin_time"],
+    )
+    events = [m for m in events if obspy.UTCDateTime(m["origin_time"]).timestamp < end]
+    ref = sorted(
+        (e for e in expected.events if e.origins[0].time.timestamp < end),
+        key=lambda e: e.origins[0].time,
+    )
+    assert len(ref) > 0 and len(events) == len(ref)
+    for ev, msg in zip(ref, events, strict=True):
+        o = ev.origins[0]
+        assert abs(obspy.UTCDateTime(msg["origin_time"]) - o.time) <= 0.011
+        assert abs(msg["latitude"] - o.latitude) * 111.2 <= 0.01
+        assert abs(msg["magnitude"] - ev.magnitudes[0].mag) <= 0.001
