@@ -218,9 +218,11 @@ def local_positions(coords: list[Coordinates]) -> tuple[np.ndarray, tuple[float,
 #: A station is *far* when it is more than this many times the network's typical station spacing (median
 #: nearest-neighbour distance) away from the main body of the network ...
 FAR_STATION_SPACING_FACTOR = 10.0
-#: ... and more than this many km (so that a sparse regional network, with stations 100-200 km apart, is
-#: never flagged, while a station 300 km off a 20 km network is).
-FAR_STATION_MIN_KM = 100.0
+#: ... and more than this many km: a station that far from every other station hardly shares an event with
+#: them within the 120 km epicentral distance of SINE's training records. A sparse regional network, or a
+#: dense array next to regional stations (checked on the western US, Ridgecrest and central Italy station
+#: lists), is not flagged, while a station 300 km off a 20 km network is.
+FAR_STATION_MIN_KM = 200.0
 #: Stations cut off from the main body of the network are flagged only when they are at most this fraction of
 #: the network (two networks of similar size far apart are two networks, not outliers).
 FAR_STATION_MAX_FRACTION = 0.25
@@ -263,8 +265,9 @@ def far_stations(
     linked when they are closer than ``threshold = max(spacing_factor * spacing, min_km)``; the largest set of
     linked stations is the main body of the network. Every other linked set holding at most ``max_fraction``
     of the stations is flagged, each of its stations with its distance to the nearest station of the main
-    body. Several stations with the same wrong coordinates are hence flagged too, while a network of two far
-    apart clusters of similar size is not. Fewer than three stations are never flagged (no majority).
+    body (a single cut-off station is always flagged). Several stations with the same wrong coordinates are
+    hence flagged too, while a network of two far apart clusters of similar size is not. Fewer than three
+    stations are never flagged (no majority).
 
     :param keys: Station ids (``NET.STA.LOC``), parallel to ``coords``.
     :param coords: Station coordinates.
@@ -297,7 +300,7 @@ def far_stations(
     main_tree = cKDTree(xyz[main_idx])
     out = []
     for i in np.nonzero(labels != main)[0]:
-        if sizes[labels[i]] > max_fraction * n:
+        if sizes[labels[i]] > max(1.0, max_fraction * n):
             continue
         d, j = main_tree.query(xyz[i])
         distance = float(_chord_to_km(d))

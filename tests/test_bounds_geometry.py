@@ -142,6 +142,14 @@ def test_sparse_and_split_networks_are_not_flagged():
     b = ring_network((35.7 + 500 / EARTH_KM_PER_DEG, -117.6), 8, 10.0, net="BB")
     both = {**a, **b}
     assert far_stations(sorted(both), [both[k] for k in sorted(both)]) == []
+    # in a group of three, the one far off is found
+    trio = ["XX.A.", "XX.B.", "XX.C."]
+    coords3 = [
+        Coordinates(35.7, -117.6, 0),
+        Coordinates(35.75, -117.6, 0),
+        Coordinates(35.7, 117.6, 0),
+    ]
+    assert [f.station for f in far_stations(trio, coords3)] == ["XX.C."]
     # too few stations to tell which is wrong
     assert far_stations(["XX.A.", "XX.B."], [Coordinates(0, 0, 0), Coordinates(0, 90, 0)]) == []
     # across the antimeridian
@@ -242,7 +250,7 @@ def test_a_normal_event_passes_every_bound():
         (dict(depth=750.0), "depth 750 km deeper than 700 km"),
         (dict(depth=-9.0), "above the highest station"),
         (dict(offset_km=(1100.0, 0.0)), "epicentre"),
-        (dict(origin_shift_s=5.0), "after the first P pick"),
+        (dict(origin_shift_s=9.0), "after the first P pick"),
     ],
 )
 def test_each_bound_rejects_with_its_reason(change, reason):
@@ -411,7 +419,7 @@ def test_classify_warns_of_a_sign_flipped_station_and_publishes_no_absurd_event(
         assert -2.0 <= magnitude.mag <= 9.5
         assert origin.depth / 1e3 <= 700.0
         assert origin.time >= data_start - 30.0
-        assert origin.time <= min(p.time for p in event.picks) + 1.0
+        assert origin.time <= min(p.time for p in event.picks) + 5.0
         good = [k for k in coordinates if k != key]
         lat0, lon0, radius = group_aperture(good, coordinates)
         distance = (
