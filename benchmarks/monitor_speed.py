@@ -15,6 +15,12 @@ Redis (Debian's redis-server) and the tansu Kafka-protocol broker run on 127.0.0
 Run from the repository root::
 
     .venv/bin/python benchmarks/monitor_speed.py --stations 10 50 100 --seconds 240 --latency-seconds 120
+    # only the Kafka replays at 50 and 100 stations (once 100 % CPU and 3.6 GB for minutes), no latency runs
+    .venv/bin/python benchmarks/monitor_speed.py --cases kafka:50 kafka:100 --latency-stations
+
+The packets are cut and encoded before the clock starts; that step is timed too ("prepare (s)"): it once
+deep-copied the whole record and its instrument response for every packet (minutes and gigabytes at 50 and
+100 stations, the Kafka replay's "spin").
 """
 
 from __future__ import annotations
@@ -76,6 +82,7 @@ def run_files(model, stream, inv, speed):
 
 
 def run_broker(kind, server, model, stream, inv, realtime: bool):
+    t_prep = time.perf_counter()
     packets = split_packets(stream, 1.0)
     topic = f"bench{time.time_ns()}"
     if kind == "redis":
@@ -101,6 +108,7 @@ def run_broker(kind, server, model, stream, inv, realtime: bool):
     if not realtime:
         for i in range(0, len(encoded), 1000):
             publish([b for _, b in encoded[i : i + 1000]])
+        PREPARE[(kind, len(stream) // 3)] = time.perf_counter() - t_prep
         t0 = time.perf_counter()
         summary = monitor(model, inv, source()).run(stop_when_idle_s=3.0)
         return time.perf_counter() - t0 - 3.0, summary
@@ -127,18 +135,40 @@ def run_broker(kind, server, model, stream, inv, realtime: bool):
     return time.perf_counter() - t0, summary
 
 
+PREPARE: dict[
+    tuple[str, int], float
+] = {}  # (source, stations) -> seconds to cut, encode and publish
+
+
+def _max_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--stations", type=int, nargs="+", default=[10, 50, 100])
     ap.add_argument("--seconds", type=float, default=240.0, help="data per real-time-factor run")
     ap.add_argument("--latency-seconds", type=float, default=120.0, help="data per latency run")
-    ap.add_argument("--latency-stations", type=int, nargs="+", default=[50])
+    ap.add_argument("--latency-stations", type=int, nargs="*", default=[50])
     ap.add_argument("--sources", nargs="+", default=["files", "redis", "kafka"])
+    ap.add_argument(
+        "--cases",
+        nargs="+",
+        metavar="SOURCE:STATIONS",
+        help="real-time-factor runs instead of --stations x --sources, e.g. kafka:50 kafka:100",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/monitor_speed.md"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = SINE.from_pretrained("socal_sim")
+    if args.cases:
+        cases = [(int(c.split(":")[1]), c.split(":")[0]) for c in args.cases]
+        args.sources = sorted({src for _, src in cases})
+    else:
+        cases = [(n, src) for n in args.stations for src in args.sources]
 
     import services
 
@@ -150,20 +180,27 @@ def main() -> int:
     live = {k: ctx.__enter__() for k, ctx in servers.items()}
     rows, lat_rows = [], []
     try:
-        for n in args.stations:
-            stream, inv = make_record(n, args.seconds)
+        records = {}
+        for n, src in cases:
+            if n not in records:
+                records = {n: make_record(n, args.seconds)}
+            stream, inv = records[n]
             data_s = stream[0].stats.endtime - stream[0].stats.starttime
-            for src in args.sources:
-                if src == "files":
-                    wall, summary = run_files(model, stream, inv, speed=None)
-                else:
-                    wall, summary = run_broker(src, live[src], model, stream, inv, realtime=False)
-                rows.append((n, src, data_s, wall, data_s / wall, summary["events"]))
-                print(
-                    f"RTF {n:4d} stations {src:6s}: {data_s:.0f} s of data in {wall:.1f} s -> "
-                    f"{data_s / wall:.2f}x real time, {summary['events']} events",
-                    flush=True,
-                )
+            if src == "files":
+                wall, summary = run_files(model, stream, inv, speed=None)
+            else:
+                wall, summary = run_broker(src, live[src], model, stream, inv, realtime=False)
+            prep = PREPARE.get((src, n))
+            rows.append(
+                (n, src, data_s, wall, data_s / wall, summary["events"], prep, _max_rss_mb())
+            )
+            print(
+                f"RTF {n:4d} stations {src:6s}: {data_s:.0f} s of data in {wall:.1f} s -> "
+                f"{data_s / wall:.2f}x real time, {summary['events']} events"
+                + ("" if prep is None else f", packets prepared in {prep:.1f} s")
+                + f", peak RSS {_max_rss_mb():.0f} MB",
+                flush=True,
+            )
         for n in args.latency_stations:
             stream, inv = make_record(n, args.latency_seconds)
             for src in args.sources:
@@ -200,10 +237,13 @@ def main() -> int:
         "",
         "## Real-time factor (data seconds per wall second; > 1 keeps up)",
         "",
-        "| stations | source | data (s) | wall (s) | real-time factor | events |",
-        "|---:|---|---:|---:|---:|---:|",
+        "| stations | source | data (s) | wall (s) | real-time factor | events | prepare (s) | peak RSS (MB) |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
-    lines += [f"| {n} | {s} | {d:.0f} | {w:.1f} | {r:.2f} | {e} |" for n, s, d, w, r, e in rows]
+    lines += [
+        f"| {n} | {s} | {d:.0f} | {w:.1f} | {r:.2f} | {e} | {'-' if p is None else f'{p:.1f}'} | {m:.0f} |"
+        for n, s, d, w, r, e, p, m in rows
+    ]
     lines += [
         "",
         "## Latency at real-time speed (packet published → first event version published)",

@@ -91,7 +91,12 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         resolve_weights(weights)
     # every engine option of the config file (a new engine option needs no change here); flags override
     engine_args = {k: cfg[k] for k in engine_options() if k in cfg}
-    flags = {"stride_s": args.stride, "max_latency_s": args.max_latency, "anchor": args.anchor}
+    flags = {
+        "stride_s": args.stride,
+        "max_latency_s": args.max_latency,
+        "max_packet_skew_s": args.max_packet_skew,
+        "anchor": args.anchor,
+    }
     engine_args.update({k: v for k, v in flags.items() if v is not None})
     if engine_args.get("anchor") is not None:
         try:
@@ -200,6 +205,12 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--state", help="checkpoint file (or redis://...?key=) for restarts")
     p.add_argument("--stride", type=float, help="seconds between window starts")
     p.add_argument("--max-latency", type=float, help="seconds a window waits for late stations")
+    p.add_argument(
+        "--max-packet-skew",
+        type=float,
+        help="dead-letter packets dated more than this many seconds from the stream's newest data "
+        "(live sources: also from the clock); default 86400 (config: max_packet_skew_s)",
+    )
     p.add_argument("--anchor", help="time of window 0 (default: the UNIX epoch grid)")
     p.add_argument(
         "--speed", type=float, help="replay speed for files/sds (1 = real time; 0 = fastest)"

@@ -6,6 +6,7 @@ Example (``monitor.toml``)::
     inventory = "stations.xml"         # StationXML (coordinates; responses used for remove_sensitivity)
     stride_s = 15.01                   # seconds between window starts (default: window - overlap)
     max_latency_s = 10                 # how long a window waits for late stations
+    max_packet_skew_s = 86400          # packets dated further from the stream's time are dead-lettered
     state = "state/monitor.json"       # engine checkpoint (or "redis://host:6379/0?key=sine:state")
 
     [classify]                         # any SINE annotate/classify argument

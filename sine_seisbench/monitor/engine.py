@@ -53,10 +53,14 @@ class ChannelBuffer:
     """Samples of one channel on the global grid ``index = round(t * rate)``; NaN where nothing arrived.
 
     Overlapping packets are idempotent: a sample already present is kept (the first arrival wins).
+
+    :param max_span: Most samples the buffer may span (from its oldest to its newest sample); a write that would
+                     make it longer raises :class:`MalformedPacket` instead of allocating.
     """
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, max_span: int | None = None) -> None:
         self.rate = float(rate)
+        self.max_span = max_span
         self.base: int | None = None
         self.data = np.empty(0, dtype=np.float32)
         self.end = -(2**62)  # one past the newest sample written
@@ -68,6 +72,14 @@ class ChannelBuffer:
     def write(self, start: int, samples: np.ndarray) -> int:
         """Stores samples from grid index ``start``; returns how many were new."""
         n = len(samples)
+        if self.max_span is not None:
+            lo = start if self.base is None else min(start, self.base)
+            hi = start + n if self.base is None else max(start + n, self.end)
+            if hi - lo > self.max_span:
+                raise MalformedPacket(
+                    f"packet at sample {start} would make a buffer span {(hi - lo) / self.rate:.0f} s, more "
+                    f"than its limit of {self.max_span / self.rate:.0f} s"
+                )
         if self.base is None:
             self.base = start
         if start < self.base:  # an earlier packet arriving late: grow the buffer backwards
@@ -229,6 +241,10 @@ class StreamingClassifier:
     :param early_events: Publish an event as soon as ``min_stations`` final P picks associate, estimated from
                          the part of its event window already complete (the rest zero), and update it as the
                          window fills; otherwise wait for the complete window (the final version is the same).
+    :param max_packet_skew_s: A packet that starts or ends more than this many seconds away from the stream's
+                              time (the newest sample buffered; for a live source also the wall clock) is
+                              refused (:class:`MalformedPacket`, dead-lettered) before anything is buffered:
+                              a wrong clock (year 2099) would otherwise make a buffer span decades.
     :param classify_args: Any of SINE's annotate/classify arguments (thresholds, min_stations, ...).
     """
 
@@ -242,6 +258,7 @@ class StreamingClassifier:
         anchor: obspy.UTCDateTime | float | None = None,
         live: bool = False,
         early_events: bool = True,
+        max_packet_skew_s: float = 86400.0,
         **classify_args: Any,
     ) -> None:
         self.model = model
@@ -268,6 +285,9 @@ class StreamingClassifier:
         self.anchor: int | None = None if anchor is None else self._to_index(anchor)
         self.live = live
         self.early_events = early_events
+        if not max_packet_skew_s > 0:
+            raise ValueError(f"max_packet_skew_s must be positive, got {max_packet_skew_s}")
+        self.max_packet_skew_s = float(max_packet_skew_s)
         self._flushing = False
         self.stacking = self.model._argdict_get_with_default(self.argdict, "stacking").lower()
         self.blinding = self.model._argdict_get_with_default(self.argdict, "blinding")
@@ -307,6 +327,11 @@ class StreamingClassifier:
         self._sensitivity: dict[str, float | None] = {}
         self._first_due: dict[int, float] = {}
         self._replayed_until: int | None = None
+        self._newest = -(2**62)  # newest sample buffered (model grid), for max_packet_skew_s
+        self._restored_keep = -(2**62)  # keep_from_index() when restored
+        self._restored_buffered: list[
+            list[Any]
+        ] = []  # checkpoint's "buffered" (see _buffered_counts)
         self.stats = {"windows": 0, "packets": 0, "late": 0, "replayed": 0, "picks": 0}
 
     # ---------------------------------------------------------------------------------------------------------
@@ -328,6 +353,7 @@ class StreamingClassifier:
         :raises MalformedPacket: for a station without coordinates, an unusable channel, a second instrument
                                  at a station, or (:class:`LatePacket`) samples whose windows were already run.
         """
+        self._check_skew(trace)
         key = station_key(trace.id)
         comp = trace.stats.channel[-1:]
         if comp not in self.comp_index:
@@ -360,7 +386,9 @@ class StreamingClassifier:
             data = data / scale
         buf = state.channels.get(comp)
         if buf is None:
-            buf = state.channels[comp] = ChannelBuffer(trace.stats.sampling_rate)
+            rate = trace.stats.sampling_rate
+            span = int((2 * self.max_packet_skew_s + 3600.0) * rate)
+            buf = state.channels[comp] = ChannelBuffer(rate, max_span=span)
             state.channel_codes[comp] = trace.stats.channel
         elif abs(buf.rate - trace.stats.sampling_rate) > 1e-6 * buf.rate:
             raise MalformedPacket(
@@ -372,8 +400,10 @@ class StreamingClassifier:
         self.stats["packets"] += 1
         if self.next_window is not None:
             # samples before the start of the next window are never used again
+            # after a restore, everything from keep_from on is needed again: the rebuilt windows and the
+            # event windows of open candidates (which may start before the first rebuilt window)
             first_needed = (
-                self._rebuild_from()
+                min(self._rebuild_from(), self._restored_keep)
                 if getattr(self, "_pending_rebuild", False)
                 else self.window_start(self.next_window)
             )
@@ -391,7 +421,32 @@ class StreamingClassifier:
                     f"windows were run ({behind:.1f} s before the next window); raise max_latency_s if "
                     "this station's data are routinely this late."
                 )
-        buf.write(start, data)
+        try:
+            buf.write(start, data)
+        except MalformedPacket as e:
+            raise MalformedPacket(
+                f"{trace.id}: {e}; fix the sender's clock (or raise max_packet_skew_s)"
+            ) from e
+        self._newest = max(self._newest, int(buf.end * self.rate / buf.rate))
+
+    def _check_skew(self, trace: obspy.Trace) -> None:
+        """Refuses a packet dated more than ``max_packet_skew_s`` from the stream's time (see the class)."""
+        t0 = trace.stats.starttime.timestamp
+        t1 = trace.stats.endtime.timestamp
+        refs = []
+        if self._newest > -(2**62):
+            refs.append(("the newest data", self._newest / self.rate))
+        if self.live:
+            refs.append(("the wall clock", time.time()))
+        for what, ref in refs:
+            skew = max(t0 - ref, ref - t1, 0.0)
+            if skew > self.max_packet_skew_s:
+                raise MalformedPacket(
+                    f"{trace.id}: packet {trace.stats.starttime}–{trace.stats.endtime} is {skew:.0f} s away "
+                    f"from {what} ({obspy.UTCDateTime(ref)}), more than max_packet_skew_s = "
+                    f"{self.max_packet_skew_s:g} s; fix the sender's clock, or raise max_packet_skew_s "
+                    "(--max-packet-skew) if the stream really jumps this far."
+                )
 
     def _sensitivity_of(self, trace: obspy.Trace) -> float | None:
         if self.inventory is None or not self.model._argdict_get_with_default(
@@ -963,7 +1018,39 @@ class StreamingClassifier:
                 for e in self.events.values()
             ],
             "event_counter": self._event_counter,
+            "buffered": self._buffered_counts(),
         }
+
+    def _buffered_counts(self) -> list[list[Any]]:
+        """Per channel: ``[station, component, first, stop, samples]``, the samples held on its own grid in
+        ``[keep_from, end of the windows run)``. A restored engine waits until the replay has brought these
+        back, so it rebuilds its windows and re-estimates its events from exactly the same data."""
+        if self.next_window is None:
+            return []
+        if getattr(
+            self, "_pending_rebuild", False
+        ):  # restored, not rebuilt yet: still the saved counts
+            return [list(b) for b in self._restored_buffered]
+        keep, end = self.keep_from_index(), self._processed_end()
+        out: list[list[Any]] = []
+        for key, state in sorted(self.stations.items()):
+            for comp, buf in sorted(state.channels.items()):
+                lo = int(math.floor(keep * buf.rate / self.rate))
+                hi = int(math.ceil(end * buf.rate / self.rate))
+                if hi > lo:
+                    have = int(np.count_nonzero(~np.isnan(buf.read(lo, hi - lo))))
+                    if have:
+                        out.append([key, comp, lo, hi, have])
+        return out
+
+    def _replay_complete(self) -> bool:
+        """After :meth:`restore`: every channel holds again the samples it held at the checkpoint."""
+        for key, comp, lo, hi, have in self._restored_buffered:
+            state = self.stations.get(key)
+            buf = None if state is None else state.channels.get(comp)
+            if buf is None or np.count_nonzero(~np.isnan(buf.read(lo, hi - lo))) < have:
+                return False
+        return True
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continues from a :meth:`checkpoint`: windows before ``next_window`` are rebuilt (without publishing
@@ -991,8 +1078,10 @@ class StreamingClassifier:
             self.events[e["id"]] = _EventState(e["id"], e["version"], keys, e["digest"], e["order"])
         self._event_counter = int(state["event_counter"])
         self._pending_rebuild = True
+        self._restored_buffered = [list(b) for b in state.get("buffered", [])]
         if self.next_window is not None:
             self._replayed_until = self.window_start(self.next_window)
+            self._restored_keep = self.keep_from_index()
 
     def _rebuild_from(self) -> int:
         """First sample of the windows :meth:`rebuild` reruns."""
@@ -1006,8 +1095,20 @@ class StreamingClassifier:
             return True
         k0 = (self._rebuild_from() - self.anchor) // self.stride
         ks = list(range(k0, self.next_window))
-        if ks and not flush and self._data_end() < self.window_start(ks[-1]) + self.n:
-            return False
+        # Wait until the replay has brought back every sample the buffers held at the checkpoint (not just
+        # until some station reached the end of the last window: a station whose newest packet is still on
+        # its way would be filled with the window mean, and an open event re-estimated with zeros, giving
+        # other picks and another location and magnitude than the uninterrupted run). Give up only once
+        # newer data are max_latency_s past the windows run, as a window would.
+        if not flush:
+            if self._restored_buffered:
+                if (
+                    not self._replay_complete()
+                    and self._data_end() < self._processed_end() + self.latency
+                ):
+                    return False
+            elif ks and self._data_end() < self.window_start(ks[-1]) + self.n:
+                return False  # a checkpoint without buffered counts (written by an older version)
         saved = dict(self.pick_from)
         self._run_windows(ks)
         for key, stack in self.stacks.items():

@@ -326,14 +326,18 @@ class Monitor:
     ) -> dict[str, Any]:
         """Runs until the source is finished (then flushes the engine), :meth:`stop` is called, SIGTERM/SIGINT
         arrive (with ``install_signals``) or ``max_seconds`` pass. With ``stop_when_idle_s``, a source that
-        delivered nothing for that long (counted from its first message) counts as finished (replays
-        through a broker). Returns a summary."""
+        delivered nothing for that long (counted from its first message, or from the first poll when resumed
+        from a checkpoint) counts as finished (replays through a broker). Returns a summary."""
         if install_signals and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
         t_end = None if max_seconds is None else time.time() + max_seconds
         self._restore()
-        last_message: float | None = None  # idle time counts from the first message
+        # idle time counts from the first message, so that a monitor started before its publisher waits for
+        # it; a monitor resumed from a checkpoint has read this stream before: its idle time counts from its
+        # first poll (a restart with nothing left to read stops too)
+        resumed = self.engine.next_window is not None
+        last_message: float | None = None
         while not self._stop.is_set():
             if t_end is not None and time.time() >= t_end:
                 break
@@ -342,7 +346,7 @@ class Monitor:
             )
             for msg in messages:
                 self._ingest(msg)
-            if messages:
+            if messages or (resumed and last_message is None):
                 last_message = time.time()
             idle = (
                 stop_when_idle_s is not None
