@@ -490,6 +490,10 @@ def test_cli_monitor_killed_and_restarted_loses_and_duplicates_no_event(record_f
     got = read_jsonl(out)
     assert [e["id"] for e in final_events(got)] == [e["id"] for e in final_events(ref)]
     assert {(m["id"], m.get("version")) for m in got} == {(m["id"], m.get("version")) for m in ref}
+    # re-published messages are identical to the uninterrupted run's (same location, magnitude, picks)
+    expected = {(m["id"], m.get("version")): m for m in ref}
+    for m in got:
+        assert m == expected[(m["id"], m.get("version"))], f"{m['id']} v{m.get('version')} differs"
 
 
 def test_cli_monitor_sigterm_commits_and_exits_cleanly(record_files, tmp_path):

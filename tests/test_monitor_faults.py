@@ -155,11 +155,15 @@ def test_a_packet_far_from_the_stream_time_is_refused_before_anything_is_allocat
     wide = StreamingClassifier(model, inv, max_packet_skew_s=10 * 86400)
     wide.ingest(packets[0])
     wide.ingest(_shifted(packets[1], t_end + 3 * 86400))
-    # a live source is also checked against the wall clock: the first packet of 2099 is refused
-    live = StreamingClassifier(model, inv, live=True)
-    with pytest.raises(MalformedPacket, match="wall clock"):
-        live.ingest(_shifted(packets[0], obspy.UTCDateTime(2099, 1, 1)))
-    assert not live.stations
+    # a restored engine (nothing buffered yet) checks against its checkpoint's time
+    for p in packets[240:960]:
+        engine.ingest(p)
+    engine.step()
+    restored = StreamingClassifier(model, inv)
+    restored.restore(json.loads(json.dumps(engine.checkpoint())))
+    with pytest.raises(MalformedPacket, match="checkpoint's next window"):
+        restored.ingest(_shifted(packets[0], obspy.UTCDateTime(2099, 1, 1)))
+    assert not restored.stations
 
 
 def test_channel_buffer_refuses_an_absurd_span():

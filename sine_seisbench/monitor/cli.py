@@ -208,8 +208,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument(
         "--max-packet-skew",
         type=float,
-        help="dead-letter packets dated more than this many seconds from the stream's newest data "
-        "(live sources: also from the clock); default 86400 (config: max_packet_skew_s)",
+        help="dead-letter packets dated more than this many seconds from the stream's newest data; "
+        "default 86400 (config: max_packet_skew_s)",
     )
     p.add_argument("--anchor", help="time of window 0 (default: the UNIX epoch grid)")
     p.add_argument(

@@ -242,9 +242,12 @@ class StreamingClassifier:
                          the part of its event window already complete (the rest zero), and update it as the
                          window fills; otherwise wait for the complete window (the final version is the same).
     :param max_packet_skew_s: A packet that starts or ends more than this many seconds away from the stream's
-                              time (the newest sample buffered; for a live source also the wall clock) is
-                              refused (:class:`MalformedPacket`, dead-lettered) before anything is buffered:
-                              a wrong clock (year 2099) would otherwise make a buffer span decades.
+                              time (the newest sample buffered, or after a restore the checkpoint's next
+                              window) is refused (:class:`MalformedPacket`, dead-lettered) before anything is
+                              buffered: a wrong clock (year 2099) would otherwise make a buffer span decades.
+                              Not checked against the wall clock (replays of old data through Kafka or at
+                              ``--speed`` are live sources too), so the very first packet a fresh engine
+                              receives is not checked.
     :param classify_args: Any of SINE's annotate/classify arguments (thresholds, min_stations, ...).
     """
 
@@ -436,8 +439,10 @@ class StreamingClassifier:
         refs = []
         if self._newest > -(2**62):
             refs.append(("the newest data", self._newest / self.rate))
-        if self.live:
-            refs.append(("the wall clock", time.time()))
+        elif self.next_window is not None:  # restored from a checkpoint, nothing buffered yet
+            refs.append(
+                ("the checkpoint's next window", self.window_start(self.next_window) / self.rate)
+            )
         for what, ref in refs:
             skew = max(t0 - ref, ref - t1, 0.0)
             if skew > self.max_packet_skew_s:
