@@ -250,12 +250,21 @@ class OutageLog:
     def __init__(self) -> None:
         self._spans: dict[str, list[list[int]]] = {}
 
-    def add(self, key: str, start: int, stop: int) -> None:
+    def add(self, key: str, start: int, stop: int) -> bool:
+        """Records a dead stretch; True when it starts a new span (not adjacent to the last one)."""
         spans = self._spans.setdefault(key, [])
         if spans and start <= spans[-1][1]:
             spans[-1][1] = max(spans[-1][1], stop)
-        else:
-            spans.append([start, stop])
+            return False
+        spans.append([start, stop])
+        return True
+
+    def trim(self, keep_from: int) -> None:
+        """Forgets spans ending before ``keep_from`` (a streaming caller that has reported them)."""
+        for key in list(self._spans):
+            self._spans[key] = [s for s in self._spans[key] if s[1] >= keep_from][-1:]
+            if not self._spans[key]:
+                del self._spans[key]
 
     def report(self, rate: float) -> list[str]:
         """Logs one warning per station and returns the messages."""

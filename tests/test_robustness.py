@@ -281,7 +281,9 @@ def test_monitor_equals_classify_when_coverage_changes(model, record):
         if m["type"] == "pick"
     }
     assert len(expected.picks) > 20
-    assert {k for k in streamed if k[2] < end} == {k for k in pick_set(expected.picks) if k[2] < end}
+    assert {k for k in streamed if k[2] < end} == {
+        k for k in pick_set(expected.picks) if k[2] < end
+    }
     latest = {}
     for m in out:
         if m["type"] == "event":
@@ -301,3 +303,30 @@ def test_monitor_equals_classify_when_coverage_changes(model, record):
         assert abs(obspy.UTCDateTime(msg["origin_time"]) - o.time) <= 0.011
         assert abs(msg["latitude"] - o.latitude) * 111.2 <= 0.01
         assert abs(msg["magnitude"] - ev.magnitudes[0].mag) <= 0.001
+
+
+def test_the_monitor_survives_a_network_outage_and_reports_it_once(model, record, sb_log):
+    """Every station writing zeros for 45 s: no crash, one warning per station, no picks in the outage."""
+    from sine_seisbench.monitor.engine import StreamingClassifier
+    from sine_seisbench.monitor.schema import split_packets
+
+    stream, inv = record
+    t0 = stream[0].stats.starttime
+    dead = stream.copy()
+    for tr in dead:
+        tr.data[4000:8500] = 0.0
+    engine = StreamingClassifier(model, inv)
+    out = []
+    for i, packet in enumerate(split_packets(dead, 1.0)):
+        engine.ingest(packet)
+        if i % 24 == 23:
+            out += engine.step()
+    out += engine.step(flush=True)
+    picks = [m for m in out if m["type"] == "pick"]
+    assert len(picks) > 0
+    assert all(not (t0 + 45 < obspy.UTCDateTime(m["time"]) < t0 + 80) for m in picks), (
+        "picks inside the outage"
+    )
+    for i in range(8):
+        messages = [r.getMessage() for r in sb_log.records if f"XX.S{i:02d}." in r.getMessage()]
+        assert len([m for m in messages if "constant data" in m]) == 1, messages

@@ -32,12 +32,14 @@ from typing import Any
 
 import numpy as np
 import obspy
+import seisbench
 import seisbench.util as sbu
 from obspy.signal.trigger import trigger_onset
 
-from ..events import Candidate, candidate_to_event, merge_members, merge_sets
-from ..geometry import Coordinates, StationTable, compact_groups, station_key
+from ..events import Candidate, candidate_to_event, drop_implausible, merge_members, merge_sets
+from ..geometry import Coordinates, StationTable, compact_groups, far_stations, station_key
 from ..model import SINE
+from ..prepare import OutageLog, Stack, fill_window, mask_prediction
 from .base import MalformedPacket
 from .schema import event_message, pick_message, stable_id
 
@@ -127,59 +129,6 @@ class _StationState:
     @property
     def end(self) -> int:
         return max((b.end for b in self.channels.values()), default=-(2**62))
-
-
-class _Stack:
-    """Stacked window predictions of one station from grid index ``base`` on: (phases, samples)."""
-
-    def __init__(self, phases: int, base: int, method: str) -> None:
-        self.base = base
-        self.method = method
-        self.total = np.zeros((phases, 0), dtype=np.float64)
-        self.count = np.zeros((phases, 0), dtype=np.int32)
-
-    def add(self, start: int, pred: np.ndarray) -> None:
-        """``pred``: (phases, samples) with NaN where blinded."""
-        if start < self.base:
-            pred = pred[:, self.base - start :]
-            start = self.base
-        stop = start + pred.shape[1] - self.base
-        if stop > self.total.shape[1]:
-            pad = stop - self.total.shape[1]
-            fill = -np.inf if self.method == "max" else 0.0
-            self.total = np.concatenate(
-                [self.total, np.full((self.total.shape[0], pad), fill)], axis=1
-            )
-            self.count = np.concatenate(
-                [self.count, np.zeros((self.count.shape[0], pad), dtype=np.int32)], axis=1
-            )
-        sl = slice(start - self.base, stop)
-        valid = ~np.isnan(pred)
-        if self.method == "max":
-            self.total[:, sl] = np.where(valid, np.fmax(self.total[:, sl], pred), self.total[:, sl])
-        else:
-            self.total[:, sl] += np.where(valid, pred, 0.0)
-        self.count[:, sl] += valid
-
-    def values(self, start: int, stop: int) -> np.ndarray:
-        """Stacked probabilities on ``[start, stop)``; 0 where no window covered a sample."""
-        out = np.zeros((self.total.shape[0], stop - start))
-        a, b = max(start, self.base), min(stop, self.base + self.total.shape[1])
-        if b > a:
-            tot = self.total[:, a - self.base : b - self.base]
-            cnt = self.count[:, a - self.base : b - self.base]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                val = tot if self.method == "max" else tot / cnt
-            out[:, a - start : b - start] = np.where(cnt > 0, val, 0.0)
-        return out
-
-    def trim(self, keep_from: int) -> None:
-        if keep_from <= self.base:
-            return
-        drop = min(keep_from - self.base, self.total.shape[1])
-        self.total = self.total[:, drop:].copy()
-        self.count = self.count[:, drop:].copy()
-        self.base = keep_from
 
 
 @dataclass
@@ -317,7 +266,7 @@ class StreamingClassifier:
 
         self.stations: dict[str, _StationState] = {}
         self.next_window: int | None = None  # index k of the next window to run
-        self.stacks: dict[str, _Stack] = {}
+        self.stacks: dict[str, Stack] = {}
         self.pick_from: dict[tuple[str, str], int] = {}  # (station, phase) -> first non-final index
         self.p_picks: list[sbu.Pick] = []
         self.s_picks: list[sbu.Pick] = []
@@ -326,6 +275,10 @@ class StreamingClassifier:
         self.events: dict[str, _EventState] = {}
         self._event_counter = 0
         self._located: dict[tuple, Candidate] = {}
+        self._outages = OutageLog()
+        self._implausible_logged: set = set()
+        self._far_checked = 0  # number of stations when far stations were last checked
+        self._far_warned: set[str] = set()
         self._groups_cache: dict[frozenset, list[list[str]]] = {}
         self._sensitivity: dict[str, float | None] = {}
         self._first_due: dict[int, float] = {}
@@ -482,23 +435,23 @@ class StreamingClassifier:
     def _station_window(
         self, state: _StationState, start: int, fill: str = "mean"
     ) -> np.ndarray | None:
-        """(components, in_samples) of a station on the model grid, gaps filled with the window mean (or
-        zeros, as ``classify`` cuts event windows); None when the station has no sample in the window."""
-        out = np.zeros((self.model.in_channels, self.n), dtype=np.float32)
-        have = False
+        """(components, in_samples) of a station on the model grid, gaps zero-filled (as ``classify`` cuts
+        event windows); None when the station has no sample in the window."""
+        raw = self._station_raw(state, start)
+        if np.isnan(raw).all():
+            return None
+        return np.nan_to_num(raw, nan=0.0)
+
+    def _station_raw(self, state: _StationState, start: int) -> np.ndarray:
+        """(components, in_samples) of a station on the model grid; NaN where there is no sample."""
+        out = np.full((self.model.in_channels, self.n), np.nan, dtype=np.float32)
         for comp, buf in state.channels.items():
             if abs(buf.rate - self.rate) < 1e-9:
                 x = buf.read(start, self.n)
             else:
                 x = self._resampled(buf, start)
-            ok = ~np.isnan(x)
-            if not ok.any():
-                continue
-            have = True
-            if not ok.all():
-                x = np.where(ok, x, x[ok].mean() if fill == "mean" else 0.0)
             out[self.comp_index[comp]] = x
-        return out if have else None
+        return out
 
     def _resampled(self, buf: ChannelBuffer, start: int) -> np.ndarray:
         """A window from a channel at another sampling rate: band-limited to the model's Nyquist, then
@@ -563,18 +516,35 @@ class StreamingClassifier:
 
     def _run_windows(self, ks: list[int]) -> None:
         """Runs windows ``ks`` for every station group and stacks their predictions."""
-        items: list[tuple[int, list[str], np.ndarray]] = []
+        items: list[tuple[int, list[str], np.ndarray, list[np.ndarray]]] = []
         for k in ks:
             start = self.window_start(k)
-            per_station = {}
+            per_station, have = {}, {}
             for key, state in self.stations.items():
-                w = self._station_window(state, start)
+                # the prepare step's rule, as in classify: gaps filled (zero once demeaned) and masked in
+                # the output; a station with only constant data (an outage) left out of the window
+                w, h = fill_window(self._station_raw(state, start), "mean")
                 if w is not None:
-                    per_station[key] = w
+                    per_station[key], have[key] = w, h
+                elif h.any():
+                    idx = np.flatnonzero(h)
+                    if self._outages.add(key, start + int(idx[0]), start + int(idx[-1]) + 1):
+                        seisbench.logger.warning(
+                            f"SINE: station {key} has only constant data (dead channel or outage) from "
+                            f"{self._to_time(start + int(idx[0]))}; it is left out of the windows until it "
+                            "has data again."
+                        )
             if not per_station:
                 continue
             for group in self._groups(list(per_station)):
-                items.append((start, group, np.stack([per_station[s] for s in group])))
+                items.append(
+                    (
+                        start,
+                        group,
+                        np.stack([per_station[s] for s in group]),
+                        [have[s] for s in group],
+                    )
+                )
         argdict = self._model_argdict()
         self.model.eval()
         for i in range(0, len(items), self.batch_size):
@@ -583,15 +553,15 @@ class StreamingClassifier:
                 [c[2] for c in chunk], [c[1] for c in chunk], argdict, event=False
             )
             preds = self.model.annotate_batch_post(out, log_scale, argdict).cpu().numpy()
-            for (start, group, _), pred in zip(chunk, preds, strict=True):
+            for (start, group, _, haves), pred in zip(chunk, preds, strict=True):
                 for j, key in enumerate(group):
                     stack = self.stacks.get(key)
                     if stack is None:
                         base = min(
                             [start] + [self.pick_from.get((key, p), start) for p in self.thresholds]
                         )
-                        stack = self.stacks[key] = _Stack(len(self.phases), base, self.stacking)
-                    stack.add(start, pred[j].T.astype(np.float64))
+                        stack = self.stacks[key] = Stack(len(self.phases), base, self.stacking)
+                    stack.add(start, mask_prediction(pred[j].T.astype(np.float64), haves[j]))
         self.stats["windows"] += len(ks)
 
     def _model_argdict(self) -> dict[str, Any]:
@@ -775,6 +745,21 @@ class StreamingClassifier:
         if not cands:
             return []
         self._locate(cands)
+        coords = {k: s.coordinates for k, s in self.stations.items()}
+        data_start = None if self.anchor is None else self._to_time(self.anchor)
+        kept = drop_implausible(
+            cands,
+            coords,
+            data_start,
+            self.window_len,
+            seisbench.logger,
+            logged=self._implausible_logged,
+        )
+        kept_ids = {id(c) for c in kept}
+        for c in cands:  # a complete estimate out of bounds: never an event (picks are published)
+            if id(c) not in kept_ids and (self._flushing or self._event_data_ready(c, False)):
+                self.final_cands.pop(_cand_key(c), None)
+        cands = kept
         work = [copy.copy(c) for c in cands]
         for c in work:
             c.p_picks = list(c.p_picks)
@@ -784,7 +769,6 @@ class StreamingClassifier:
             k: s.channel_codes.get("Z") or next(iter(s.channel_codes.values()))
             for k, s in self.stations.items()
         }
-        coords = {k: s.coordinates for k, s in self.stations.items()}
         final_keys = set(self.final_cands)
         seen_events: set[str] = set()
         for members in sorted(
@@ -883,6 +867,8 @@ class StreamingClassifier:
         now = time.time() if now is None else now
         if not self.stations:
             return []
+        if len(self.stations) != self._far_checked:
+            self._warn_far_stations()
         if getattr(self, "_pending_rebuild", False) and not self.rebuild(flush):
             return []
         data_end = self._data_end()
@@ -930,6 +916,15 @@ class StreamingClassifier:
             del self._first_due[k_done]
         return messages
 
+    def _warn_far_stations(self) -> None:
+        """One warning per station implausibly far from the rest of the network (checked when it joins)."""
+        self._far_checked = len(self.stations)
+        keys = sorted(self.stations)
+        for far in far_stations(keys, [self.stations[k].coordinates for k in keys]):
+            if far.station not in self._far_warned:
+                self._far_warned.add(far.station)
+                seisbench.logger.warning(f"SINE: {far.reason}.")
+
     def _run_windows_at(self, start: int) -> None:
         """One extra window from grid index ``start`` (end of a finite record)."""
         saved_anchor, saved_stride = self.anchor, self.stride
@@ -964,6 +959,7 @@ class StreamingClassifier:
         if len(self._located) > 4096:
             self._located.clear()
         keep = self.keep_from_index()
+        self._outages.trim(keep)
         for key, stack in self.stacks.items():
             stack.trim(min([self.pick_from.get((key, p), keep) for p in self.thresholds]))
         for state in self.stations.values():
