@@ -14,7 +14,7 @@ import glob
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import obspy
 import pandas as pd
@@ -322,6 +322,19 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_network(args: argparse.Namespace) -> tuple[Any, Any]:
+    """Checks and reads ``args.waveforms`` and ``args.inventory`` (and that ``--weights`` names weights)
+    before any work; every station must be located unless ``--drop-unlocated``."""
+    files = waveform_files(args.waveforms)
+    check_input_file(args.inventory, "station file", "--inventory")
+    if args.weights:
+        resolve_weights(args.weights)
+    inventory = read_inventory(args.inventory)
+    stream = read_waveforms(files)
+    check_located(stream, inventory, args.inventory, args.drop_unlocated)
+    return stream, inventory
+
+
 def cmd_classify(args: argparse.Namespace) -> int:
     for option, path in (("--picks-out", args.picks_out), ("--events-out", args.events_out)):
         if path:
@@ -336,13 +349,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     else:
         if not args.waveforms or not args.inventory:
             raise UserError("give waveform files and --inventory, or --example")
-        files = waveform_files(args.waveforms)
-        check_input_file(args.inventory, "station file", "--inventory")
-        if args.weights:
-            resolve_weights(args.weights)
-        inventory = read_inventory(args.inventory)
-        stream = read_waveforms(files)
-        check_located(stream, inventory, args.inventory, args.drop_unlocated)
+        stream, inventory = _read_network(args)
     model = load_weights(args.weights, command="sine classify")
     kwargs = {
         "inventory": inventory,
@@ -381,13 +388,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     if not args.waveforms:
         raise UserError("give waveform files, or --archive SDS_ROOT")
     check_output_file(args.out, "--out")
-    files = waveform_files(args.waveforms)
-    check_input_file(args.inventory, "station file", "--inventory")
-    if args.weights:
-        resolve_weights(args.weights)
-    inventory = read_inventory(args.inventory)
-    stream = read_waveforms(files)
-    check_located(stream, inventory, args.inventory, args.drop_unlocated)
+    stream, inventory = _read_network(args)
     model = load_weights(args.weights, command="sine annotate")
     annotations = model.annotate(
         stream,

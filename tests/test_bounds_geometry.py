@@ -432,8 +432,9 @@ def test_the_monitor_warns_of_a_sign_flipped_station_and_publishes_no_absurd_eve
     dateline_record, socal_sim, sb_log
 ):
     """The streaming engine applies the same bounds as classify: what it publishes is what classify keeps."""
+    from engine_util import published_events, run_engine
+
     from sine_seisbench.monitor.engine import StreamingClassifier
-    from sine_seisbench.monitor.schema import split_packets
 
     stream, inventory, _truth = dateline_record
     inventory = inventory.copy()
@@ -445,19 +446,10 @@ def test_the_monitor_warns_of_a_sign_flipped_station_and_publishes_no_absurd_eve
     expected = socal_sim.classify(stream.copy(), inventory=inventory)
     sb_log.clear()
     engine = StreamingClassifier(socal_sim, inventory)
-    out = []
-    for i, packet in enumerate(split_packets(stream, 1.0)):
-        engine.ingest(packet)
-        if i % 24 == 23:
-            out += engine.step()
-    out += engine.step(flush=True)
+    out = run_engine(engine, stream)
     warnings = [r.getMessage() for r in sb_log.records if "far from" in r.getMessage()]
     assert len(warnings) == 1 and key in warnings[0]
-    latest = {}
-    for m in out:
-        if m["type"] == "event":
-            latest[m["id"]] = m
-    published = [m for m in latest.values() if m.get("status") != "retracted"]
+    published = published_events(out)
     assert len(published) == len(expected.events)
     for m in published:
         assert -2.0 <= m["magnitude"] <= 9.5 and m["depth_km"] <= 700.0

@@ -252,8 +252,9 @@ def test_the_training_pipeline_reads_the_amplitude_flag_from_the_dataset():
 def test_monitor_equals_classify_when_coverage_changes(model, record):
     """A station starting late, a gap and a dead span: the streaming engine gives classify's picks and
     events (picks of the record's last window excepted, which classify aligns to the record end)."""
+    from engine_util import published_events, run_engine
+
     from sine_seisbench.monitor.engine import StreamingClassifier
-    from sine_seisbench.monitor.schema import split_packets
 
     stream, inv = record
     t0 = stream[0].stats.starttime
@@ -268,12 +269,7 @@ def test_monitor_equals_classify_when_coverage_changes(model, record):
         tr.data[8000:10000] = 0
     expected = model.classify(messy.copy(), inventory=inv)
     engine = StreamingClassifier(model, inv)
-    out = []
-    for i, packet in enumerate(split_packets(messy, 1.0)):
-        engine.ingest(packet)
-        if i % 24 == 23:
-            out += engine.step()
-    out += engine.step(flush=True)
+    out = run_engine(engine, messy)
     end = stream[0].stats.endtime.timestamp - 30.0
     streamed = {
         (m["trace_id"], m["phase"], round(obspy.UTCDateTime(m["time"]).timestamp, 2))
@@ -284,15 +280,9 @@ def test_monitor_equals_classify_when_coverage_changes(model, record):
     assert {k for k in streamed if k[2] < end} == {
         k for k in pick_set(expected.picks) if k[2] < end
     }
-    latest = {}
-    for m in out:
-        if m["type"] == "event":
-            latest[m["id"]] = m
-    events = sorted(
-        (m for m in latest.values() if m.get("status") != "retracted"),
-        key=lambda m: m["origin_time"],
-    )
-    events = [m for m in events if obspy.UTCDateTime(m["origin_time"]).timestamp < end]
+    events = [
+        m for m in published_events(out) if obspy.UTCDateTime(m["origin_time"]).timestamp < end
+    ]
     ref = sorted(
         (e for e in expected.events if e.origins[0].time.timestamp < end),
         key=lambda e: e.origins[0].time,
@@ -307,8 +297,9 @@ def test_monitor_equals_classify_when_coverage_changes(model, record):
 
 def test_the_monitor_survives_a_network_outage_and_reports_it_once(model, record, sb_log):
     """Every station writing zeros for 45 s: no crash, one warning per station, no picks in the outage."""
+    from engine_util import run_engine
+
     from sine_seisbench.monitor.engine import StreamingClassifier
-    from sine_seisbench.monitor.schema import split_packets
 
     stream, inv = record
     t0 = stream[0].stats.starttime
@@ -316,12 +307,7 @@ def test_the_monitor_survives_a_network_outage_and_reports_it_once(model, record
     for tr in dead:
         tr.data[4000:8500] = 0.0
     engine = StreamingClassifier(model, inv)
-    out = []
-    for i, packet in enumerate(split_packets(dead, 1.0)):
-        engine.ingest(packet)
-        if i % 24 == 23:
-            out += engine.step()
-    out += engine.step(flush=True)
+    out = run_engine(engine, dead)
     picks = [m for m in out if m["type"] == "pick"]
     assert len(picks) > 0
     assert all(not (t0 + 45 < obspy.UTCDateTime(m["time"]) < t0 + 80) for m in picks), (

@@ -1,0 +1,29 @@
+"""Driving the streaming engine over a whole record in tests."""
+
+from __future__ import annotations
+
+import obspy
+
+from sine_seisbench.monitor.schema import split_packets
+
+
+def run_engine(engine, stream: obspy.Stream, every: int = 24) -> list[dict]:
+    """Feeds ``stream`` as 1 s packets in time order, stepping every ``every`` packets, then flushes."""
+    out: list[dict] = []
+    for i, packet in enumerate(split_packets(stream, 1.0)):
+        engine.ingest(packet)
+        if i % every == every - 1:
+            out += engine.step()
+    return out + engine.step(flush=True)
+
+
+def published_events(messages: list[dict]) -> list[dict]:
+    """The latest version of every event not retracted, in origin-time order."""
+    latest: dict[str, dict] = {}
+    for m in messages:
+        if m["type"] == "event":
+            latest[m["id"]] = m
+    return sorted(
+        (m for m in latest.values() if m.get("status") != "retracted"),
+        key=lambda m: m["origin_time"],
+    )
