@@ -646,6 +646,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
+def _add_event_options(parser: Any) -> None:
+    """The pick and event options shared by ``classify`` and ``annotate --archive`` (a parser or group)."""
+    parser.add_argument(
+        "--min-stations", type=int, help="stations needed for an event (SINE's default 3)"
+    )
+    parser.add_argument("--p-threshold", type=float, help="P pick threshold (SINE's default 0.3)")
+    parser.add_argument("--s-threshold", type=float, help="S pick threshold (SINE's default 0.3)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="sine",
@@ -727,11 +736,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--batch-size", type=int, default=64, help="station groups per batch (default 64)"
     )
-    p.add_argument(
-        "--min-stations", type=int, help="stations needed for an event (SINE's default 3)"
-    )
-    p.add_argument("--p-threshold", type=float, help="P pick threshold (SINE's default 0.3)")
-    p.add_argument("--s-threshold", type=float, help="S pick threshold (SINE's default 0.3)")
+    _add_event_options(p)
     p.add_argument(
         "--drop-unlocated",
         action="store_true",
@@ -796,11 +801,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--picks-format", choices=["csv", "parquet"], default="csv", help="picks file format"
     )
-    g.add_argument(
-        "--min-stations", type=int, help="stations needed for an event (SINE's default 3)"
-    )
-    g.add_argument("--p-threshold", type=float, help="P pick threshold (SINE's default 0.3)")
-    g.add_argument("--s-threshold", type=float, help="S pick threshold (SINE's default 0.3)")
+    _add_event_options(g)
     g.add_argument(
         "--torch-threads",
         type=int,

@@ -321,15 +321,24 @@ def far_stations(
     return sorted(out)
 
 
-def warn_far_stations(coordinates: Mapping[str, Coordinates], logger: logging.Logger) -> list[str]:
+def warn_far_stations(
+    coordinates: Mapping[str, Coordinates],
+    logger: logging.Logger,
+    warned: set[str] | None = None,
+) -> list[str]:
     """Logs one warning per station of ``coordinates`` that :func:`far_stations` flags.
 
+    :param warned: Stations already warned about (a caller that checks again as stations join); the newly
+                   warned ones are added.
     :return: The flagged station ids, sorted.
     """
     keys = sorted(coordinates)
     flagged = far_stations(keys, [coordinates[k] for k in keys])
     for far in flagged:
-        logger.warning(f"SINE: {far.reason}.")
+        if warned is None or far.station not in warned:
+            logger.warning(f"SINE: {far.reason}.")
+        if warned is not None:
+            warned.add(far.station)
     return [far.station for far in flagged]
 
 

@@ -44,10 +44,10 @@ from .prepare import (
     GridRecord,
     OutageLog,
     Stack,
-    fill_window,
     mask_prediction,
     split_invalid_samples,
     stack_to_traces,
+    usable_windows,
     window_starts,
 )
 
@@ -265,9 +265,8 @@ class SINE(WaveformModel):
             calibrated = torch.zeros(b, s, dtype=torch.bool, device=x.device)
 
         valid = station_mask.reshape(-1).nonzero().squeeze(1)
-        if (
-            valid.numel() == 0
-        ):  # no station with data in the whole batch (an outage): nothing to run
+        # no station with data in the whole batch (an outage): nothing to run
+        if valid.numel() == 0:
             result = {"picks": x.new_zeros(b, s, len(self.labels), t)}
             if event:
                 result["event_mean"] = x.new_full((b, 4), float("nan"))
@@ -435,10 +434,9 @@ class SINE(WaveformModel):
         x = torch.as_tensor(data, device=device)
         x, log_scale = self.annotate_batch_pre(x, argdict)
         finite = torch.isfinite(x).all(-1).all(-1) & torch.isfinite(log_scale)
-        if not bool(
-            finite.all()
-        ):  # numerically unusable windows never reach the network (they would
-            # spread NaN to every station of the group through the graph)
+        # numerically unusable windows never reach the network (through the graph they would spread NaN to
+        # every station of the group)
+        if not bool(finite.all()):
             bad = (~finite).nonzero().tolist()
             names = sorted({groups[i][j] for i, j in bad if j < len(groups[i])})
             seisbench.logger.warning(
@@ -529,18 +527,12 @@ class SINE(WaveformModel):
                     stack.add(start, mask_prediction(pred[j].T.astype(np.float64), haves[j]))
 
         for start in window_starts(record.start, record.end, n, stride):
-            windows: dict[str, np.ndarray] = {}
-            have: dict[str, np.ndarray] = {}
-            for key, station in record.stations.items():
-                if station.end <= start or station.base >= start + n:
-                    continue
-                w, h = fill_window(station.read(start, n), "mean")
-                if w is None:
-                    if h.any():
-                        idx = np.flatnonzero(h)
-                        outages.add(key, start + int(idx[0]), start + int(idx[-1]) + 1)
-                    continue
-                windows[key], have[key] = w, h
+            raw = {
+                key: station.read(start, n)
+                for key, station in record.stations.items()
+                if station.base < start + n and station.end > start
+            }
+            windows, have, _ = usable_windows(raw, start, outages)  # outages reported at the end
             if not windows:
                 continue
             for group in self._groups_of(list(windows), argdict):
@@ -563,10 +555,19 @@ class SINE(WaveformModel):
             )
         return out
 
-    def _default_batch_size(self, argdict: dict[str, Any], stations: int) -> None:
-        """Station groups per batch when not given: about 256 station-windows per batch."""
-        if "batch_size" not in argdict or argdict["batch_size"] is None:
-            argdict["batch_size"] = max(1, 256 // max(1, min(stations, self.max_stations)))
+    def _annotate_stream(
+        self, stream: obspy.Stream, argdict: dict[str, Any]
+    ) -> tuple[GridRecord, obspy.Stream] | None:
+        """prepare + run on a private copy of a stream: the record and its annotation traces; None (with a
+        warning) when the stream holds no usable data."""
+        record = self._prepare(stream, argdict)
+        if record is None:
+            seisbench.logger.warning("SINE: no usable Z/N/E/1/2 data in the stream.")
+            return None
+        if argdict.get("batch_size") is None:  # about 256 station-windows per batch
+            stations = min(len(record.stations), self.max_stations)
+            argdict["batch_size"] = max(1, 256 // max(1, stations))
+        return record, self._stacks_to_stream(self._annotate_record(record, argdict))
 
     async def annotate_async(
         self, stream: obspy.Stream, copy: bool = True, **kwargs
@@ -586,16 +587,8 @@ class SINE(WaveformModel):
         if len(stream) == 0:
             seisbench.logger.warning("SINE: the stream is empty; nothing to annotate.")
             return obspy.Stream()
-        if copy:
-            stream = stream.copy()
-        record = self._prepare(stream, argdict)
-        if record is None:
-            seisbench.logger.warning(
-                "SINE: no usable Z/N/E/1/2 data in the stream; nothing to annotate."
-            )
-            return obspy.Stream()
-        self._default_batch_size(argdict, len(record.stations))
-        return self._stacks_to_stream(self._annotate_record(record, argdict))
+        done = self._annotate_stream(stream.copy() if copy else stream, argdict)
+        return obspy.Stream() if done is None else done[1]
 
     def _verify_argdict(self, argdict: dict[str, Any]) -> None:
         super()._verify_argdict({k: v for k, v in argdict.items() if not k.startswith("_")})
@@ -616,14 +609,10 @@ class SINE(WaveformModel):
             seisbench.logger.warning("SINE: the stream is empty; no picks and no events.")
             return sbu.ClassifyOutput(self.name, picks=sbu.PickList(), events=Catalog())
 
-        record = self._prepare(stream.copy(), argdict)
-        if record is None:
-            seisbench.logger.warning(
-                "SINE: no usable Z/N/E/1/2 data in the stream; no picks, no events."
-            )
+        done = self._annotate_stream(stream.copy(), argdict)
+        if done is None:
             return sbu.ClassifyOutput(self.name, picks=sbu.PickList(), events=Catalog())
-        self._default_batch_size(argdict, len(record.stations))
-        annotations = self._stacks_to_stream(self._annotate_record(record, argdict))
+        record, annotations = done
         picks = self.classify_aggregate(annotations, argdict).picks
         events = self._locate(record, picks, argdict)
         return sbu.ClassifyOutput(self.name, picks=picks, events=events)

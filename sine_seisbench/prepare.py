@@ -45,51 +45,50 @@ def describe_spans(spans: list[tuple[obspy.UTCDateTime, obspy.UTCDateTime]], mos
     return text
 
 
-def split_invalid_samples(
-    stream: obspy.Stream, max_abs: float = MAX_ABS_AMPLITUDE
-) -> list[tuple[str, str]]:
-    """Turns masked, NaN/inf and absurd (``|x| > max_abs``) samples into gaps between separate traces.
+def invalid_samples(
+    data: np.ndarray, max_abs: float = MAX_ABS_AMPLITUDE
+) -> tuple[np.ndarray, list[str]]:
+    """The samples of a trace that carry no usable value: masked, NaN/inf, or absurd (``|x| > max_abs``).
 
-    :return: ``(trace id, description)`` of every trace that had such samples (also logged as one warning per
-             trace naming the spans), so that nothing is dropped silently.
+    :return: The boolean mask and the kinds found (for a warning).
     """
+    values = np.ma.getdata(data)
+    bad = np.ma.getmaskarray(data).copy()
+    kinds = ["masked"] if bad.any() else []
+    if np.issubdtype(values.dtype, np.number):
+        with np.errstate(invalid="ignore", over="ignore"):
+            finite = np.isfinite(values) if np.issubdtype(values.dtype, np.floating) else True
+            nonfinite = ~finite & ~bad
+            absurd = finite & (np.abs(values.astype(np.float64)) > max_abs) & ~bad
+        if np.any(nonfinite):
+            kinds.append("NaN/inf")
+            bad |= nonfinite
+        if np.any(absurd):
+            kinds.append(f"absurd (|x| > {max_abs:g})")
+            bad |= absurd
+    return bad, kinds
+
+
+def split_invalid_samples(stream: obspy.Stream, max_abs: float = MAX_ABS_AMPLITUDE) -> None:
+    """Turns :func:`invalid_samples` into gaps between separate traces, with one warning per trace naming the
+    spans, so that nothing is dropped silently."""
     replaced = obspy.Stream()
-    reports = []
     for tr in stream:
-        data = tr.data
-        values = np.ma.getdata(data)
-        bad = np.ma.getmaskarray(data).copy()
-        kinds = []
-        if bad.any():
-            kinds.append("masked")
-        if np.issubdtype(values.dtype, np.number):
-            with np.errstate(invalid="ignore", over="ignore"):
-                finite = np.isfinite(values) if np.issubdtype(values.dtype, np.floating) else True
-                nonfinite = ~finite & ~bad
-                absurd = finite & (np.abs(values.astype(np.float64)) > max_abs) & ~bad
-            if np.any(nonfinite):
-                kinds.append("NaN/inf")
-                bad |= nonfinite
-            if np.any(absurd):
-                kinds.append(f"absurd (|x| > {max_abs:g})")
-                bad |= absurd
+        bad, kinds = invalid_samples(tr.data, max_abs)
         if not bad.any():
             replaced += tr
             continue
         dt = tr.stats.delta
         t0 = tr.stats.starttime
         spans = [(t0 + a * dt, t0 + (b - 1) * dt) for a, b in _spans(bad)]
-        text = (
-            f"{int(bad.sum())} {' and '.join(kinds)} sample(s) at {describe_spans(spans)}; "
-            "these samples are left out as gaps"
+        seisbench.logger.warning(
+            f"SINE: trace {tr.id} has {int(bad.sum())} {' and '.join(kinds)} sample(s) at "
+            f"{describe_spans(spans)}; these samples are left out as gaps."
         )
-        seisbench.logger.warning(f"SINE: trace {tr.id} has {text}.")
-        reports.append((tr.id, text))
         tr = tr.copy()
-        tr.data = np.ma.masked_array(values, mask=bad)
+        tr.data = np.ma.masked_array(np.ma.getdata(tr.data), mask=bad)
         replaced += tr.split()
     stream.traces = replaced.traces
-    return reports
 
 
 @dataclass
@@ -118,12 +117,12 @@ class StationRecord:
         return out
 
 
-def fill_window(x: np.ndarray, fill: str = "mean") -> tuple[np.ndarray | None, np.ndarray]:
+def fill_window(x: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
     """Prepares one station's window ``(components, samples)`` with NaN where there is no sample.
 
-    Missing samples of a component are filled with the mean of its samples in the window (``fill="mean"``, zero
-    after demeaning: the network sees nothing there) or with zeros (``"zero"``); components without any sample
-    stay zero (the network's component mask).
+    Missing samples of a component are filled with the mean of its samples in the window (zero after
+    demeaning: the network sees nothing there); components without any sample stay zero (the network's
+    component mask).
 
     :return: The filled window, or None when the station has no usable data in the window (no sample, or every
              component constant, e.g. an outage writing zeros), and the mask ``(samples,)`` of samples where at
@@ -142,7 +141,7 @@ def fill_window(x: np.ndarray, fill: str = "mean") -> tuple[np.ndarray | None, n
         if ok[c].all():
             out[c] = x[c]
         else:
-            out[c] = np.where(ok[c], x[c], values.mean() if fill == "mean" else 0.0)
+            out[c] = np.where(ok[c], x[c], values.mean())
     return (out if usable else None), have
 
 
@@ -281,6 +280,31 @@ class OutageLog:
             messages.append(msg)
         self._spans.clear()
         return messages
+
+
+def usable_windows(
+    raw: dict[str, np.ndarray], start: int, outages: OutageLog
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[tuple[str, int]]]:
+    """The stations that take part in the window from grid index ``start``.
+
+    :param raw: Each station's window ``(components, samples)`` with NaN where there is no sample.
+    :param outages: Where stations with only constant data are recorded.
+    :return: Filled windows and sample masks (:func:`fill_window`) of the usable stations, and ``(station,
+             first dead index)`` of every station whose outage starts a new span in ``outages``.
+    """
+    windows: dict[str, np.ndarray] = {}
+    have: dict[str, np.ndarray] = {}
+    new_outages = []
+    for key, x in raw.items():
+        w, h = fill_window(x)
+        if w is not None:
+            windows[key], have[key] = w, h
+        elif h.any():
+            idx = np.flatnonzero(h)
+            first = start + int(idx[0])
+            if outages.add(key, first, start + int(idx[-1]) + 1):
+                new_outages.append((key, first))
+    return windows, have, new_outages
 
 
 class Stack:

@@ -27,3 +27,13 @@ def published_events(messages: list[dict]) -> list[dict]:
         (m for m in latest.values() if m.get("status") != "retracted"),
         key=lambda m: m["origin_time"],
     )
+
+
+def streamed_picks(messages: list[dict], before: float) -> set[tuple[str, str, float]]:
+    """``(trace id, phase, time rounded to 10 ms)`` of the published picks before ``before`` (UNIX s)."""
+    keys = {
+        (m["trace_id"], m["phase"], round(obspy.UTCDateTime(m["time"]).timestamp, 2))
+        for m in messages
+        if m["type"] == "pick"
+    }
+    return {k for k in keys if k[2] < before}

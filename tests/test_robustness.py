@@ -252,7 +252,7 @@ def test_the_training_pipeline_reads_the_amplitude_flag_from_the_dataset():
 def test_monitor_equals_classify_when_coverage_changes(model, record):
     """A station starting late, a gap and a dead span: the streaming engine gives classify's picks and
     events (picks of the record's last window excepted, which classify aligns to the record end)."""
-    from engine_util import published_events, run_engine
+    from engine_util import published_events, run_engine, streamed_picks
 
     from sine_seisbench.monitor.engine import StreamingClassifier
 
@@ -271,15 +271,9 @@ def test_monitor_equals_classify_when_coverage_changes(model, record):
     engine = StreamingClassifier(model, inv)
     out = run_engine(engine, messy)
     end = stream[0].stats.endtime.timestamp - 30.0
-    streamed = {
-        (m["trace_id"], m["phase"], round(obspy.UTCDateTime(m["time"]).timestamp, 2))
-        for m in out
-        if m["type"] == "pick"
-    }
+    streamed = streamed_picks(out, end)
     assert len(expected.picks) > 20
-    assert {k for k in streamed if k[2] < end} == {
-        k for k in pick_set(expected.picks) if k[2] < end
-    }
+    assert streamed == {k for k in pick_set(expected.picks) if k[2] < end}
     events = [
         m for m in published_events(out) if obspy.UTCDateTime(m["origin_time"]).timestamp < end
     ]
@@ -316,3 +310,21 @@ def test_the_monitor_survives_a_network_outage_and_reports_it_once(model, record
     for i in range(8):
         messages = [r.getMessage() for r in sb_log.records if f"XX.S{i:02d}." in r.getMessage()]
         assert len([m for m in messages if "constant data" in m]) == 1, messages
+
+
+def test_the_monitor_leaves_absurd_values_out_as_classify_does(model, record, sb_log):
+    from engine_util import run_engine, streamed_picks
+
+    from sine_seisbench.monitor.engine import StreamingClassifier
+
+    stream, inv = record
+    poisoned = stream.copy()
+    for tr in poisoned.select(station="S02"):
+        tr.data = tr.data.astype(np.float64) * 1e40
+    expected = model.classify(poisoned.copy(), inventory=inv)
+    out = run_engine(StreamingClassifier(model, inv), poisoned)
+    end = stream[0].stats.endtime.timestamp - 30.0
+    streamed = streamed_picks(out, end)
+    assert len(expected.picks) > 10
+    assert streamed == {k for k in pick_set(expected.picks) if k[2] < end}
+    assert "packet XX.S02..HH" in sb_log.text and "absurd" in sb_log.text

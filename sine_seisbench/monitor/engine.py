@@ -37,9 +37,9 @@ import seisbench.util as sbu
 from obspy.signal.trigger import trigger_onset
 
 from ..events import Candidate, candidate_to_event, drop_implausible, merge_members, merge_sets
-from ..geometry import Coordinates, StationTable, compact_groups, far_stations, station_key
+from ..geometry import Coordinates, StationTable, compact_groups, station_key, warn_far_stations
 from ..model import SINE
-from ..prepare import OutageLog, Stack, fill_window, mask_prediction
+from ..prepare import OutageLog, Stack, invalid_samples, mask_prediction, usable_windows
 from .base import MalformedPacket
 from .schema import event_message, pick_message, stable_id
 
@@ -251,6 +251,9 @@ class StreamingClassifier:
             for p in self.phases
             if p != "N"
         }
+        self.max_abs_amplitude = float(
+            self.model._argdict_get_with_default(self.argdict, "max_abs_amplitude")
+        )
         self.min_stations = int(self.model._argdict_get_with_default(self.argdict, "min_stations"))
         self.pre_p = float(self.model._argdict_get_with_default(self.argdict, "event_pre_p"))
         self.vp = float(self.model._argdict_get_with_default(self.argdict, "vp"))
@@ -335,6 +338,13 @@ class StreamingClassifier:
                 "instrument per station (or give the other a different location code)."
             )
         data = np.asarray(trace.data, dtype=np.float64)
+        bad, kinds = invalid_samples(trace.data, self.max_abs_amplitude)
+        if bad.any():  # classify's rule: such samples are gaps
+            seisbench.logger.warning(
+                f"SINE: packet {trace.id} {trace.stats.starttime} has {int(bad.sum())} "
+                f"{' and '.join(kinds)} sample(s); they are left out as gaps."
+            )
+            data = np.where(bad, np.nan, data)  # a new array: the packet's trace stays as it came
         scale = self._sensitivity_of(trace)
         if scale is None:
             state.calibrated = False
@@ -432,9 +442,7 @@ class StreamingClassifier:
         ]
         return max(ends, default=-(2**62))
 
-    def _station_window(
-        self, state: _StationState, start: int, fill: str = "mean"
-    ) -> np.ndarray | None:
+    def _station_window(self, state: _StationState, start: int) -> np.ndarray | None:
         """(components, in_samples) of a station on the model grid, gaps zero-filled (as ``classify`` cuts
         event windows); None when the station has no sample in the window."""
         raw = self._station_raw(state, start)
@@ -519,21 +527,15 @@ class StreamingClassifier:
         items: list[tuple[int, list[str], np.ndarray, list[np.ndarray]]] = []
         for k in ks:
             start = self.window_start(k)
-            per_station, have = {}, {}
-            for key, state in self.stations.items():
-                # the prepare step's rule, as in classify: gaps filled (zero once demeaned) and masked in
-                # the output; a station with only constant data (an outage) left out of the window
-                w, h = fill_window(self._station_raw(state, start), "mean")
-                if w is not None:
-                    per_station[key], have[key] = w, h
-                elif h.any():
-                    idx = np.flatnonzero(h)
-                    if self._outages.add(key, start + int(idx[0]), start + int(idx[-1]) + 1):
-                        seisbench.logger.warning(
-                            f"SINE: station {key} has only constant data (dead channel or outage) from "
-                            f"{self._to_time(start + int(idx[0]))}; it is left out of the windows until it "
-                            "has data again."
-                        )
+            # the prepare step's rule, as in classify: gaps filled (zero once demeaned) and masked in the
+            # output; a station with only constant data (an outage) left out of the window
+            raw = {key: self._station_raw(state, start) for key, state in self.stations.items()}
+            per_station, have, new_outages = usable_windows(raw, start, self._outages)
+            for key, first in new_outages:
+                seisbench.logger.warning(
+                    f"SINE: station {key} has only constant data (dead channel or outage) from "
+                    f"{self._to_time(first)}; it is left out of the windows until it has data again."
+                )
             if not per_station:
                 continue
             for group in self._groups(list(per_station)):
@@ -649,7 +651,7 @@ class StreamingClassifier:
             state = self.stations.get(key)
             if state is None:
                 continue
-            w = self._station_window(state, start, fill="zero")
+            w = self._station_window(state, start)
             if w is not None:
                 out[i] = w
         if limit is not None and limit < start + self.n:
@@ -919,11 +921,8 @@ class StreamingClassifier:
     def _warn_far_stations(self) -> None:
         """One warning per station implausibly far from the rest of the network (checked when it joins)."""
         self._far_checked = len(self.stations)
-        keys = sorted(self.stations)
-        for far in far_stations(keys, [self.stations[k].coordinates for k in keys]):
-            if far.station not in self._far_warned:
-                self._far_warned.add(far.station)
-                seisbench.logger.warning(f"SINE: {far.reason}.")
+        coords = {k: s.coordinates for k, s in self.stations.items()}
+        warn_far_stations(coords, seisbench.logger, warned=self._far_warned)
 
     def _run_windows_at(self, start: int) -> None:
         """One extra window from grid index ``start`` (end of a finite record)."""
