@@ -305,8 +305,9 @@ def count_flops(model: SINE, stations: int | None = None) -> float:
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(x, positions=positions)
     model.train(was_training)
-    lstm = model.encoder.lstm
-    steps = -(-model.in_samples // model.encoder.downsampling)
+    lstm = model.branch.lstm
+    with torch.no_grad():  # steps of the bottleneck, where the BiLSTM runs
+        steps = model.backbone.encode(torch.zeros(1, model.in_channels, model.in_samples))[0].shape[-1]
     lstm_flops = steps * 2 * 4 * (lstm.input_size + lstm.hidden_size) * lstm.hidden_size * 2
     return counter.get_total_flops() / stations + lstm_flops
 
@@ -472,6 +473,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         out=args.out,
         init=init,
+        picker=args.picker,
+        freeze_backbone=args.freeze_backbone,
+        distill_weight=args.distill_weight,
+        real_dataset=args.real_dataset,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -824,6 +829,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", required=True, help="output weights path without suffix, e.g. weights/NAME"
     )
     p.add_argument("--init", help="start from these weights: " + WEIGHTS_HELP)
+    p.add_argument(
+        "--picker",
+        help="start from a published PhaseNet's weights (seisbench PhaseNet.from_pretrained name, e.g. "
+        "original, instance, stead, scedc, ethz)",
+    )
+    p.add_argument(
+        "--freeze-backbone",
+        action="store_true",
+        help="keep the per-station (PhaseNet) path as it is; train only the graph branch and the event head",
+    )
+    p.add_argument(
+        "--real-dataset",
+        help="SeisBench dataset of real windows with trace_label_source 'pseudo'/'none' "
+        "(benchmarks/build_training_data.py), trained with distillation",
+    )
+    p.add_argument(
+        "--distill-weight",
+        type=float,
+        default=1.0,
+        help="weight of the distillation term on real windows (default 1.0)",
+    )
     p.add_argument("--epochs", type=int, default=20, help="maximum epochs (default 20)")
     p.add_argument("--batch-size", type=int, default=8, help="events (station groups) per batch")
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")

@@ -37,9 +37,9 @@ from .geometry import (
     unproject,
     warn_far_stations,
 )
-from .nn.disentangle import DisentangledGraphLayer
-from .nn.encoder import TemporalEncoder
-from .nn.heads import EventHead, PickDecoder
+from .nn.encoder import StationGraphBranch
+from .nn.heads import EventHead
+from .nn.phasenet import PhaseNetBackbone
 from .prepare import (
     GridRecord,
     OutageLog,
@@ -62,11 +62,15 @@ class SINE(WaveformModel):
     waveforms of a group of stations at once, per-station P/S/noise probabilities and the event's epicentre,
     depth and magnitude with uncertainties.
 
-    Per-station CNN + BiLSTM encoders feed a station graph built from the stations' coordinates (k nearest
-    neighbours, edge attributes from distance, azimuth and elevation difference). Each graph layer splits the
-    features into K latent channels, routes every edge to the channels by neighbourhood routing and passes
-    messages per channel. A U-Net style decoder returns pick probabilities at sample resolution and a
-    parsing head regresses the event parameters.
+    Every station goes through a picker in the layout of SeisBench's ``PhaseNet`` (a CNN encoder down to a
+    bottleneck of 12 steps of 2.56 s and a U-Net decoder back to sample resolution), so that a published
+    picker's weights can be copied in (:meth:`from_picker`). At the bottleneck, SINE's spatio-temporal branch --
+    a BiLSTM over time and disentangled graph layers over a station graph built from the stations' coordinates
+    (k nearest neighbours, edge attributes from distance, azimuth and elevation difference; each layer splits
+    the features into K latent channels, routes every edge to the channels by neighbourhood routing and passes
+    messages per channel) -- adds a residual whose output projection starts at zero: a SINE built from a picker
+    and not trained yet returns exactly that picker's probabilities. The event head parses the bottleneck and
+    graph features of the group's stations and regresses the event parameters.
 
     ``annotate`` and ``classify`` take an ObsPy Stream of a whole network plus station coordinates
     (``inventory=`` an ObsPy Inventory or a DataFrame); the network is split into compact overlapping groups of
@@ -74,14 +78,13 @@ class SINE(WaveformModel):
 
     .. document_args:: sine_seisbench SINE
 
-    :param in_channels: Number of components (3: ZNE; missing components are zero-filled and masked).
+    :param in_channels: Number of components (3: ZNE; missing components are zero-filled).
     :param phases: Output labels, P, S and noise.
     :param sampling_rate: Sampling rate in Hz.
-    :param in_samples: Window length in samples.
+    :param in_samples: Window length in samples (PhaseNet's 3001).
     :param max_stations: Stations per group (the padded station axis).
-    :param encoder_filters: Stem and residual-block channels of the temporal encoder.
-    :param encoder_strides: Down-sampling factor of each residual block.
-    :param lstm_hidden: Hidden size of each BiLSTM direction.
+    :param filter_factor: Width multiplier of the PhaseNet layout (SeisBench's ``filter_factor``).
+    :param lstm_hidden: Hidden size of each BiLSTM direction of the bottleneck branch.
     :param latent_channels: Number of disentangled latent channels K.
     :param routing_iterations: Neighbourhood routing iterations.
     :param graph_layers: Number of disentangled graph layers.
@@ -89,7 +92,11 @@ class SINE(WaveformModel):
     :param radius_km: Optional largest edge length of the station graph.
     :param event_scales: Output scales of east, north, depth and magnitude.
     :param event_offsets: Output offsets of east, north, depth and magnitude.
-    :param norm: Waveform normalisation, "std" or "peak" (per station, over all components).
+    :param norm: Waveform normalisation of each component, "std" or "peak", as the picker's (PhaseNet: demean,
+                 divide by the standard deviation + 1e-10). The event head receives log10 of each station's
+                 largest component scale as its amplitude level.
+    :param picker: The published picker the per-station path was copied from (set by :meth:`from_picker`;
+                   kept in the saved weights for the model card), or None.
     :param calibrated_amplitudes: Whether the event head uses the amplitude level of stations whose response
                                   is known (``remove_sensitivity``). Training and inference follow this one
                                   switch: weights trained without amplitudes (``socal_sim``) never see them at
@@ -119,8 +126,9 @@ class SINE(WaveformModel):
         False,
     )
     _annotate_args["remove_sensitivity"] = (
-        "If true and the inventory holds responses, divide traces by their overall sensitivity so that the "
-        "amplitude feature used for magnitude is in physical units.",
+        "If true, the inventory holds responses and the model uses physical amplitudes "
+        "(calibrated_amplitudes=True), divide traces by their overall sensitivity so that the amplitude "
+        "feature used for magnitude is in physical units.",
         True,
     )
     _annotate_args["min_stations"] = (
@@ -156,8 +164,7 @@ class SINE(WaveformModel):
         sampling_rate: float = 100,
         in_samples: int = 3001,
         max_stations: int = 16,
-        encoder_filters: tuple[int, ...] = (8, 16, 32, 64),
-        encoder_strides: tuple[int, ...] = (4, 2, 2),
+        filter_factor: int = 1,
         lstm_hidden: int = 32,
         latent_channels: int = 4,
         routing_iterations: int = 3,
@@ -168,6 +175,7 @@ class SINE(WaveformModel):
         event_offsets: tuple[float, ...] = (0.0, 0.0, 10.0, 2.0),
         norm: str = "std",
         calibrated_amplitudes: bool = False,
+        picker: str | None = None,
         **kwargs,
     ) -> None:
         citation = (
@@ -192,8 +200,7 @@ class SINE(WaveformModel):
         )
         self.in_channels = in_channels
         self.max_stations = max_stations
-        self.encoder_filters = tuple(encoder_filters)
-        self.encoder_strides = tuple(encoder_strides)
+        self.filter_factor = int(filter_factor)
         self.lstm_hidden = lstm_hidden
         self.latent_channels = latent_channels
         self.routing_iterations = routing_iterations
@@ -203,25 +210,22 @@ class SINE(WaveformModel):
         self.event_offsets = tuple(event_offsets)
         self.norm = norm
         self.calibrated_amplitudes = bool(calibrated_amplitudes)
+        self.picker = picker
 
-        self.encoder = TemporalEncoder(  # input: waveforms and the component mask
-            2 * in_channels, self.encoder_filters, self.encoder_strides, lstm_hidden
+        self.backbone = PhaseNetBackbone(in_channels, len(phases), self.filter_factor)
+        self.branch = StationGraphBranch(
+            self.backbone.bottleneck_channels,
+            lstm_hidden,
+            latent_channels,
+            routing_iterations,
+            graph_layers,
         )
-        features = self.encoder.out_features
-        self.graph = nn.ModuleList(
-            DisentangledGraphLayer(features, latent_channels, 4, routing_iterations)
-            for _ in range(graph_layers)
-        )
-        self.decoder = PickDecoder(features, self.encoder_filters[:-1], classes=len(phases))
         self.event_head = EventHead(
-            features, N_STATION_FEATURES, scales=self.event_scales, offsets=self.event_offsets
+            self.backbone.bottleneck_channels + self.branch.out_features,
+            N_STATION_FEATURES,
+            scales=self.event_scales,
+            offsets=self.event_offsets,
         )
-        with torch.no_grad():
-            # Prior: most samples are noise. Untrained weights then produce (almost) no picks.
-            bias = torch.full((len(phases),), -2.0)
-            if "N" in phases:
-                bias[phases.index("N")] = 2.0
-            self.decoder.out.bias.copy_(bias)
 
     # ------------------------------------------------------------------------------------------------
     # Network
@@ -235,6 +239,7 @@ class SINE(WaveformModel):
         calibrated: torch.Tensor | None = None,
         logits: bool = False,
         event: bool = True,
+        teacher: bool = False,
     ) -> dict[str, torch.Tensor]:
         """
         :param x: Normalised waveforms ``(batch, stations, components, samples)``; absent components and
@@ -248,6 +253,8 @@ class SINE(WaveformModel):
                            (all False) unless the model was built with ``calibrated_amplitudes=True``.
         :param logits: Return logits instead of probabilities for the picks.
         :param event: Run the event head (``annotate`` needs only the picks and skips it).
+        :param teacher: Also return ``teacher_picks``: the per-station path without the graph branch's residual
+                        (the picker SINE started from, while the backbone is frozen), for distillation.
         :return: ``picks`` ``(batch, stations, len(phases), samples)`` (zero for padded stations), and unless
                  ``event`` is false, ``event_mean`` and ``event_std`` ``(batch, 4)`` for east km, north km,
                  depth km, magnitude.
@@ -268,34 +275,33 @@ class SINE(WaveformModel):
         # no station with data in the whole batch (an outage): nothing to run
         if valid.numel() == 0:
             result = {"picks": x.new_zeros(b, s, len(self.labels), t)}
+            if teacher:
+                result["teacher_picks"] = result["picks"]
             if event:
                 result["event_mean"] = x.new_full((b, 4), float("nan"))
                 result["event_std"] = x.new_full((b, 4), float("nan"))
             return result
         batch = torch.div(valid, s, rounding_mode="floor")
         comp = component_mask.reshape(b * s, c)[valid].to(x.dtype)
-        xv = x.reshape(b * s, c, t)[valid]
-        pad = (-t) % self.encoder.downsampling
-        inp = torch.cat([xv, comp.unsqueeze(-1).expand(-1, -1, t)], dim=1)
-        inp = F.pad(inp, (0, pad))
-
-        h, skips = self.encoder(inp)
+        h, skips = self.backbone.encode(x.reshape(b * s, c, t)[valid])
 
         edge_index, edge_attr = build_station_graph(
             positions, station_mask, self.k_neighbours, self.radius_km
         )
         remap = torch.full((b * s,), -1, dtype=torch.long, device=x.device)
         remap[valid] = torch.arange(valid.numel(), device=x.device)
-        edge_index = remap[edge_index]
-        for layer in self.graph:
-            h, _ = layer(h, edge_index, edge_attr)
+        residual, graph_features = self.branch(h, remap[edge_index], edge_attr)
 
-        pick_logits = self.decoder(h, skips)[..., :t]
+        def scatter_back(pick_logits: torch.Tensor) -> torch.Tensor:
+            picks = pick_logits if logits else torch.softmax(pick_logits, dim=1)
+            out = x.new_zeros(b * s, picks.shape[1], t)
+            out[valid] = picks.to(out.dtype)
+            return out.view(b, s, -1, t)
 
-        picks = pick_logits if logits else torch.softmax(pick_logits, dim=1)
-        out = x.new_zeros(b * s, picks.shape[1], t)
-        out[valid] = picks
-        result = {"picks": out.view(b, s, -1, t)}
+        result = {"picks": scatter_back(self.backbone.decode(h + residual, skips))}
+        if teacher:
+            with torch.no_grad():
+                result["teacher_picks"] = scatter_back(self.backbone.decode(h, skips))
         if event:
             pos_v = positions.reshape(b * s, 3)[valid]
             amp_v = amplitude.reshape(b * s)[valid]
@@ -309,7 +315,9 @@ class SINE(WaveformModel):
                 ],
                 dim=-1,
             )
-            mean, std = self.event_head(h, station_features, batch, b)
+            mean, std = self.event_head(
+                torch.cat([h, graph_features], dim=1), station_features, batch, b
+            )
             empty = ~station_mask.any(-1)  # groups without any station with data: no estimate
             if empty.any():
                 mean = mean.masked_fill(empty.unsqueeze(-1), float("nan"))
@@ -334,7 +342,11 @@ class SINE(WaveformModel):
                 f"SINE: no coordinates for {', '.join(dropped)}; these stations are left out "
                 "(drop_unlocated=True)."
             )
-        if self._argdict_get_with_default(argdict, "remove_sensitivity"):
+        # Only models that use physical amplitudes see responses: the picker's path is then fed what the
+        # picker was trained on (counts), and its eps (1e-10) stays negligible.
+        if self.calibrated_amplitudes and self._argdict_get_with_default(
+            argdict, "remove_sensitivity"
+        ):
             _remove_sensitivity(stream, argdict.get("inventory"))
         super().annotate_stream_pre(stream, argdict)
 
@@ -363,14 +375,16 @@ class SINE(WaveformModel):
     def annotate_batch_pre(
         self, batch: torch.Tensor, argdict: dict[str, Any]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Demeans each component, normalises each station over all components and pads the station axis
-        to ``max_stations``. The piggyback is log10 of each station's normalisation scale."""
+        """Normalises as the picker does (PhaseNet: each component demeaned and divided by its standard
+        deviation + 1e-10, or its peak) and pads the station axis to ``max_stations``. The piggyback is log10 of
+        each station's largest component scale (the amplitude level given to the event head)."""
         batch = batch - batch.mean(dim=-1, keepdim=True)
         if self.norm == "std":
-            scale = batch.std(dim=-1).amax(dim=-1)
+            comp_scale = batch.std(dim=-1, keepdim=True)
         else:
-            scale = batch.abs().amax(dim=(-1, -2))
-        batch = batch / scale.clamp(min=1e-30).unsqueeze(-1).unsqueeze(-1)
+            comp_scale = batch.abs().amax(dim=-1, keepdim=True)
+        batch = batch / (comp_scale + 1e-10)
+        scale = comp_scale[..., 0].amax(dim=-1)
         log_scale = torch.log10(scale.clamp(min=1e-30))
         if batch.shape[1] < self.max_stations:
             missing = self.max_stations - batch.shape[1]
@@ -756,20 +770,84 @@ class SINE(WaveformModel):
             sampling_rate=self.sampling_rate,
             in_samples=self.in_samples,
             max_stations=self.max_stations,
-            encoder_filters=list(self.encoder_filters),
-            encoder_strides=list(self.encoder_strides),
+            filter_factor=self.filter_factor,
             lstm_hidden=self.lstm_hidden,
             latent_channels=self.latent_channels,
             routing_iterations=self.routing_iterations,
-            graph_layers=len(self.graph),
+            graph_layers=len(self.branch.graph),
             k_neighbours=self.k_neighbours,
             radius_km=self.radius_km,
             event_scales=list(self.event_scales),
             event_offsets=list(self.event_offsets),
             norm=self.norm,
             calibrated_amplitudes=self.calibrated_amplitudes,
+            picker=self.picker,
         )
         return model_args
+
+    @classmethod
+    def from_picker(cls, picker: nn.Module, weights_name: str | None = None, **kwargs) -> SINE:
+        """A SINE whose per-station path is a copy of a published picker's weights.
+
+        ``SINE.from_picker(seisbench.models.PhaseNet.from_pretrained("original"))`` (or 'instance', 'stead',
+        'scedc', 'ethz', ...). The picker's input components and output labels are re-ordered into SINE's ZNE and
+        P/S/N (a permutation of the first and last layers' weights, which changes no result), its normalisation
+        and its annotate defaults (``overlap``, ``blinding``, ``stacking``) are taken over. The graph branch's
+        output starts at zero and the event head is untrained: until SINE is trained, its pick probabilities
+        are the picker's, and its event estimates mean nothing.
+
+        :param picker: A ``seisbench.models.PhaseNet`` (3 components, P, S and noise labels).
+        :param weights_name: The picker's weights name (e.g. 'original'), recorded in SINE's ``picker`` argument.
+        :param kwargs: Further SINE arguments (e.g. ``max_stations``, ``lstm_hidden``).
+        """
+        import seisbench.models as sbm
+
+        if type(picker) is not sbm.PhaseNet:
+            raise TypeError(
+                f"SINE.from_picker takes a seisbench.models.PhaseNet, got {type(picker).__name__}; other "
+                "layouts (PhaseNetLight, EQTransformer, ...) cannot be copied into SINE's per-station path."
+            )
+        if getattr(picker, "norm_amp_per_comp", False) or getattr(picker, "norm_detrend", False):
+            raise ValueError(
+                "SINE.from_picker: pickers with PickBlue normalisation (norm_amp_per_comp/norm_detrend) are "
+                "not supported."
+            )
+        order, labels = picker.component_order, "".join(picker.labels)
+        if (
+            picker.in_channels != 3
+            or sorted(order) != sorted("ZNE")
+            or sorted(labels) != sorted("PSN")
+        ):
+            raise ValueError(
+                f"SINE.from_picker needs a 3-component ZNE picker with P, S and N labels; this one has "
+                f"components {order!r} and labels {labels!r}."
+            )
+        kwargs.setdefault(
+            "picker",
+            f"{type(picker).__name__}"
+            + (f" '{weights_name}'" if weights_name else "")
+            + (f" (weights v{picker.weights_version})" if picker.weights_version else "")
+            + f"; {picker.citation}",
+        )
+        model = cls(
+            in_channels=3,
+            phases="PSN",
+            sampling_rate=picker.sampling_rate,
+            norm=picker.norm,
+            filter_factor=getattr(picker, "filter_factor", 1),
+            **kwargs,
+        )
+        state = picker.state_dict()
+        comp = [order.index(c) for c in "ZNE"]
+        out = [labels.index(c) for c in "PSN"]
+        state["inc.weight"] = state["inc.weight"][:, comp]
+        state["out.weight"] = state["out.weight"][out]
+        state["out.bias"] = state["out.bias"][out]
+        model.backbone.load_state_dict(state)
+        for key in ("overlap", "blinding", "stacking"):
+            if key in picker.default_args:
+                model.default_args[key] = picker.default_args[key]
+        return model
 
     @classmethod
     def shipped_weights(cls) -> dict[str, Path]:

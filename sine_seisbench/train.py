@@ -38,6 +38,7 @@ METRIC_COLUMNS = [
     "loss",
     "loss_picks",
     "loss_event",
+    "loss_distill",
     "p_residual_mae_s",
     "p_picked_fraction",
     "p_within_0.1s_fraction",
@@ -58,6 +59,10 @@ class TrainConfig:
     dataset: str
     out: str
     init: str | None = None
+    picker: str | None = None
+    freeze_backbone: bool = False
+    distill_weight: float = 1.0
+    real_dataset: str | None = None
     epochs: int = 20
     batch_size: int = 8
     lr: float = 1e-3
@@ -123,10 +128,12 @@ class SINELoss(nn.Module):
         pick_weight: float = 1.0,
         event_weight: float = 0.1,
         uncertainty_weighting: bool = False,
+        distill_weight: float = 1.0,
     ):
         super().__init__()
         self.pick_weight = pick_weight
         self.event_weight = event_weight
+        self.distill_weight = distill_weight
         self.log_vars = nn.Parameter(torch.zeros(2)) if uncertainty_weighting else None
 
     def forward(
@@ -135,7 +142,15 @@ class SINELoss(nn.Module):
         mask = batch["station_mask"]
         log_p = F.log_softmax(out["picks"].float(), dim=2)
         ce = -(batch["y"] * log_p).sum(2).mean(-1)  # (B, S)
-        pick_loss = (ce * mask).sum() / mask.sum().clamp(min=1)
+        weight = mask * batch["pick_weight"] if "pick_weight" in batch else mask.float()
+        pick_loss = (ce * weight).sum() / weight.sum().clamp(min=1)
+        distill_loss = log_p.new_zeros(())
+        if "teacher_picks" in out and "distill" in batch:
+            # KL(teacher || student) per station, summed over classes and averaged over samples
+            t_log = F.log_softmax(out["teacher_picks"].float(), dim=2)
+            kl = (t_log.exp() * (t_log - log_p)).sum(2).mean(-1)
+            dw = mask * batch["distill"]
+            distill_loss = (kl * dw).sum() / dw.sum().clamp(min=1)
 
         ev_mask = batch["event_mask"] & mask.any(1, keepdim=True)
         var = out["event_std"].float() ** 2
@@ -153,11 +168,18 @@ class SINELoss(nn.Module):
             )
         else:
             total = self.pick_weight * pick_loss + self.event_weight * event_loss
-        return {"loss": total, "loss_picks": pick_loss, "loss_event": event_loss}
+        total = total + self.distill_weight * distill_loss
+        return {
+            "loss": total,
+            "loss_picks": pick_loss,
+            "loss_event": event_loss,
+            "loss_distill": distill_loss,
+        }
 
 
 def forward_batch(model: SINE, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Runs the model on a generator batch, normalising exactly as ``annotate`` does."""
+    """Runs the model on a generator batch, normalising exactly as ``annotate`` does; with the teacher's picks
+    (the per-station path without the graph residual) where the batch holds windows to distil."""
     x, log_scale = model.annotate_batch_pre(batch["X"], {})
     return model(
         x,
@@ -168,6 +190,7 @@ def forward_batch(model: SINE, batch: dict[str, torch.Tensor]) -> dict[str, torc
         # trace_calibrated column; the model uses it only if built with calibrated_amplitudes=True
         calibrated=batch.get("calibrated", torch.zeros_like(batch["station_mask"])),
         logits=True,
+        teacher=bool("distill" in batch and batch["distill"].any()),
     )
 
 
@@ -279,6 +302,21 @@ def _loader(generator, batch_size: int, shuffle: bool, workers: int, seed: int) 
     )
 
 
+def initial_model(config: TrainConfig) -> SINE:
+    """The model training starts from: ``--init`` weights, a published PhaseNet (``--picker NAME``, copied with
+    :meth:`SINE.from_picker`), or an untrained SINE."""
+    if config.init and config.picker:
+        raise ValueError("give either --init or --picker, not both")
+    if config.init:
+        return _load_init(config.init)
+    if config.picker:
+        import seisbench.models as sbm
+
+        picker = sbm.PhaseNet.from_pretrained(config.picker)
+        return SINE.from_picker(picker, config.picker, max_stations=config.max_stations)
+    return SINE(max_stations=config.max_stations)
+
+
 def _load_init(init: str) -> SINE:
     path = Path(init)
     if path.with_name(path.name + ".json").exists():
@@ -313,9 +351,16 @@ def train(config: TrainConfig) -> dict[str, float]:
     device = resolve_device(config.device)
     seed_everything(config.seed)
 
-    model = _load_init(config.init) if config.init else SINE(max_stations=config.max_stations)
+    model = initial_model(config)
     model.to(device)
-    dataset = prepare_dataset(open_dataset(config.dataset))
+    if config.freeze_backbone:
+        # the picker's weights stay as published; it is also the distillation teacher
+        for p in model.backbone.parameters():
+            p.requires_grad_(False)
+    dataset = open_dataset(config.dataset)
+    if config.real_dataset:
+        dataset = sbd.MultiWaveformDataset([dataset, open_dataset(config.real_dataset)])
+    dataset = prepare_dataset(dataset)
     noise = open_dataset(config.noise_dataset) if config.noise_dataset else None
     train_gen = build_generator(dataset.train(), model.max_stations, model.in_samples, True, noise)
     dev_gen = build_generator(dataset.dev(), model.max_stations, model.in_samples, False)
@@ -327,11 +372,14 @@ def train(config: TrainConfig) -> dict[str, float]:
     train_loader = _loader(train_gen, config.batch_size, True, config.workers, config.seed)
     dev_loader = _loader(dev_gen, config.batch_size, False, config.workers, config.seed)
 
-    loss_fn = SINELoss(config.pick_weight, config.event_weight, config.uncertainty_weighting).to(
-        device
-    )
+    loss_fn = SINELoss(
+        config.pick_weight,
+        config.event_weight,
+        config.uncertainty_weighting,
+        config.distill_weight,
+    ).to(device)
     optimizer = torch.optim.AdamW(
-        list(model.parameters()) + list(loss_fn.parameters()),
+        [p for p in model.parameters() if p.requires_grad] + list(loss_fn.parameters()),
         lr=config.lr,
         weight_decay=config.weight_decay,
     )
@@ -354,6 +402,8 @@ def train(config: TrainConfig) -> dict[str, float]:
 
     for epoch in range(start_epoch, config.epochs):
         model.train()
+        if config.freeze_backbone:
+            model.backbone.eval()  # BatchNorm keeps the picker's statistics
         acc = MetricAccumulator(model.sampling_rate)
         t0 = time.perf_counter()
         bar = tqdm(train_loader, desc=f"epoch {epoch}", leave=False)

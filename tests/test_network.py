@@ -8,9 +8,22 @@ from sine_seisbench.geometry import build_station_graph
 from sine_seisbench.nn.disentangle import DisentangledGraphLayer, NeighbourhoodRouting
 
 
-def small_model(**kw) -> SINE:
+def small_model(trained_branch: bool = True, **kw) -> SINE:
+    """A small SINE; ``trained_branch`` gives the graph branch's output projection (zero at construction)
+    random weights, as training would."""
     torch.manual_seed(0)
-    return SINE(in_samples=1001, max_stations=8, **kw).eval()
+    model = SINE(in_samples=1001, max_stations=8, **kw)
+    # BatchNorm statistics of real activations (as a trained picker has): one batch in train mode
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm1d):
+            module.momentum = None
+    with torch.no_grad():
+        model.train()(*inputs(seed=5)[:1], positions=inputs(seed=5)[1])
+    model.eval()
+    if trained_branch:
+        with torch.no_grad():
+            model.branch.proj_out.weight.normal_(0.0, 0.3)
+    return model
 
 
 def inputs(b=2, s=8, n_real=5, t=1001, seed=1):
@@ -78,6 +91,29 @@ def test_geometry_changes_outputs():
     assert not torch.allclose(a["picks"], b["picks"])
 
 
+def test_untrained_branch_leaves_the_per_station_path_unchanged():
+    """The graph branch's output projection starts at zero: picks are the per-station path's alone (what the
+    published picker returns after SINE.from_picker), whatever the geometry and the other stations; once the
+    projection is non-zero the other stations change them."""
+    model = small_model(trained_branch=False)
+    x, pos = inputs(n_real=6)
+    with torch.no_grad():
+        out = model(x, positions=pos, teacher=True)
+        moved = model(x, positions=pos * 3)
+        alone = model(x[:, :1], positions=pos[:, :1])
+        h, skips = model.backbone.encode(x[0, :6])
+        direct = torch.softmax(model.backbone.decode(h, skips), dim=1)
+    assert torch.equal(out["picks"], out["teacher_picks"])
+    assert torch.equal(out["picks"], moved["picks"])
+    assert torch.allclose(out["picks"][:, :1], alone["picks"], atol=1e-6)
+    assert torch.allclose(out["picks"][0, :6], direct, atol=1e-6)
+    with torch.no_grad():
+        model.branch.proj_out.weight.normal_(0.0, 0.3)
+        trained = model(x, positions=pos, teacher=True)
+    assert torch.allclose(trained["teacher_picks"], out["picks"], atol=1e-6)
+    assert not torch.allclose(trained["picks"], out["picks"], atol=1e-3)
+
+
 def test_z_only_station_is_flagged_and_runs():
     model = small_model()
     x, pos = inputs(n_real=4)
@@ -88,7 +124,7 @@ def test_z_only_station_is_flagged_and_runs():
         x_noisy[:, 1, 1:] = 1e-3
         out_noisy = model(x_noisy, positions=pos)
     assert torch.isfinite(out["picks"]).all()
-    # A zero horizontal is masked (flag 0), a tiny non-zero one is not: outputs differ
+    # A zero horizontal is absent (flag 0 for the event head), a tiny non-zero one is not: outputs differ
     assert not torch.allclose(out["picks"][:, 1], out_noisy["picks"][:, 1])
 
 
@@ -138,9 +174,10 @@ def test_gradients_reach_all_heads():
     loss = out["picks"].mean() + out["event_mean"].sum() + out["event_std"].sum()
     loss.backward()
     for name in [
-        "encoder.stem.0.weight",
-        "graph.0.convs.0.lin.weight",
-        "decoder.out.weight",
+        "backbone.inc.weight",
+        "branch.lstm.weight_ih_l0",
+        "branch.graph.0.convs.0.lin.weight",
+        "backbone.out.weight",
         "event_head.mlp.2.weight",
     ]:
         params = [p for n, p in model.named_parameters() if n.startswith(name)]

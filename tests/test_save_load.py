@@ -19,7 +19,7 @@ def custom_model() -> SINE:
     return SINE(
         max_stations=5,
         in_samples=2001,
-        encoder_filters=(8, 16, 24, 32),
+        filter_factor=2,
         lstm_hidden=16,
         latent_channels=2,
         graph_layers=1,

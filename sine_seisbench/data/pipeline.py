@@ -202,12 +202,47 @@ class FirstPWindow:
         state_dict[self.key] = (window, metadata)
 
 
+#: Metadata column naming where a trace's pick labels come from (see :func:`label_weights`).
+LABEL_SOURCE = "trace_label_source"
+
+
+def label_weights(metadata: dict[str, Any], stations: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-station weights of the pick cross-entropy and of the distillation term, from ``trace_label_source``:
+
+    - ``simulated`` (or no such column: a labelled dataset): every station's labels are true, arrivals and
+      noise alike: cross-entropy 1, distillation 0;
+    - ``pseudo``: a real window where the teacher's picks were confirmed by at least 3 stations of one located
+      event: cross-entropy 1 on the stations with a confirmed P or S, 0 elsewhere (an unconfirmed arrival may
+      be there); distillation 1 everywhere (the window is real);
+    - ``none``: a real window without confirmed labels: distillation only.
+    """
+    source = metadata.get(LABEL_SOURCE)
+    if source is None:
+        return np.ones(stations, dtype=np.float32), np.zeros(stations, dtype=np.float32)
+    source = np.broadcast_to(np.asarray(source, dtype=object), (stations,))
+    arrivals = [
+        np.asarray(metadata[c], dtype=float).reshape(-1)
+        for c in (*P_COLUMNS, *S_COLUMNS)
+        if c in metadata
+    ]
+    has_label = (
+        np.any([np.isfinite(np.broadcast_to(a, (stations,))) for a in arrivals], axis=0)
+        if arrivals
+        else np.zeros(stations, dtype=bool)
+    )
+    simulated = np.array([str(v) not in ("pseudo", "none") for v in source])
+    pseudo = np.array([str(v) == "pseudo" for v in source])
+    pick_weight = (simulated | (pseudo & has_label)).astype(np.float32)
+    return pick_weight, (~simulated).astype(np.float32)
+
+
 class EventTargets:
     """Station positions, masks and event targets relative to the group's reference point.
 
     Writes ``positions`` (S, 3) east/north/up km, ``station_mask`` (S,), ``calibrated`` (S,) (metadata column
     ``trace_calibrated``: the waveforms are ground velocity in m/s), ``event_target`` (4,) east km, north km,
-    depth km, magnitude and ``event_mask`` (4,) (False where the metadata lack a value).
+    depth km, magnitude, ``event_mask`` (4,) (False where the metadata lack a value), and the per-station loss
+    weights ``pick_weight`` and ``distill`` (S,) of :func:`label_weights`.
     """
 
     def __init__(self, key: str = "X") -> None:
@@ -243,6 +278,9 @@ class EventTargets:
         state_dict["calibrated"] = (mask & (np.nan_to_num(calibrated) > 0), None)
         state_dict["event_mask"] = (np.isfinite(target), None)
         state_dict["event_target"] = (np.nan_to_num(target), None)
+        pick_weight, distill = label_weights(metadata, s)
+        state_dict["pick_weight"] = (pick_weight * mask, None)
+        state_dict["distill"] = (distill * mask, None)
 
     @staticmethod
     def _first_finite(values) -> float:

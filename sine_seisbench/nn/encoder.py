@@ -1,91 +1,67 @@
-"""Per-station temporal encoder: a residual CNN front end that downsamples in time, then a BiLSTM."""
+"""SINE's spatio-temporal branch at the picker's bottleneck: a BiLSTM over time, then disentangled graph layers
+over the stations, returned as a residual to the bottleneck whose output projection starts at zero."""
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-class ResidualDownBlock(nn.Module):
-    """Two 1-D convolutions, the first strided, with a strided shortcut; divides the time axis by ``stride``.
-
-    :param in_channels: Input feature channels.
-    :param out_channels: Output feature channels.
-    :param stride: Down-sampling factor.
-    :param kernel_size: Convolution kernel size (odd).
-    """
-
-    def __init__(
-        self, in_channels: int, out_channels: int, stride: int = 2, kernel_size: int = 7
-    ) -> None:
-        super().__init__()
-        pad = kernel_size // 2
-        self.conv1 = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, padding=pad)
-        self.bn1 = nn.BatchNorm1d(out_channels)
-        self.conv2 = nn.Conv1d(out_channels, out_channels, kernel_size, padding=pad)
-        self.bn2 = nn.BatchNorm1d(out_channels)
-        self.shortcut = nn.Conv1d(in_channels, out_channels, 1, stride=stride)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu(self.bn1(self.conv1(x)))
-        y = self.bn2(self.conv2(y))
-        # Strided 1x1 shortcut computed on the kept samples only (identical result, far cheaper for stride 4)
-        stride = self.shortcut.stride[0]
-        shortcut = F.conv1d(x[..., ::stride], self.shortcut.weight, self.shortcut.bias)
-        return F.relu(y + shortcut[..., : y.shape[-1]])
+from .disentangle import DisentangledGraphLayer
 
 
-class TemporalEncoder(nn.Module):
-    """CNN + BiLSTM encoder applied to every station independently.
+class StationGraphBranch(nn.Module):
+    """BiLSTM + disentangled station graph on the bottleneck features of every station.
 
-    The input length must be a multiple of the product of ``strides``; :class:`~sine_seisbench.model.SINE`
-    pads windows accordingly.
+    ``forward`` returns a residual for the bottleneck and the graph features (for the event head). The residual's
+    projection ``proj_out`` is initialised to zero: a branch that has not been trained leaves the picker's
+    bottleneck, hence its probabilities, exactly as they were.
 
-    :param in_channels: Number of input channels.
-    :param filters: Output channels of the stem followed by one entry per residual down-sampling block.
-    :param strides: Down-sampling factor of each residual block (one fewer entry than ``filters``).
-    :param lstm_hidden: Hidden size of each LSTM direction; the output has ``2 * lstm_hidden`` features.
-    :param kernel_size: Convolution kernel size.
+    :param channels: Bottleneck channels of the picker.
+    :param lstm_hidden: Hidden size of each LSTM direction; the graph features have ``2 * lstm_hidden`` channels.
+    :param latent_channels: Disentangled latent channels K of each graph layer.
+    :param routing_iterations: Neighbourhood routing iterations.
+    :param graph_layers: Number of disentangled graph layers.
+    :param edge_features: Size of the edge attribute vector.
     """
 
     def __init__(
         self,
-        in_channels: int = 3,
-        filters: tuple[int, ...] = (8, 16, 32, 64),
-        strides: tuple[int, ...] = (4, 2, 2),
+        channels: int,
         lstm_hidden: int = 32,
-        kernel_size: int = 7,
+        latent_channels: int = 4,
+        routing_iterations: int = 3,
+        graph_layers: int = 2,
+        edge_features: int = 4,
     ) -> None:
         super().__init__()
-        self.stem = nn.Sequential(
-            nn.Conv1d(in_channels, filters[0], kernel_size, padding=kernel_size // 2),
-            nn.BatchNorm1d(filters[0]),
-            nn.ReLU(),
+        features = 2 * lstm_hidden
+        self.proj_in = nn.Conv1d(channels, features, 1)
+        self.lstm = nn.LSTM(features, lstm_hidden, batch_first=True, bidirectional=True)
+        self.graph = nn.ModuleList(
+            DisentangledGraphLayer(features, latent_channels, edge_features, routing_iterations)
+            for _ in range(graph_layers)
         )
-        if len(strides) != len(filters) - 1:
-            raise ValueError("strides needs one entry per residual block (len(filters) - 1)")
-        self.blocks = nn.ModuleList(
-            ResidualDownBlock(c_in, c_out, stride, kernel_size)
-            for c_in, c_out, stride in zip(filters[:-1], filters[1:], strides, strict=True)
-        )
-        self.lstm = nn.LSTM(filters[-1], lstm_hidden, batch_first=True, bidirectional=True)
-        self.downsampling = math.prod(strides)
-        self.out_features = 2 * lstm_hidden
+        self.proj_out = nn.Conv1d(features, channels, 1)
+        nn.init.zeros_(self.proj_out.weight)
+        nn.init.zeros_(self.proj_out.bias)
+        self.out_features = features
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(
+        self, h: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """
-        :param x: Waveforms, shape ``(N, components, samples)``.
-        :return: Features ``(N, 2 * lstm_hidden, samples / downsampling)`` and the skip tensors of every
-                 resolution level, finest first (for the pick decoder).
+        :param h: Bottleneck features of the stations with data ``(N, channels, T)``.
+        :param edge_index: ``(2, edges)`` station graph over those N stations.
+        :param edge_attr: ``(edges, edge_features)``.
+        :return: The residual ``(N, channels, T)`` and the graph features ``(N, 2 * lstm_hidden, T)``.
         """
-        x = self.stem(x)
-        skips = [x]
-        for block in self.blocks:
-            x = block(x)
-            skips.append(x)
-        skips.pop()  # the coarsest level is the LSTM input itself
-        y, _ = self.lstm(x.transpose(1, 2))
-        return y.transpose(1, 2), skips
+        z = F.relu(self.proj_in(h))
+        z, _ = self.lstm(z.transpose(1, 2))
+        z = z.transpose(1, 2)
+        for layer in self.graph:
+            z, _ = layer(z, edge_index, edge_attr)
+        return self.proj_out(z), z
+
+
+__all__ = ["StationGraphBranch"]

@@ -1,4 +1,4 @@
-"""Parsing heads: a pick decoder back to sample resolution and event regression with uncertainty."""
+"""Parsing head: event regression with uncertainty from the stations' bottleneck and graph features."""
 
 from __future__ import annotations
 
@@ -9,50 +9,6 @@ from torch_geometric.utils import scatter
 
 #: Order of the event parameters returned by :class:`EventHead`.
 EVENT_PARAMETERS = ("east_km", "north_km", "depth_km", "magnitude")
-
-
-class PickDecoder(nn.Module):
-    """U-Net style decoder: upsamples graph features and merges the encoder's skip tensors.
-
-    :param in_features: Channels of the coarsest (graph) features.
-    :param skip_channels: Channels of the skip tensors, finest first (as returned by the encoder).
-    :param classes: Output classes (P, S, noise).
-    :param kernel_size: Convolution kernel size.
-    """
-
-    def __init__(
-        self,
-        in_features: int,
-        skip_channels: tuple[int, ...],
-        classes: int = 3,
-        kernel_size: int = 5,
-    ) -> None:
-        super().__init__()
-        self.ups = nn.ModuleList()
-        channels = in_features
-        for skip in reversed(skip_channels):
-            self.ups.append(
-                nn.Sequential(
-                    nn.Conv1d(channels + skip, skip, kernel_size, padding=kernel_size // 2),
-                    nn.BatchNorm1d(skip),
-                    nn.ReLU(),
-                )
-            )
-            channels = skip
-        self.out = nn.Conv1d(channels, classes, 1)
-
-    def forward(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
-        """
-        :param x: Coarse features ``(N, in_features, T / 2**levels)``.
-        :param skips: Skip tensors, finest first.
-        :return: Class logits ``(N, classes, T)``.
-        """
-        for up, skip in zip(self.ups, reversed(skips), strict=True):
-            x = F.interpolate(x, size=skip.shape[-1], mode="nearest")
-            x = up(torch.cat([x, skip], dim=1))
-        # The 1x1 output convolution as a channel contraction: the same result, several times faster on CPU than
-        # a convolution with so few channels at full resolution
-        return torch.einsum("oc,nct->not", self.out.weight[:, :, 0], x) + self.out.bias[:, None]
 
 
 class EventHead(nn.Module):
