@@ -17,6 +17,11 @@ Physics, per event and station:
 - Noise: windows cut from real records (any miniSEED files, e.g. ``../shared/data/continuous``) or, without
   records, coloured Gaussian noise; noise levels drawn from a log-normal distribution in m/s. Random gaps, dead
   components and Z-only stations.
+
+Geometry: :func:`simulate_dataset` records catalogue/region events at the nearest stations of one list;
+:func:`simulate_geometries` draws every event on its own random subset (3-16 stations, 5-150 km aperture) of one
+of many real station lists (:func:`load_station_list` reads every layout in ``../shared/data``), with noise from
+records outside the evaluation data (:func:`default_noise_paths`).
 """
 
 from __future__ import annotations
@@ -425,38 +430,153 @@ class SimulationConfig:
     p_sample_range: tuple[float, float] = (500.0, 2500.0)
 
 
+STATION_COLUMNS = ["network", "station", "latitude", "longitude", "elevation"]
+
+
+def _inventory_frame(inv: obspy.Inventory) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            dict(
+                network=n.code,
+                station=s.code,
+                latitude=s.latitude,
+                longitude=s.longitude,
+                elevation=s.elevation,
+            )
+            for n in inv
+            for s in n
+        ],
+        columns=STATION_COLUMNS,
+    )
+
+
+def load_station_list(path: str | Path | obspy.Inventory | pd.DataFrame) -> pd.DataFrame:
+    """Stations of a station list in any of the layouts found in ``../shared/data``, one row per station.
+
+    Understood layouts:
+
+    - StationXML (``*.xml``), or a folder of StationXML files (e.g. a gmprocess event folder);
+    - ``western_us_stations.csv``: ``network_code``, ``station_code``, latitude, longitude, elevation (m) and
+      decimal-year ``start_date``/``end_date`` (kept, so that subsets can be drawn from co-operating stations);
+    - CSV/TSV with ``network``, ``station``, latitude, longitude and ``elevation`` or ``elevation_m`` (m)
+      (Iceland, Hengill, Ridgecrest ``stations_phaseno.csv``);
+    - ``ridgecrest_stations.tsv``: ``station`` as ``NET.STA.LOC.CHA-prefix`` and ``elevation(m)``;
+    - the whitespace ``lon lat net sta chan elev_km`` list without header (``central_italy_stations_2016.dat``,
+      REAL's station file);
+    - SeisMonitor's ``stations.json``: ``{station: {"network", "coords": [lat, lon, elevation m], ...}}``.
+
+    :return: Columns network, station, latitude, longitude, elevation (m), plus start_date and end_date (decimal
+             years) where the list has them; duplicates of one network.station are merged (the earliest start,
+             the latest end).
+    :raises ValueError: For a layout that is not understood.
+    """
+    if isinstance(path, pd.DataFrame):
+        frame = path.copy()
+    elif isinstance(path, obspy.Inventory):
+        frame = _inventory_frame(path)
+    else:
+        path = Path(path)
+        name = path.name.lower()
+        if path.is_dir():
+            files = sorted(path.glob("*.xml"))
+            if not files:
+                raise ValueError(f"No StationXML files (*.xml) in the folder {path}.")
+            inv = obspy.Inventory()
+            for f in files:
+                inv += obspy.read_inventory(str(f))
+            frame = _inventory_frame(inv)
+        elif name.endswith(".xml"):
+            frame = _inventory_frame(obspy.read_inventory(str(path)))
+        elif name.endswith(".json"):
+            import json
+
+            data = json.loads(path.read_text())
+            frame = pd.DataFrame(
+                [
+                    dict(
+                        network=v["network"],
+                        station=k,
+                        latitude=v["coords"][0],
+                        longitude=v["coords"][1],
+                        elevation=v["coords"][2],
+                    )
+                    for k, v in data.items()
+                ],
+                columns=STATION_COLUMNS,
+            )
+        else:
+            first = path.read_text().lstrip().splitlines()[0].split()
+            try:
+                float(first[0])
+                headerless = True
+            except (ValueError, IndexError):
+                headerless = False
+            if headerless:  # REAL: lon lat net sta chan elev_km
+                raw = pd.read_csv(path, sep=r"\s+", header=None, engine="python")
+                frame = pd.DataFrame(
+                    {
+                        "network": raw[2].astype(str),
+                        "station": raw[3].astype(str),
+                        "latitude": raw[1].astype(float),
+                        "longitude": raw[0].astype(float),
+                        "elevation": raw[5].astype(float) * 1000.0,
+                    }
+                )
+            else:
+                frame = pd.read_csv(path, sep=None, engine="python")
+    frame = frame.rename(
+        columns={
+            "network_code": "network",
+            "station_code": "station",
+            "elevation_m": "elevation",
+            "elevation(m)": "elevation",
+        }
+    )
+    if "network" not in frame.columns and "station" in frame.columns:
+        parts = frame["station"].astype(str).str.split(".")
+        if parts.str.len().min() >= 2:  # NET.STA[.LOC.CHA]
+            frame["network"] = parts.str[0]
+            frame["station"] = parts.str[1]
+    if "elevation" not in frame.columns:
+        frame["elevation"] = 0.0
+    missing = [c for c in STATION_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"Station list {path}: columns {missing} not found (have {list(frame.columns)})."
+        )
+    frame["network"] = frame["network"].astype(str)
+    frame["station"] = frame["station"].astype(str)
+    frame["elevation"] = pd.to_numeric(frame["elevation"], errors="coerce").fillna(0.0)
+    frame = frame.dropna(subset=["latitude", "longitude"])
+    columns = list(STATION_COLUMNS)
+    if {"start_date", "end_date"} <= set(frame.columns):
+        columns += ["start_date", "end_date"]
+        agg = {c: "first" for c in ("latitude", "longitude", "elevation")}
+        agg.update(start_date="min", end_date="max")
+        frame = frame.groupby(["network", "station"], as_index=False, sort=False).agg(agg)
+    else:
+        frame = frame.drop_duplicates(subset=["network", "station"])
+    return frame[columns].reset_index(drop=True)
+
+
 def load_stations(
     source: str | Path | obspy.Inventory | pd.DataFrame, time: float | None = None
 ) -> pd.DataFrame:
-    """Stations as a DataFrame (network, station, latitude, longitude, elevation m) from an Inventory, a StationXML
-    file or a CSV (the ``western_us_stations.csv`` layout with ``network_code``/``station_code`` and decimal-year
-    ``start_date``/``end_date`` is understood; ``time`` in decimal years selects active stations)."""
+    """Stations as a DataFrame (network, station, latitude, longitude, elevation m) from any station list that
+    :func:`load_station_list` reads (an Inventory, StationXML, the ``western_us_stations.csv`` layout, ...);
+    ``time`` in decimal years selects the stations active then, where the list has start and end dates."""
     if isinstance(source, pd.DataFrame):
-        frame = source
-    elif isinstance(source, obspy.Inventory) or str(source).lower().endswith(".xml"):
-        inv = source if isinstance(source, obspy.Inventory) else obspy.read_inventory(str(source))
-        frame = pd.DataFrame(
-            [
-                dict(
-                    network=n.code,
-                    station=s.code,
-                    latitude=s.latitude,
-                    longitude=s.longitude,
-                    elevation=s.elevation,
-                )
-                for n in inv
-                for s in n
-            ]
-        )
-    else:
-        frame = pd.read_csv(source, sep=None, engine="python")
-    frame = frame.rename(columns={"network_code": "network", "station_code": "station"})
-    if time is not None and {"start_date", "end_date"} <= set(frame.columns):
-        frame = frame[(frame["start_date"] <= time) & (frame["end_date"] >= time)]
-    frame = frame.drop_duplicates(subset=["network", "station"])
-    return frame[["network", "station", "latitude", "longitude", "elevation"]].reset_index(
-        drop=True
-    )
+        frame = source.rename(columns={"network_code": "network", "station_code": "station"})
+        if time is not None and {"start_date", "end_date"} <= set(frame.columns):
+            frame = frame[(frame["start_date"] <= time) & (frame["end_date"] >= time)]
+        frame = frame.drop_duplicates(subset=["network", "station"])
+        return frame[STATION_COLUMNS].reset_index(drop=True)
+    if time is not None and str(source).lower().endswith((".csv", ".tsv", ".txt")):
+        raw = pd.read_csv(source, sep=None, engine="python")
+        if {"start_date", "end_date"} <= set(raw.columns):
+            raw = raw[(raw["start_date"] <= time) & (raw["end_date"] >= time)]
+            return load_stations(raw)
+    return load_station_list(source)[STATION_COLUMNS]
 
 
 def load_catalog(path: str | Path) -> pd.DataFrame:
@@ -498,7 +618,6 @@ def simulate_dataset(
     out.mkdir(parents=True, exist_ok=True)
     st_lat = stations["latitude"].to_numpy(float)
     st_lon = stations["longitude"].to_numpy(float)
-    st_elev = stations["elevation"].to_numpy(float)
     base_time = obspy.UTCDateTime(2019, 7, 6)
 
     with sbd.WaveformDataWriter(out / "metadata.csv", out / "waveforms.hdf5") as writer:
@@ -556,82 +675,27 @@ def simulate_dataset(
                 if rng.uniform() < config.split_fractions[1] / (1 - config.split_fractions[0])
                 else "test"
             )
-            for s in near:
-                _, az, _ = gps2dist_azimuth(lat, lon, st_lat[s], st_lon[s])
-                p_sample = float(rng.uniform(*config.p_sample_range))
-                elev_km = st_elev[s] / 1000.0
-                tt_p = tt(np.array([dists[s]]), depth)["tp"][0] + elev_km / SOCAL_LAYERS[0][1]
-                broadband = rng.uniform() < config.broadband_fraction
-                signal, s_sample = simulate_station(
-                    rng,
-                    tt,
-                    mag,
-                    depth,
-                    float(dists[s]),
-                    az,
-                    st_elev[s],
-                    mechanism,
-                    stress,
-                    config.samples,
-                    p_sample,
-                    sensor_corner=0.033 if broadband else 1.0,
-                    site_log10=float(rng.normal(0, SITE_SIGMA_LOG10)),
-                )
-                noise_rms = config.noise_rms_median * math.exp(
-                    rng.normal(0, config.noise_rms_sigma_ln)
-                )
-                data = signal + noise.window(config.samples) * noise_rms
-                components = "ZNE"
-                if rng.uniform() < config.z_only_fraction:
-                    data[1:] = 0
-                    components = "Z"
-                elif rng.uniform() < config.dead_component_fraction:
-                    data[rng.integers(1, 3)] = 0
-                if rng.uniform() < config.gap_fraction:
-                    g0 = int(rng.integers(0, config.samples - 500))
-                    data[:, g0 : g0 + int(rng.integers(100, 500))] = 0
-                snr = 20 * math.log10(max(np.abs(signal[0]).max(), 1e-30) / max(noise_rms, 1e-30))
-                start = obspy.UTCDateTime(
-                    round(
-                        (origin.timestamp + float(tt_p) - p_sample / SAMPLING_RATE) * SAMPLING_RATE
-                    )
-                    / SAMPLING_RATE
-                )  # on the common sample grid, as records of one network are
-                writer.add_trace(
-                    {
-                        "source_id": event_id,
-                        "source_origin_time": str(origin),
-                        "source_latitude_deg": lat,
-                        "source_longitude_deg": lon,
-                        "source_depth_km": depth,
-                        "source_magnitude": mag,
-                        "source_magnitude_type": "ml",
-                        "source_strike": mechanism[0],
-                        "source_dip": mechanism[1],
-                        "source_rake": mechanism[2],
-                        "source_stress_drop_mpa": stress,
-                        "station_network_code": stations["network"].iloc[s],
-                        "station_code": stations["station"].iloc[s],
-                        "station_location_code": "",
-                        "station_latitude_deg": st_lat[s],
-                        "station_longitude_deg": st_lon[s],
-                        "station_elevation_m": st_elev[s],
-                        "path_ep_distance_km": float(dists[s]),
-                        "path_azimuth_deg": az,
-                        "trace_channel": "HH" if broadband else "EH",
-                        "trace_component_order": "ZNE",
-                        "trace_available_components": components,
-                        "trace_sampling_rate_hz": SAMPLING_RATE,
-                        "trace_start_time": str(start),
-                        "trace_p_arrival_sample": p_sample,
-                        "trace_s_arrival_sample": s_sample,
-                        "trace_snr_db": snr,
-                        "trace_noise_rms_mps": noise_rms,
-                        "trace_calibrated": True,
-                        "split": split,
-                    },
-                    data.astype(np.float32),
-                )
+            _write_event(
+                writer,
+                rng,
+                tt,
+                noise,
+                config,
+                stations,
+                near,
+                dists,
+                dict(
+                    event_id=event_id,
+                    origin=origin,
+                    latitude=lat,
+                    longitude=lon,
+                    depth=depth,
+                    magnitude=mag,
+                    mechanism=mechanism,
+                    stress=stress,
+                    split=split,
+                ),
+            )
             written += 1
     if written < config.n_events:
         raise ValueError(
@@ -639,6 +703,102 @@ def simulate_dataset(
             f"{config.max_distance_km} km; check the station list and the catalogue/region."
         )
     return out
+
+
+def _write_event(
+    writer: sbd.WaveformDataWriter,
+    rng: np.random.Generator,
+    tt: TravelTimes,
+    noise: NoiseBank,
+    config: SimulationConfig,
+    stations: pd.DataFrame,
+    near: np.ndarray,
+    dists: np.ndarray,
+    event: dict,
+    extra: dict | None = None,
+) -> None:
+    """Simulates one event at the stations ``near`` (indices into ``stations``; ``dists`` epicentral km of all
+    stations) and writes one trace per station. ``event`` holds event_id, origin, latitude, longitude, depth,
+    magnitude, mechanism, stress and split; ``extra`` columns are added to every trace's metadata."""
+    event_id, origin, split = event["event_id"], event["origin"], event["split"]
+    lat, lon, depth, mag = event["latitude"], event["longitude"], event["depth"], event["magnitude"]
+    mechanism, stress = event["mechanism"], event["stress"]
+    st_lat = stations["latitude"].to_numpy(float)
+    st_lon = stations["longitude"].to_numpy(float)
+    st_elev = stations["elevation"].to_numpy(float)
+    for s in near:
+        _, az, _ = gps2dist_azimuth(lat, lon, st_lat[s], st_lon[s])
+        p_sample = float(rng.uniform(*config.p_sample_range))
+        elev_km = st_elev[s] / 1000.0
+        tt_p = tt(np.array([dists[s]]), depth)["tp"][0] + elev_km / SOCAL_LAYERS[0][1]
+        broadband = rng.uniform() < config.broadband_fraction
+        signal, s_sample = simulate_station(
+            rng,
+            tt,
+            mag,
+            depth,
+            float(dists[s]),
+            az,
+            st_elev[s],
+            mechanism,
+            stress,
+            config.samples,
+            p_sample,
+            sensor_corner=0.033 if broadband else 1.0,
+            site_log10=float(rng.normal(0, SITE_SIGMA_LOG10)),
+        )
+        noise_rms = config.noise_rms_median * math.exp(rng.normal(0, config.noise_rms_sigma_ln))
+        data = signal + noise.window(config.samples) * noise_rms
+        components = "ZNE"
+        if rng.uniform() < config.z_only_fraction:
+            data[1:] = 0
+            components = "Z"
+        elif rng.uniform() < config.dead_component_fraction:
+            data[rng.integers(1, 3)] = 0
+        if rng.uniform() < config.gap_fraction:
+            g0 = int(rng.integers(0, config.samples - 500))
+            data[:, g0 : g0 + int(rng.integers(100, 500))] = 0
+        snr = 20 * math.log10(max(np.abs(signal[0]).max(), 1e-30) / max(noise_rms, 1e-30))
+        start = obspy.UTCDateTime(
+            round((origin.timestamp + float(tt_p) - p_sample / SAMPLING_RATE) * SAMPLING_RATE)
+            / SAMPLING_RATE
+        )  # on the common sample grid, as records of one network are
+        writer.add_trace(
+            {
+                "source_id": event_id,
+                "source_origin_time": str(origin),
+                "source_latitude_deg": lat,
+                "source_longitude_deg": lon,
+                "source_depth_km": depth,
+                "source_magnitude": mag,
+                "source_magnitude_type": "ml",
+                "source_strike": mechanism[0],
+                "source_dip": mechanism[1],
+                "source_rake": mechanism[2],
+                "source_stress_drop_mpa": stress,
+                "station_network_code": stations["network"].iloc[s],
+                "station_code": stations["station"].iloc[s],
+                "station_location_code": "",
+                "station_latitude_deg": st_lat[s],
+                "station_longitude_deg": st_lon[s],
+                "station_elevation_m": st_elev[s],
+                "path_ep_distance_km": float(dists[s]),
+                "path_azimuth_deg": az,
+                "trace_channel": "HH" if broadband else "EH",
+                "trace_component_order": "ZNE",
+                "trace_available_components": components,
+                "trace_sampling_rate_hz": SAMPLING_RATE,
+                "trace_start_time": str(start),
+                "trace_p_arrival_sample": p_sample,
+                "trace_s_arrival_sample": s_sample,
+                "trace_snr_db": snr,
+                "trace_noise_rms_mps": noise_rms,
+                "trace_calibrated": True,
+                "split": split,
+                **(extra or {}),
+            },
+            data.astype(np.float32),
+        )
 
 
 def calibrate(
@@ -679,3 +839,288 @@ def calibrate(
         residual = local_magnitude(amp, math.hypot(epi, depth)) - mag
         residuals.append((residual, mag) if with_magnitudes else residual)
     return np.array(residuals)
+
+
+def _haversine_km(lat0: float, lon0: float, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Great-circle distances (km, sphere of radius 6371 km) from one point to many."""
+    p0, p1 = math.radians(lat0), np.radians(np.asarray(lat, dtype=float))
+    dlat = p1 - p0
+    dlon = np.radians(np.asarray(lon, dtype=float) - lon0)
+    a = np.sin(dlat / 2) ** 2 + math.cos(p0) * np.cos(p1) * np.sin(dlon / 2) ** 2
+    return 2 * 6371.0 * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+
+
+def aperture_km(latitude: np.ndarray, longitude: np.ndarray) -> float:
+    """Largest station-to-station distance (km) of a group."""
+    lat = np.asarray(latitude, dtype=float)
+    lon = np.asarray(longitude, dtype=float)
+    if lat.size < 2:
+        return 0.0
+    return float(max(_haversine_km(a, b, lat, lon).max() for a, b in zip(lat, lon, strict=True)))
+
+
+def default_station_lists(data_dir: str | Path) -> dict[str, Path]:
+    """Every real station list of ``../shared/data`` (name → path), for :func:`simulate_geometries`; lists that
+    are absent are left out. The Iceland station list is geometry only (its waveforms are evaluation data)."""
+    data_dir = Path(data_dir)
+    lists = {
+        "western_us": data_dir / "stations" / "western_us_stations.csv",
+        "ridgecrest": data_dir / "stations" / "ridgecrest_stations.tsv",
+        "central_italy": data_dir / "stations" / "central_italy_stations_2016.dat",
+        "iceland_dyke": data_dir / "events" / "iceland_qm_2014-08-24" / "stations.csv",
+        "hengill": data_dir / "continuous" / "hengill_2018-12-30" / "stations.csv",
+        "colombia": data_dir / "continuous" / "colombia_2019-12-24" / "stations" / "stations.json",
+        "hawaii_gmprocess": data_dir / "events" / "gmprocess_multi" / "hv70907436",
+    }
+    return {k: v for k, v in lists.items() if v.exists()}
+
+
+def default_noise_paths(data_dir: str | Path) -> list[str]:
+    """Noise records for :class:`NoiseBank` outside every evaluation record: the Colombia HH stations from
+    21:00 to 23:00 (one glob per station, so that the three components stay together; the 19-21 h files hold
+    the Mw 6.0 mainshock) and the 20 Hengill stations (5 min, 200 Hz, resampled by the bank). Each file is
+    checked with :func:`sine_seisbench.data.realdata.check_not_evaluation`."""
+    from .realdata import check_not_evaluation
+
+    data_dir = Path(data_dir)
+    out: list[str] = []
+    colombia = data_dir / "continuous" / "colombia_2019-12-24" / "waveforms"
+    for folder in sorted(colombia.glob("*")) if colombia.is_dir() else []:
+        files = sorted(folder.glob("CM.*.HH?__20191224T2[01]*__20191224T2[23]*.mseed"))
+        for f in files:
+            check_not_evaluation(f)
+        if files:
+            head, *tail = files[0].name.split("__")
+            out.append(str(folder / "__".join([head[:-1] + "?", *tail])))
+    hengill = data_dir / "continuous" / "hengill_2018-12-30" / "waveforms"
+    if hengill.is_dir():
+        stations = sorted({f.name.split("__")[0][:-1] for f in hengill.glob("*.mseed")})
+        for sta in stations:
+            for f in hengill.glob(f"{sta}?__*.mseed"):
+                check_not_evaluation(f)
+            out.append(str(hengill / f"{sta}?__*.mseed"))
+    return out
+
+
+@dataclass
+class GeometryConfig:
+    """How :func:`simulate_geometries` draws station groups and events.
+
+    :param stations: Inclusive range of the number of stations per event.
+    :param aperture_km: Range of the drawn aperture (log-uniform); a group is drawn within a circle of that
+                        diameter and kept when its real aperture (largest station distance) lies in the range.
+    :param near_fraction: Fraction of epicentres within half the aperture (+ ``margin_km``) of the group's
+                          centre; the others lie up to one aperture (+ 2 ``margin_km``) away.
+    :param depth_median_km: Median of the log-normal depth distribution (clipped to 0.3-29 km).
+    :param max_magnitude: Largest magnitude (Gutenberg-Richter, b = 1, from a smallest magnitude that grows
+                          with the median station distance, so that most events are seen at several stations).
+    """
+
+    stations: tuple[int, int] = (3, 16)
+    aperture_km: tuple[float, float] = (5.0, 150.0)
+    near_fraction: float = 0.8
+    margin_km: float = 10.0
+    depth_median_km: float = 8.0
+    depth_sigma_ln: float = 0.6
+    max_magnitude: float = 4.5
+
+
+def _draw_group(
+    rng: np.random.Generator,
+    frame: pd.DataFrame,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    geometry: GeometryConfig,
+) -> np.ndarray | None:
+    """Indices of a random station group of ``frame`` (None when this draw fails)."""
+    lo, hi = geometry.aperture_km
+    target = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+    centre = int(rng.integers(len(frame)))
+    active = np.ones(len(frame), dtype=bool)
+    if "start_date" in frame.columns:  # stations that operated together
+        start = float(frame["start_date"].iloc[centre])
+        end = min(float(frame["end_date"].iloc[centre]), 2026.0)
+        t = float(rng.uniform(start, max(start, end)))
+        active = (frame["start_date"].to_numpy(float) <= t) & (
+            frame["end_date"].to_numpy(float) >= t
+        )
+    dist = _haversine_km(lat[centre], lon[centre], lat, lon)
+    candidates = np.flatnonzero(active & (dist <= target / 2))
+    candidates = candidates[candidates != centre]
+    n = int(rng.integers(geometry.stations[0], geometry.stations[1] + 1))
+    if len(candidates) + 1 < geometry.stations[0]:
+        return None
+    chosen = rng.choice(candidates, size=min(n - 1, len(candidates)), replace=False)
+    group = np.concatenate([[centre], chosen]).astype(int)
+    ap = aperture_km(lat[group], lon[group])
+    if not (lo <= ap <= hi):
+        return None
+    return group
+
+
+def simulate_geometries(
+    out: str | Path,
+    station_lists: dict[str, str | Path | pd.DataFrame] | list[str | Path],
+    n_events: int,
+    noise_paths: list[str | Path] | None = None,
+    config: SimulationConfig | None = None,
+    geometry: GeometryConfig | None = None,
+    list_weights: dict[str, float] | None = None,
+    tt: TravelTimes | None = None,
+) -> Path:
+    """Writes a SeisBench dataset of simulated events, each on its own random subset of a real station list.
+
+    Per event: a station list is chosen (weights ``list_weights``, by default proportional to log(1 + number
+    of stations), so that the large western-US list does not swamp the small dense networks); an aperture is
+    drawn log-uniformly in ``geometry.aperture_km`` and a group of ``geometry.stations`` stations (as many as
+    the list offers, at least the minimum) around a random station within a circle of that diameter (for lists
+    with start/end dates, stations that operated at a common time); groups whose real aperture falls outside
+    the range are drawn again. The epicentre lies inside or near the group (see :class:`GeometryConfig`), all
+    stations within the travel-time table; depth log-normal; magnitude Gutenberg-Richter from a smallest
+    magnitude ``1 + 1.5 log10(d / 30 km)`` (clipped to 0.3-2.5; d the median epicentral distance) to
+    ``geometry.max_magnitude``. Each event is then simulated exactly as :func:`simulate_dataset` does (same
+    physics, noise from ``noise_paths``, gaps, dead components, Z-only stations, split by
+    ``config.split_fractions``).
+
+    Extra metadata columns: ``trace_label_source`` = ``"simulated"``, ``source_geometry`` (the list's name)
+    and ``source_aperture_km`` (the group's largest station distance).
+
+    :param station_lists: Name → path (anything :func:`load_station_list` reads) or DataFrame; a list of
+                          paths is named by file (or folder) name.
+    :param n_events: Number of events; ``config.n_events`` is ignored.
+    :raises ValueError: Without any usable list, or when groups cannot be drawn.
+    """
+    config = config or SimulationConfig()
+    geometry = geometry or GeometryConfig()
+    rng = np.random.default_rng(config.seed)
+    tt = tt or TravelTimes(max_distance_km=200.0)
+    if not isinstance(station_lists, dict):
+        station_lists = {Path(p).stem or Path(p).name: p for p in station_lists}
+    frames = {}
+    for name, source in station_lists.items():
+        frame = load_station_list(source)
+        if len(frame) >= geometry.stations[0]:
+            frames[name] = frame
+        else:
+            seisbench.logger.warning(
+                f"simulate_geometries: station list {name} has only {len(frame)} stations; left out."
+            )
+    if not frames:
+        raise ValueError("No station list with enough stations to draw groups from.")
+    names = list(frames)
+    weights = np.array(
+        [
+            math.log1p(len(frames[n])) if list_weights is None else list_weights.get(n, 0.0)
+            for n in names
+        ],
+        dtype=float,
+    )
+    if not weights.sum() > 0:
+        raise ValueError(f"list_weights {list_weights} give no weight to any of {names}.")
+    weights = weights / weights.sum()
+    coords = {
+        n: (f["latitude"].to_numpy(float), f["longitude"].to_numpy(float))
+        for n, f in frames.items()
+    }
+    noise = NoiseBank(noise_paths, seed=config.seed)
+    if not noise.real:
+        seisbench.logger.warning(
+            "simulate_geometries: no noise records given; using coloured Gaussian noise."
+        )
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    base_time = obspy.UTCDateTime(2020, 1, 1)
+    max_dist = tt.max_distance_km - 1.0
+
+    with sbd.WaveformDataWriter(out / "metadata.csv", out / "waveforms.hdf5") as writer:
+        writer.data_format = {
+            "dimension_order": "CW",
+            "component_order": "ZNE",
+            "sampling_rate": SAMPLING_RATE,
+            "measurement": "velocity",
+            "unit": "m/s",
+            "instrument_response": "restituted to ground velocity (band-limited)",
+        }
+        written = attempts = 0
+        while written < n_events:
+            attempts += 1
+            if attempts > 200 * n_events + 1000:
+                raise ValueError(
+                    f"Could draw only {written} of {n_events} station groups with "
+                    f"{geometry.stations} stations and apertures {geometry.aperture_km} km."
+                )
+            name = names[int(rng.choice(len(names), p=weights))]
+            frame = frames[name]
+            lat_all, lon_all = coords[name]
+            group = _draw_group(rng, frame, lat_all, lon_all, geometry)
+            if group is None:
+                continue
+            glat, glon = lat_all[group], lon_all[group]
+            ap = aperture_km(glat, glon)
+            lat0, lon0 = float(np.mean(glat)), float(np.mean(glon))
+            for _ in range(20):
+                near = rng.uniform() < geometry.near_fraction
+                radius = (
+                    0.5 * ap + geometry.margin_km if near else ap + 2 * geometry.margin_km
+                ) * math.sqrt(rng.uniform())
+                azimuth = rng.uniform(0, 2 * math.pi)
+                lat = lat0 + radius * math.cos(azimuth) / 111.195
+                lon = lon0 + radius * math.sin(azimuth) / (
+                    111.195 * max(math.cos(math.radians(lat0)), 0.05)
+                )
+                dists = _haversine_km(lat, lon, glat, glon)
+                if dists.max() <= max_dist:
+                    break
+            else:
+                continue
+            depth = float(
+                np.clip(
+                    geometry.depth_median_km * math.exp(rng.normal(0, geometry.depth_sigma_ln)),
+                    0.3,
+                    min(29.0, tt.max_depth_km - 0.5),
+                )
+            )
+            m_lo = float(
+                np.clip(1.0 + 1.5 * math.log10(max(np.median(dists), 1.0) / 30.0), 0.3, 2.5)
+            )
+            span = geometry.max_magnitude - m_lo
+            mag = float(m_lo - np.log10(1 - rng.uniform() * (1 - 10**-span)))
+            origin = base_time + float(rng.uniform(0, 86400 * 365))
+            mechanism = (rng.uniform(0, 360), rng.uniform(20, 90), rng.uniform(-180, 180))
+            stress = float(np.exp(rng.normal(math.log(3.0), STRESS_DROP_SIGMA_LN)))
+            split = (
+                "train"
+                if rng.uniform() < config.split_fractions[0]
+                else "dev"
+                if rng.uniform() < config.split_fractions[1] / (1 - config.split_fractions[0])
+                else "test"
+            )
+            sub = frame.iloc[group].reset_index(drop=True)
+            _write_event(
+                writer,
+                rng,
+                tt,
+                noise,
+                config,
+                sub,
+                np.arange(len(sub)),
+                dists,
+                dict(
+                    event_id=f"geo{config.seed:04d}_{written:06d}",
+                    origin=origin,
+                    latitude=lat,
+                    longitude=lon,
+                    depth=depth,
+                    magnitude=mag,
+                    mechanism=mechanism,
+                    stress=stress,
+                    split=split,
+                ),
+                extra={
+                    "trace_label_source": "simulated",
+                    "source_geometry": name,
+                    "source_aperture_km": ap,
+                },
+            )
+            written += 1
+    return out
