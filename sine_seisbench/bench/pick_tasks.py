@@ -339,7 +339,8 @@ def phase_metrics(
 
 def onset_metrics(residuals_s: Iterable[float]) -> dict[str, Any]:
     """Task 3 statistics of onset residuals in seconds: ``n``, ``mean_s``, ``rmse_s`` (= pick-benchmark's
-    ``std_s``, which is the root mean square), ``std_s`` and ``mae_s``; NaN when empty."""
+    ``std_s``, which is the root mean square), ``std_s``, ``mae_s`` and ``within_0.1s`` (the fraction of residuals
+    with magnitude at most 0.1 s); NaN when empty."""
     r = np.asarray(list(residuals_s), dtype=float)
     if len(r) == 0:
         return {
@@ -348,6 +349,7 @@ def onset_metrics(residuals_s: Iterable[float]) -> dict[str, Any]:
             "rmse_s": math.nan,
             "std_s": math.nan,
             "mae_s": math.nan,
+            "within_0.1s": math.nan,
         }
     rms = float(np.sqrt(np.mean(r**2)))
     return {
@@ -356,6 +358,7 @@ def onset_metrics(residuals_s: Iterable[float]) -> dict[str, Any]:
         "rmse_s": rms,
         "std_s": rms,
         "mae_s": float(np.mean(np.abs(r))),
+        "within_0.1s": float(np.mean(np.abs(r) <= 0.1 + 1e-9)),
     }
 
 
