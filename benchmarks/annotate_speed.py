@@ -62,7 +62,9 @@ class Result:
 # ------------------------------------------------------------------------------------------------
 # Input data
 # ------------------------------------------------------------------------------------------------
-def station_positions(n: int, radius_km: float = 50.0, seed: int = 0) -> list[tuple[float, float, float]]:
+def station_positions(
+    n: int, radius_km: float = 50.0, seed: int = 0
+) -> list[tuple[float, float, float]]:
     """Latitude, longitude and elevation (m) of ``n`` stations scattered uniformly within ``radius_km``."""
     rng = np.random.default_rng(seed)
     out = []
@@ -75,16 +77,22 @@ def station_positions(n: int, radius_km: float = 50.0, seed: int = 0) -> list[tu
     return out
 
 
-def make_inventory(names: list[str], positions: list[tuple[float, float, float]], network: str = "XX") -> Inventory:
+def make_inventory(
+    names: list[str], positions: list[tuple[float, float, float]], network: str = "XX"
+) -> Inventory:
     """Inventory with HHZ/HHN/HHE channels (no responses) for the virtual stations."""
     stations = []
     for name, (lat, lon, elev) in zip(names, positions, strict=True):
         channels = [
-            Channel(f"HH{c}", "", lat, lon, elev, 0.0, azimuth=az, dip=dip, sample_rate=SAMPLING_RATE)
+            Channel(
+                f"HH{c}", "", lat, lon, elev, 0.0, azimuth=az, dip=dip, sample_rate=SAMPLING_RATE
+            )
             for c, az, dip in (("Z", 0.0, -90.0), ("N", 0.0, 0.0), ("E", 90.0, 0.0))
         ]
         stations.append(Station(name, lat, lon, elev, channels=channels, site=Site(name=name)))
-    return Inventory(networks=[Network(network, stations=stations)], source="sine-seisbench benchmark")
+    return Inventory(
+        networks=[Network(network, stations=stations)], source="sine-seisbench benchmark"
+    )
 
 
 def build_network(n_stations: int, hours: float, seed: int = 0) -> tuple[obspy.Stream, Inventory]:
@@ -103,7 +111,9 @@ def build_network(n_stations: int, hours: float, seed: int = 0) -> tuple[obspy.S
         shift = int(rng.integers(0, 10 * int(SAMPLING_RATE)))  # up to 10 s
         scale = float(10.0 ** rng.uniform(-0.5, 0.5))
         for comp in "ZNE":
-            data = tiled[comp][shift : shift + npts] * scale + rng.normal(0.0, noise_level * scale, npts)
+            data = tiled[comp][shift : shift + npts] * scale + rng.normal(
+                0.0, noise_level * scale, npts
+            )
             header = {
                 "network": "XX",
                 "station": name,
@@ -145,7 +155,10 @@ def load_model(name: str, cache_ok: bool) -> tuple[Any, str]:
         try:
             return cls.from_pretrained("original").eval(), "pretrained 'original'"
         except Exception as e:  # noqa: BLE001 - fall back to random weights, same architecture
-            print(f"{name}: could not load pretrained weights ({e}); using random init", file=sys.stderr)
+            print(
+                f"{name}: could not load pretrained weights ({e}); using random init",
+                file=sys.stderr,
+            )
     return cls().eval(), "random init (pretrained weights unavailable; same architecture)"
 
 
@@ -253,11 +266,15 @@ def report(
     lines.append("")
     if "SINE" in ref:
         if pn:
-            lines.append(f"- Target SINE >= 0.5x PhaseNet: {ref['SINE'] / pn:.2f}x -> "
-                         f"{'met' if ref['SINE'] >= 0.5 * pn else 'NOT met'}")
+            lines.append(
+                f"- Target SINE >= 0.5x PhaseNet: {ref['SINE'] / pn:.2f}x -> "
+                f"{'met' if ref['SINE'] >= 0.5 * pn else 'NOT met'}"
+            )
         if eqt:
-            lines.append(f"- Target SINE >= 1x EQTransformer: {ref['SINE'] / eqt:.2f}x -> "
-                         f"{'met' if ref['SINE'] >= eqt else 'NOT met'}")
+            lines.append(
+                f"- Target SINE >= 1x EQTransformer: {ref['SINE'] / eqt:.2f}x -> "
+                f"{'met' if ref['SINE'] >= eqt else 'NOT met'}"
+            )
     lines += [
         f"- Peak RSS: process-wide resident-set high-water mark during that model's timed run(s) ({rss_mode}); "
         "it includes the input stream and everything else the process holds. Growth: that peak minus the RSS "
@@ -274,13 +291,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hours", type=float, default=1.0, help="stream length in hours")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     p.add_argument("--batch-size", type=int, default=256, help="annotate batch_size")
-    p.add_argument("--sine-batch-size", type=int, default=16,
-                   help="batch_size for SINE only (default 16, SINE's own default): a SINE window holds a "
-                   "whole station group of up to 16 stations, so 16 groups match 256 single-station "
-                   "windows of the other models per forward pass")
+    p.add_argument(
+        "--sine-batch-size",
+        type=int,
+        default=16,
+        help="batch_size for SINE only (default 16, SINE's own default): a SINE window holds a "
+        "whole station group of up to 16 stations, so 16 groups match 256 single-station "
+        "windows of the other models per forward pass",
+    )
     p.add_argument("--repeats", type=int, default=1, help="timed runs per model (median reported)")
     p.add_argument("--models", default="SINE,PhaseNet,EQTransformer", help="comma-separated models")
-    p.add_argument("--out", default="benchmarks/results/annotate_speed.md", help="markdown report path")
+    p.add_argument(
+        "--out", default="benchmarks/results/annotate_speed.md", help="markdown report path"
+    )
     p.add_argument("--append", action="store_true", help="append to --out instead of overwriting")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
@@ -292,20 +315,28 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     tmp_cache = setup_cache()  # before seisbench is imported
     if tmp_cache is None:
-        print(f"SeisBench cache {SHARED_CACHE} not found: PhaseNet/EQTransformer use random weights",
-              file=sys.stderr)
+        print(
+            f"SeisBench cache {SHARED_CACHE} not found: PhaseNet/EQTransformer use random weights",
+            file=sys.stderr,
+        )
 
     t0 = time.perf_counter()
     stream, inventory = build_network(args.stations, args.hours, args.seed)
     build_s = time.perf_counter() - t0
-    warm = stream.slice(stream[0].stats.starttime, stream[0].stats.starttime + WARMUP_SECONDS).copy()
-    print(f"stream: {len(stream)} traces, {args.stations * args.hours:g} station-hours "
-          f"(built in {build_s:.1f} s); torch threads {torch.get_num_threads()}")
+    warm = stream.slice(
+        stream[0].stats.starttime, stream[0].stats.starttime + WARMUP_SECONDS
+    ).copy()
+    print(
+        f"stream: {len(stream)} traces, {args.stations * args.hours:g} station-hours "
+        f"(built in {build_s:.1f} s); torch threads {torch.get_num_threads()}"
+    )
 
     load_before = os.getloadavg()[0]
     if load_before > 0.5:
-        print(f"warning: 1-min load average is {load_before:.2f}; other processes may distort the timings",
-              file=sys.stderr)
+        print(
+            f"warning: 1-min load average is {load_before:.2f}; other processes may distort the timings",
+            file=sys.stderr,
+        )
     results = []
     rss_mode = ""
     try:
@@ -325,8 +356,11 @@ def main(argv: list[str] | None = None) -> None:
             res.peak_rss_mib = peak_rss_mib(reset_ok)
             rss_mode = "VmHWM reset per model" if reset_ok else "ru_maxrss since process start"
             thr = args.stations * args.hours / res.seconds
-            print(f"{name:14s} {res.seconds:8.1f} s  {thr:7.2f} station-hours/s  "
-                  f"(runs: {', '.join(f'{t:.1f}' for t in res.times)}; weights: {weights})", flush=True)
+            print(
+                f"{name:14s} {res.seconds:8.1f} s  {thr:7.2f} station-hours/s  "
+                f"(runs: {', '.join(f'{t:.1f}' for t in res.times)}; weights: {weights})",
+                flush=True,
+            )
             results.append(res)
             del model
     finally:

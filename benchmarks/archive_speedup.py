@@ -42,6 +42,7 @@ from sine_seisbench.archive import (  # noqa: E402
     get_model,
     write_example_archive,
 )
+from sine_seisbench.model import DEFAULT_WEIGHTS  # noqa: E402
 
 START = obspy.UTCDateTime("2019-07-06T00:00:00")
 
@@ -78,7 +79,7 @@ def main() -> int:
     parser.add_argument("--chunk", default="10min")
     parser.add_argument("--events-per-hour", type=float, default=30.0)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--weights", default="socal_sim")
+    parser.add_argument("--weights", default=DEFAULT_WEIGHTS)
     parser.add_argument("--out", default="benchmarks/results/archive_speedup.md")
     parser.add_argument(
         "--workdir", help="folder for the archive and outputs (default: a temp folder)"

@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from sine_seisbench import SINE  # noqa: E402
 from sine_seisbench.example import network_stream  # noqa: E402
+from sine_seisbench.model import DEFAULT_WEIGHTS  # noqa: E402
 from sine_seisbench.monitor.engine import StreamingClassifier  # noqa: E402
 from sine_seisbench.monitor.replay import FileSource  # noqa: E402
 from sine_seisbench.monitor.schema import encode_packet, split_packets  # noqa: E402
@@ -163,7 +164,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/monitor_speed.md"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    model = SINE.from_pretrained("socal_sim")
+    model = SINE.from_pretrained(DEFAULT_WEIGHTS)
     if args.cases:
         cases = [(int(c.split(":")[1]), c.split(":")[0]) for c in args.cases]
         args.sources = sorted({src for _, src in cases})
@@ -233,7 +234,7 @@ def main() -> int:
         f"Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
         f"{args.threads} torch threads, CPU only; `{' '.join(sys.argv)}`.",
         "Data: ObsPy's real BW.RJOB record on N virtual stations, 3 components at 100 Hz, 1 s packets; "
-        f"SINE socal_sim, stride {stride:.2f} s (default), max_latency 10 s.",
+        f"SINE {DEFAULT_WEIGHTS}, stride {stride:.2f} s (default), max_latency 10 s.",
         "",
         "## Real-time factor (data seconds per wall second; > 1 keeps up)",
         "",

@@ -9,7 +9,7 @@ Single-station windows are SINE's weakest case: its station graph has nothing to
 
 Usage::
 
-    python benchmarks/real_picks.py --weights socal_sim --datasets ../shared/data/datasets/stead50 \
+    python benchmarks/real_picks.py --weights sine_pn_original --datasets ../shared/data/datasets/stead50 \
         ../shared/data/datasets/ncedc154 --out benchmarks/results/real_picks.md
 """
 
@@ -72,7 +72,7 @@ def score(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", default="socal_sim")
+    parser.add_argument("--weights", default="sine_pn_original")
     parser.add_argument(
         "--datasets",
         nargs="+",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .geometry import GeographicGroupingHelper, StationTable
-from .model import SINE
+from .model import DEFAULT_WEIGHTS, SINE
 
-__all__ = ["SINE", "GeographicGroupingHelper", "StationTable"]
+__all__ = ["DEFAULT_WEIGHTS", "SINE", "GeographicGroupingHelper", "StationTable"]
 __version__ = "0.1.0"

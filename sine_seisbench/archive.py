@@ -77,7 +77,7 @@ _LOADS: dict[str, int] = {}
 # The model, once per process
 # ----------------------------------------------------------------------------------------------------
 def load_model(weights: str | None) -> SINE:
-    """Loads SINE weights: a path (without ``.json``/``.pt``), a shipped name such as ``socal_sim`` (read
+    """Loads SINE weights: a path (without ``.json``/``.pt``), a shipped name such as ``sine_pn_original`` (read
     straight from the package, so workers never race on SeisBench's cache), another pretrained name, or
     ``None``/``"untrained"`` for untrained weights drawn with a fixed seed (identical in every process)."""
     if weights in (None, "untrained"):

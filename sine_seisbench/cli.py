@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from .errors import MissingFileError, UserError, did_you_mean, one_line
-from .model import SINE
+from .model import DEFAULT_WEIGHTS, SINE
 
 #: Suffixes of the two files of saved weights (``NAME.json`` and ``NAME.pt``).
 WEIGHT_SUFFIXES = (".json", ".pt")
@@ -307,7 +307,9 @@ def count_flops(model: SINE, stations: int | None = None) -> float:
     model.train(was_training)
     lstm = model.branch.lstm
     with torch.no_grad():  # steps of the bottleneck, where the BiLSTM runs
-        steps = model.backbone.encode(torch.zeros(1, model.in_channels, model.in_samples))[0].shape[-1]
+        steps = model.backbone.encode(torch.zeros(1, model.in_channels, model.in_samples))[0].shape[
+            -1
+        ]
     lstm_flops = steps * 2 * 4 * (lstm.input_size + lstm.hidden_size) * lstm.hidden_size * 2
     return counter.get_total_flops() / stations + lstm_flops
 
@@ -491,6 +493,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         max_stations=args.max_stations,
         noise_dataset=args.noise_dataset,
         max_steps_per_epoch=args.max_steps_per_epoch,
+        time_budget_s=args.time_budget * 60 if args.time_budget else None,
     )
     best = train(config)
     print(
@@ -638,7 +641,9 @@ def _check_names(given: str | None, valid: list[str], option: str) -> list[str] 
 
 
 WEIGHTS_HELP = (
-    "shipped or published weights name (e.g. socal_sim) or the path of NAME.json/NAME.pt (with or without "
+    "shipped or published weights name (e.g. "
+    + DEFAULT_WEIGHTS
+    + ") or the path of NAME.json/NAME.pt (with or without "
     "the suffix)"
 )
 
@@ -676,7 +681,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo", help="simulate an earthquake, classify it, compare with the truth, plot"
     )
-    p.add_argument("--weights", default="socal_sim", help=WEIGHTS_HELP + " (default: socal_sim)")
+    p.add_argument(
+        "--weights", default=DEFAULT_WEIGHTS, help=WEIGHTS_HELP + f" (default: {DEFAULT_WEIGHTS})"
+    )
     p.add_argument("--untrained", action="store_true", help="use untrained weights")
     p.add_argument("--out", default="sine_demo.png", help="figure file (its folder must exist)")
     p.add_argument(
@@ -704,8 +711,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--models", help="comma-separated subset of SINE,PhaseNet,EQTransformer")
     p.add_argument("--datasets", help="comma-separated labelled dataset names under DATA/datasets")
-    p.add_argument("--stages", help="comma-separated subset of picks,continuous,location,speed")
-    p.add_argument("--sine-weights", default="socal_sim", help=WEIGHTS_HELP + ", or 'untrained'")
+    p.add_argument(
+        "--stages",
+        help="comma-separated subset of picks,continuous,location,speed,iceland,colombia,"
+        "simulated_low_snr (default: all)",
+    )
+    p.add_argument(
+        "--sine-weights", default=DEFAULT_WEIGHTS, help=WEIGHTS_HELP + ", or 'untrained'"
+    )
     p.add_argument(
         "--sim-data", help="simulated SeisBench dataset whose test split is used for location"
     )
@@ -870,6 +883,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--noise-dataset", help="SeisBench dataset of noise traces for RealNoise augmentation"
     )
     p.add_argument("--max-steps-per-epoch", type=int, help="cap on training steps per epoch")
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        help="minutes of training steps; then the epoch is evaluated, saved if best, and training stops",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics of weights on a dataset split")

@@ -14,7 +14,7 @@ from obspy.core.inventory import Channel, Inventory, Network, Site, Station
 from obspy.geodetics import gps2dist_azimuth
 
 from .data.simulate import SimulationConfig, TravelTimes, simulate_dataset
-from .model import SINE
+from .model import DEFAULT_WEIGHTS, SINE
 
 #: Centre of the demo network (the 2019 Ridgecrest sequence)
 CENTRE = (35.7, -117.6)
@@ -75,7 +75,7 @@ def dataset_to_stream(dataset: sbd.WaveformDataset) -> tuple[obspy.Stream, Inven
 
 
 def run_demo(
-    weights: str | SINE | None = "socal_sim",
+    weights: str | SINE | None = DEFAULT_WEIGHTS,
     out: str | Path = "sine_demo.png",
     seed: int = 7,
     magnitude: float = 2.8,

@@ -51,6 +51,9 @@ from .prepare import (
     window_starts,
 )
 
+#: Name of the shipped weights every entry point uses by default (``weights/README.md`` is their model card).
+DEFAULT_WEIGHTS = "sine_pn_original"
+
 #: Per-station scalar features given to the event head: east, north, up (scaled), log amplitude, amplitude
 #: calibrated flag, and the three component-presence flags.
 N_STATION_FEATURES = 8
@@ -99,7 +102,7 @@ class SINE(WaveformModel):
                    kept in the saved weights for the model card), or None.
     :param calibrated_amplitudes: Whether the event head uses the amplitude level of stations whose response
                                   is known (``remove_sensitivity``). Training and inference follow this one
-                                  switch: weights trained without amplitudes (``socal_sim``) never see them at
+                                  switch: weights trained without amplitudes (``sine_pn_original``) never see them at
                                   inference either, whatever the inventory holds.
     """
 
@@ -909,4 +912,4 @@ def _remove_sensitivity(stream: obspy.Stream, inventory: Any) -> None:
         tr.stats.sine_calibrated = True
 
 
-__all__ = ["SINE"]
+__all__ = ["DEFAULT_WEIGHTS", "SINE"]

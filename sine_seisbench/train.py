@@ -78,6 +78,9 @@ class TrainConfig:
     max_stations: int = 16
     noise_dataset: str | None = None
     max_steps_per_epoch: int | None = None
+    #: Wall-clock budget (s) of the training steps: once spent, the current epoch ends early, is evaluated on
+    #: the dev split, and training stops (a schedule that fits lent GPU time or a CPU afternoon alike)
+    time_budget_s: float | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -400,6 +403,8 @@ def train(config: TrainConfig) -> dict[str, float]:
     elif metrics_path.exists():
         metrics_path.unlink()
 
+    started = time.perf_counter()
+    out_of_time = False
     for epoch in range(start_epoch, config.epochs):
         model.train()
         if config.freeze_backbone:
@@ -409,6 +414,12 @@ def train(config: TrainConfig) -> dict[str, float]:
         bar = tqdm(train_loader, desc=f"epoch {epoch}", leave=False)
         for step, batch in enumerate(bar):
             if config.max_steps_per_epoch is not None and step >= config.max_steps_per_epoch:
+                break
+            if (
+                config.time_budget_s is not None
+                and time.perf_counter() - started > config.time_budget_s
+            ):
+                out_of_time = True
                 break
             batch = _to_device(batch, device)
             with torch.autocast(device.type, enabled=device.type == "cuda"):
@@ -455,6 +466,11 @@ def train(config: TrainConfig) -> dict[str, float]:
         )
         if stale >= config.patience:
             print(f"early stopping: no dev improvement for {stale} epochs")
+            break
+        if out_of_time:
+            print(
+                f"time budget of {config.time_budget_s:.0f} s spent: stopping after epoch {epoch}"
+            )
             break
     return best_metrics
 

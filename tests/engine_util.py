@@ -37,3 +37,24 @@ def streamed_picks(messages: list[dict], before: float) -> set[tuple[str, str, f
         if m["type"] == "pick"
     }
     return {k for k in keys if k[2] < before}
+
+
+def assert_same_picks(
+    got: set[tuple[str, str, float]],
+    expected: set[tuple[str, str, float]],
+    tolerance_s: float = 0.011,
+) -> None:
+    """The same picks, one for one, each within ``tolerance_s``: runs over differently composed batches may
+    differ in the last float bits, which moves a peak between two almost equal samples by one sample."""
+    remaining = sorted(expected)
+    unmatched = []
+    for key in sorted(got):
+        match = next(
+            (e for e in remaining if e[:2] == key[:2] and abs(e[2] - key[2]) <= tolerance_s),
+            None,
+        )
+        if match is None:
+            unmatched.append(key)
+        else:
+            remaining.remove(match)
+    assert not unmatched and not remaining, (unmatched, remaining)

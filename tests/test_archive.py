@@ -21,7 +21,7 @@ import pytest
 import torch
 from obspy.clients.filesystem.sds import Client as SDSClient
 
-from sine_seisbench import archive
+from sine_seisbench import DEFAULT_WEIGHTS, archive
 from sine_seisbench.archive import (
     annotate_archive,
     chunk_spans,
@@ -37,7 +37,7 @@ from sine_seisbench.geometry import Coordinates
 
 T0 = obspy.UTCDateTime("2009-08-24T23:52:00")
 T1 = T0 + 16 * 60
-WEIGHTS = "socal_sim"
+WEIGHTS = DEFAULT_WEIGHTS
 #: Origin times: one before the span, several a few seconds before chunk boundaries of 4 and 2 minutes (their
 #: picks straddle the boundary), one at midnight, one whose P arrives after the span's end.
 EVENTS = [

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import seisbench.util as sbu
 
+from sine_seisbench import DEFAULT_WEIGHTS
 from sine_seisbench.events import (
     Bounds,
     Candidate,
@@ -364,17 +365,17 @@ def dateline_record(tmp_path_factory, tt) -> tuple[obspy.Stream, obspy.Inventory
 
 
 @pytest.fixture(scope="module")
-def socal_sim():
+def default_model():
     from sine_seisbench import SINE
 
-    return SINE.from_pretrained("socal_sim")
+    return SINE.from_pretrained(DEFAULT_WEIGHTS)
 
 
-def test_classify_on_a_network_across_the_antimeridian(dateline_record, socal_sim, sb_log):
+def test_classify_on_a_network_across_the_antimeridian(dateline_record, default_model, sb_log):
     """The earthquake is located near the truth with a plausible magnitude (on the unwrapped projection it
     came out ~12,000 km away)."""
     stream, inventory, truth = dateline_record
-    out = socal_sim.classify(stream, inventory=inventory)
+    out = default_model.classify(stream, inventory=inventory)
     assert len({p.trace_id for p in out.picks if p.phase == "P"}) >= 6
     assert len(out.events) == 1
     origin, magnitude = out.events[0].preferred_origin(), out.events[0].preferred_magnitude()
@@ -392,7 +393,7 @@ def test_classify_on_a_network_across_the_antimeridian(dateline_record, socal_si
 
 
 def test_classify_warns_of_a_sign_flipped_station_and_publishes_no_absurd_event(
-    dateline_record, socal_sim, sb_log
+    dateline_record, default_model, sb_log
 ):
     """Needs :func:`warn_far_stations` and :func:`drop_implausible` wired into ``SINE.classify``: the station
     with the sign-flipped longitude is named in one warning, the picks are all there, and every published
@@ -404,7 +405,7 @@ def test_classify_warns_of_a_sign_flipped_station_and_publishes_no_absurd_event(
     for channel in station:
         channel.latitude = -channel.latitude
     key = f"{inventory[0].code}.{station.code}."
-    out = socal_sim.classify(stream, inventory=inventory)
+    out = default_model.classify(stream, inventory=inventory)
     warnings = [r.getMessage() for r in sb_log.records if "far from" in r.getMessage()]
     assert len(warnings) == 1 and key in warnings[0]
     assert key in {p.trace_id for p in out.picks}
@@ -429,7 +430,7 @@ def test_classify_warns_of_a_sign_flipped_station_and_publishes_no_absurd_event(
 
 
 def test_the_monitor_warns_of_a_sign_flipped_station_and_publishes_no_absurd_event(
-    dateline_record, socal_sim, sb_log
+    dateline_record, default_model, sb_log
 ):
     """The streaming engine applies the same bounds as classify: what it publishes is what classify keeps."""
     from engine_util import published_events, run_engine
@@ -443,9 +444,9 @@ def test_the_monitor_warns_of_a_sign_flipped_station_and_publishes_no_absurd_eve
     for channel in station:
         channel.latitude = -channel.latitude
     key = f"{inventory[0].code}.{station.code}."
-    expected = socal_sim.classify(stream.copy(), inventory=inventory)
+    expected = default_model.classify(stream.copy(), inventory=inventory)
     sb_log.clear()
-    engine = StreamingClassifier(socal_sim, inventory)
+    engine = StreamingClassifier(default_model, inventory)
     out = run_engine(engine, stream)
     warnings = [r.getMessage() for r in sb_log.records if "far from" in r.getMessage()]
     assert len(warnings) == 1 and key in warnings[0]

@@ -8,7 +8,7 @@ import pytest
 import seisbench.util as sbu
 import torch
 
-from sine_seisbench import SINE
+from sine_seisbench import DEFAULT_WEIGHTS, SINE
 from sine_seisbench.events import Candidate, associate, merge_candidates
 from sine_seisbench.example import delays, network_stream
 
@@ -172,7 +172,7 @@ def test_classify_is_inference_only_and_repeatable():
     picks taken from annotate, give the same result (regression: the event head used to run in train mode)."""
     from sine_seisbench.example import network_stream
 
-    model = SINE.from_pretrained("socal_sim")
+    model = SINE.from_pretrained(DEFAULT_WEIGHTS)
     model.train()
     stream, inv = network_stream(6, repeat=3)
     before = {k: v.clone() for k, v in model.state_dict().items()}

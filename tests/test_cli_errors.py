@@ -16,7 +16,7 @@ import pytest
 import seisbench.util
 from test_benchmark import data_dir  # noqa: F401 - the tiny benchmark data folder fixture
 
-from sine_seisbench import SINE
+from sine_seisbench import DEFAULT_WEIGHTS, SINE
 from sine_seisbench.cli import main
 from sine_seisbench.errors import UserError
 from sine_seisbench.example import network_stream
@@ -115,22 +115,25 @@ def test_publish_missing_file(tmp_path, capsys):
 # --weights
 # ---------------------------------------------------------------------------------------------------------------
 def test_unknown_weights_name_lists_the_names_without_network(offline, capsys):
-    code = main(["info", "--weights", "socal_sm"])
-    line = one_error_line(code, capsys.readouterr().err, "'socal_sm'", "did you mean 'socal_sim'")
-    assert "available names: socal_sim" in line
+    code = main(["info", "--weights", "sine_pn_orignal"])
+    line = one_error_line(
+        code, capsys.readouterr().err, "'sine_pn_orignal'", f"did you mean '{DEFAULT_WEIGHTS}'"
+    )
+    assert f"available names: {DEFAULT_WEIGHTS}" in line
 
 
 @pytest.mark.parametrize("suffix", ["", ".json", ".pt"])
 def test_weights_path_with_or_without_suffix(offline, tmp_path, capsys, suffix):
-    shipped = SINE.shipped_weights()["socal_sim"]
+    shipped = SINE.shipped_weights()[DEFAULT_WEIGHTS]
     for ext in (".json", ".pt"):
         shutil.copyfile(f"{shipped}{ext}", tmp_path / f"mine{ext}")
     assert main(["info", "--weights", str(tmp_path / f"mine{suffix}")]) == 0
-    assert "220,971 parameters" in capsys.readouterr().out
+    params = sum(p.numel() for p in SINE.load(shipped).parameters())
+    assert f"{params:,} parameters" in capsys.readouterr().out
 
 
 def test_weights_path_missing_one_file(offline, tmp_path, capsys):
-    shipped = SINE.shipped_weights()["socal_sim"]
+    shipped = SINE.shipped_weights()[DEFAULT_WEIGHTS]
     shutil.copyfile(f"{shipped}.pt", tmp_path / "half.pt")
     code = main(["info", "--weights", str(tmp_path / "half.pt")])
     one_error_line(code, capsys.readouterr().err, str(tmp_path / "half.json"), "does not exist")
@@ -282,7 +285,7 @@ def test_annotate_drop_unlocated_works_like_the_api(tmp_path, network, capsys, s
         "--inventory",
         str(csv),
         "--weights",
-        "socal_sim",
+        DEFAULT_WEIGHTS,
         "--out",
         str(out),
     ]
@@ -293,7 +296,7 @@ def test_annotate_drop_unlocated_works_like_the_api(tmp_path, network, capsys, s
     assert main(argv + ["--drop-unlocated"]) == 0
     assert "S04" in sb_log.text and "left out" in sb_log.text
     cli = obspy.read(str(out))
-    model = SINE.load(SINE.shipped_weights()["socal_sim"])
+    model = SINE.load(SINE.shipped_weights()[DEFAULT_WEIGHTS])
     api = model.annotate(
         obspy.read(str(wave)), inventory=pd.read_csv(csv), batch_size=64, drop_unlocated=True
     )

@@ -16,7 +16,7 @@ import numpy as np
 import obspy
 import pytest
 
-from sine_seisbench import SINE
+from sine_seisbench import DEFAULT_WEIGHTS, SINE
 from sine_seisbench.example import network_stream
 from sine_seisbench.monitor.base import MalformedPacket
 from sine_seisbench.monitor.config import parse_spec
@@ -30,7 +30,7 @@ WINDOW_S = 30.0
 
 @pytest.fixture(scope="module")
 def model() -> SINE:
-    return SINE.from_pretrained("socal_sim")
+    return SINE.from_pretrained(DEFAULT_WEIGHTS)
 
 
 @pytest.fixture(scope="module")

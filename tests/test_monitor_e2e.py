@@ -11,7 +11,7 @@ import pytest
 from services import kafka_broker, redis_srv  # noqa: F401 - fixtures
 from test_monitor import assert_events_match, final_events, pick_keys
 
-from sine_seisbench import SINE
+from sine_seisbench import DEFAULT_WEIGHTS, SINE
 from sine_seisbench.example import network_stream
 from sine_seisbench.monitor.engine import StreamingClassifier
 from sine_seisbench.monitor.schema import encode_packet, split_packets
@@ -22,7 +22,7 @@ WINDOW_S = 30.0
 
 @pytest.fixture(scope="module")
 def model() -> SINE:
-    return SINE.from_pretrained("socal_sim")
+    return SINE.from_pretrained(DEFAULT_WEIGHTS)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import obspy
 import pytest
 import services
 
-from sine_seisbench import SINE
+from sine_seisbench import DEFAULT_WEIGHTS, SINE
 from sine_seisbench.example import network_stream
 from sine_seisbench.monitor.base import MalformedPacket, Message
 from sine_seisbench.monitor.engine import ChannelBuffer, StreamingClassifier
@@ -25,7 +25,7 @@ kafka_broker = services.kafka_broker
 
 @pytest.fixture(scope="module")
 def model() -> SINE:
-    return SINE.from_pretrained("socal_sim")
+    return SINE.from_pretrained(DEFAULT_WEIGHTS)
 
 
 @pytest.fixture(scope="module")

@@ -158,7 +158,7 @@ def test_loss_falls_on_a_learnable_batch(scedc_fixture):
     loss_fn = SINELoss()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
-    for _ in range(12):
+    for _ in range(20):
         out = loss_fn(forward_batch(model, batch), batch)
         opt.zero_grad()
         out["loss"].backward()

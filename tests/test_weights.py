@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from sine_seisbench import SINE
+from sine_seisbench import DEFAULT_WEIGHTS, SINE
 from sine_seisbench.demo import run_demo
 
-NAME = "socal_sim"
+NAME = DEFAULT_WEIGHTS
 
 
 def test_shipped_weights_are_listed_and_documented():

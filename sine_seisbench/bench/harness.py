@@ -30,6 +30,7 @@ import seisbench.data as sbd
 import seisbench.models as sbm
 
 from ..geometry import station_key
+from ..model import DEFAULT_WEIGHTS
 from . import continuous as cont
 from . import multistation as ms
 
@@ -494,7 +495,7 @@ def run_benchmark(
     models: list[str] | None = None,
     datasets: list[str] | None = None,
     stages: list[str] | None = None,
-    sine_weights: str | None = "socal_sim",
+    sine_weights: str | None = DEFAULT_WEIGHTS,
     sim_data: str | Path | None = None,
     readme: str | Path | None = None,
     force: bool = False,

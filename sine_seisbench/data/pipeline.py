@@ -88,7 +88,17 @@ def prepare_dataset(
     split_fractions: tuple[float, float] = (0.8, 0.1),
 ) -> sbd.WaveformDataset | sbd.MultiWaveformDataset:
     """Adds the event id column, a deterministic split by event where the dataset has no ``split`` column,
-    and groups the dataset by event. Modifies and returns ``dataset``."""
+    and groups the dataset by event. Modifies and returns ``dataset`` (a new ``MultiWaveformDataset`` of the
+    prepared members for a ``MultiWaveformDataset``: SeisBench builds its splits from the members, so each
+    member carries its own event ids, prefixed with the member's index so that they never collide)."""
+    if isinstance(dataset, sbd.MultiWaveformDataset):
+        members = []
+        for i, member in enumerate(dataset.datasets):
+            member = prepare_dataset(member, split_fractions)
+            member.metadata[EVENT_ID] = f"{i}:" + member.metadata[EVENT_ID].astype(str)
+            member.grouping = EVENT_ID
+            members.append(member)
+        return sbd.MultiWaveformDataset(members)
     meta = dataset.metadata
     meta[EVENT_ID] = event_ids(meta).to_numpy()
     if "split" not in meta.columns or meta["split"].isna().all():

@@ -12,6 +12,7 @@ from typing import Any
 import obspy
 
 from ..errors import UserError, one_line
+from ..model import DEFAULT_WEIGHTS
 from .config import (
     build_sink,
     build_source,
@@ -28,9 +29,10 @@ def _model(weights: str | None) -> Any:
     from ..cli import load_weights
 
     if weights is None:
-        weights = "socal_sim"
+        weights = DEFAULT_WEIGHTS
         print(
-            "sine monitor: no weights given; using the shipped 'socal_sim' weights", file=sys.stderr
+            f"sine monitor: no weights given; using the shipped '{DEFAULT_WEIGHTS}' weights",
+            file=sys.stderr,
         )
     return load_weights(weights)
 
@@ -193,7 +195,7 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument("--config", help="TOML/YAML config file")
     p.add_argument("--inventory", help="StationXML or CSV with the stations' coordinates")
-    p.add_argument("--weights", help="pretrained name or path (default: socal_sim)")
+    p.add_argument("--weights", help=f"pretrained name or path (default: {DEFAULT_WEIGHTS})")
     p.add_argument(
         "--source", help="files:GLOB, sds:ROOT?start=..&end=.., seedlink://, redis://, kafka://"
     )

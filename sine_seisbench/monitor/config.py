@@ -2,7 +2,7 @@
 
 Example (``monitor.toml``)::
 
-    weights = "socal_sim"              # name for SINE.from_pretrained or a path given to SINE.load
+    weights = "sine_pn_original"       # name for SINE.from_pretrained or a path given to SINE.load
     inventory = "stations.xml"         # StationXML (coordinates; responses used for remove_sensitivity)
     stride_s = 15.01                   # seconds between window starts (default: window - overlap)
     max_latency_s = 10                 # how long a window waits for late stations
