@@ -596,10 +596,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from .bench.harness import PUBLISHED, STAGES, run_benchmark
+    from .bench.harness import PUBLISHED, SINE_VARIANTS, STAGES, run_benchmark
 
     check_output_folder(args.out, "--out")
-    models = _check_names(args.models, ["SINE", *PUBLISHED], "--models")
+    models = _check_names(args.models, [*SINE_VARIANTS, *PUBLISHED], "--models")
     stages = _check_names(args.stages, list(STAGES), "--stages")
     if args.sim_data and not Path(args.sim_data).exists():
         raise MissingFileError(
@@ -709,7 +709,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="benchmarks/results",
         help="output folder (created if missing): report, CSVs, figures, cached results, summary_SUITE.md",
     )
-    p.add_argument("--models", help="comma-separated subset of SINE,PhaseNet,EQTransformer")
+    p.add_argument(
+        "--models",
+        help="comma-separated subset of SINE,SINE-graph,PhaseNet,EQTransformer (SINE-graph: the same weights "
+        "with graph_picks=True; default SINE,PhaseNet,EQTransformer)",
+    )
     p.add_argument("--datasets", help="comma-separated labelled dataset names under DATA/datasets")
     p.add_argument(
         "--stages",

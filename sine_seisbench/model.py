@@ -154,6 +154,14 @@ class SINE(WaveformModel):
         2.0,
     )
     _annotate_args["merge_distance"] = ("See merge_time (km).", 20.0)
+    _annotate_args["graph_picks"] = (
+        "If true, the station-graph branch's residual changes the picks (what the other stations saw enters "
+        "each station's probabilities); if false, the picks are the per-station path's alone (the published "
+        "picker's for weights made with from_picker and a frozen backbone) and the branch serves only the event "
+        "estimates. The shipped sine_pn_original weights default to false: see weights/README.md for the "
+        "measured trade-off.",
+        True,
+    )
     _annotate_args["max_abs_amplitude"] = (
         "Samples with a larger absolute value (before the sensitivity is removed) are corrupt: they are left "
         "out as gaps, with a warning naming the trace and the span.",
@@ -243,6 +251,7 @@ class SINE(WaveformModel):
         logits: bool = False,
         event: bool = True,
         teacher: bool = False,
+        graph_picks: bool = True,
     ) -> dict[str, torch.Tensor]:
         """
         :param x: Normalised waveforms ``(batch, stations, components, samples)``; absent components and
@@ -258,6 +267,8 @@ class SINE(WaveformModel):
         :param event: Run the event head (``annotate`` needs only the picks and skips it).
         :param teacher: Also return ``teacher_picks``: the per-station path without the graph branch's residual
                         (the picker SINE started from, while the backbone is frozen), for distillation.
+        :param graph_picks: Add the graph branch's residual to the picks (otherwise the picks are the
+                            per-station path's; the branch then runs only for the event head).
         :return: ``picks`` ``(batch, stations, len(phases), samples)`` (zero for padded stations), and unless
                  ``event`` is false, ``event_mean`` and ``event_std`` ``(batch, 4)`` for east km, north km,
                  depth km, magnitude.
@@ -293,7 +304,15 @@ class SINE(WaveformModel):
         )
         remap = torch.full((b * s,), -1, dtype=torch.long, device=x.device)
         remap[valid] = torch.arange(valid.numel(), device=x.device)
-        residual, graph_features = self.branch(h, remap[edge_index], edge_attr)
+        edge_index = remap[edge_index]
+        residual = graph_features = None
+        if graph_picks or event:
+            residual, graph_features = self.branch(h, edge_index, edge_attr)
+            # A station without neighbours in its group keeps the picker's picks: the branch exists to bring in
+            # what the other stations saw, and alone it would only apply what it learned on groups (tested).
+            connected = torch.zeros(valid.numel(), dtype=torch.bool, device=x.device)
+            connected[edge_index[1]] = True
+            residual = residual * connected.to(residual.dtype)[:, None, None]
 
         def scatter_back(pick_logits: torch.Tensor) -> torch.Tensor:
             picks = pick_logits if logits else torch.softmax(pick_logits, dim=1)
@@ -301,7 +320,9 @@ class SINE(WaveformModel):
             out[valid] = picks.to(out.dtype)
             return out.view(b, s, -1, t)
 
-        result = {"picks": scatter_back(self.backbone.decode(h + residual, skips))}
+        result = {
+            "picks": scatter_back(self.backbone.decode(h + residual if graph_picks else h, skips))
+        }
         if teacher:
             with torch.no_grad():
                 result["teacher_picks"] = scatter_back(self.backbone.decode(h, skips))
@@ -476,6 +497,7 @@ class SINE(WaveformModel):
                     amplitude=log_scale,
                     calibrated=torch.as_tensor(calibrated, device=device),
                     event=event,
+                    graph_picks=bool(self._argdict_get_with_default(argdict, "graph_picks")),
                 )
         finally:
             self.train(was_training)

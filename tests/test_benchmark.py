@@ -105,3 +105,29 @@ def test_readme_summary_is_replaced_not_appended(tmp_path):
         and "table one" not in text
         and text.count("benchmark-summary:start") == 1
     )
+
+
+def test_cached_results_are_keyed_by_the_weights(tmp_path):
+    """Results of other weights under the same model name are never reused."""
+    import copy
+
+    import torch
+
+    from sine_seisbench import SINE
+    from sine_seisbench.bench.harness import Cache, weights_digest
+
+    a = SINE(max_stations=4)
+    b = copy.deepcopy(a)
+    assert weights_digest(a) == weights_digest(b)
+    with torch.no_grad():
+        b.branch.proj_out.bias.add_(1.0)
+    assert weights_digest(a) != weights_digest(b)
+    calls = []
+    for model, value in ((a, 1), (a, 2), (b, 3)):
+        cache = Cache(tmp_path, force=False, versions={"SINE": weights_digest(model)})
+        calls.append(cache.get("picks", "SINE+PhaseNet", "stead50", compute=lambda v=value: v))
+    assert calls == [1, 1, 3]  # the second run reuses the first; other weights compute anew
+    names = sorted(p.name for p in (tmp_path / "raw").iterdir())
+    assert names == sorted(
+        f"picks__SINE@{weights_digest(m)}+PhaseNet__stead50.json" for m in (a, b)
+    )

@@ -83,3 +83,21 @@ def test_from_picker_refuses_other_layouts():
         SINE.from_picker(sbm.EQTransformer())
     with pytest.raises(ValueError, match="components"):
         SINE.from_picker(sbm.PhaseNet(in_channels=1, component_order="Z"))
+
+
+def test_shipped_weights_pick_as_the_published_phasenet_by_default(shared, phasenet):
+    """sine_pn_original defaults to graph_picks=False: its picks are PhaseNet 'original''s on a real network;
+    graph_picks=True lets the trained station graph change them."""
+    from sine_seisbench import DEFAULT_WEIGHTS
+
+    stream, inventory = colombia(shared, 3)
+    model = SINE.from_pretrained(DEFAULT_WEIGHTS)
+    assert model.default_args["graph_picks"] is False
+    assert "PhaseNet 'original'" in model.picker
+    expected = phasenet.annotate(stream.copy())
+    assert (
+        max_difference(model.annotate(stream.copy(), inventory=inventory), expected, "PhaseNet")
+        < 1e-5
+    )
+    graph = model.annotate(stream.copy(), inventory=inventory, graph_picks=True)
+    assert max_difference(graph, expected, "PhaseNet") > 1e-3

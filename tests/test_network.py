@@ -114,6 +114,23 @@ def test_untrained_branch_leaves_the_per_station_path_unchanged():
     assert not torch.allclose(trained["picks"], out["picks"], atol=1e-3)
 
 
+def test_a_station_without_neighbours_keeps_the_pickers_picks():
+    """Alone in its group (one station, or a radius that leaves it isolated), a station gets the per-station
+    path's picks even with a trained branch; its neighbours still get the branch's residual."""
+    model = small_model()  # non-zero branch output
+    x, pos = inputs(n_real=3)
+    pos[:, 2, 0] += 500.0  # station 2 far away
+    with torch.no_grad():
+        alone = model(x[:, :1], positions=pos[:, :1], teacher=True)
+        isolated = model(x, positions=pos, teacher=True, event=False)
+        model.radius_km = 200.0
+        capped = model(x, positions=pos, teacher=True, event=False)
+    assert torch.equal(alone["picks"], alone["teacher_picks"])
+    assert not torch.allclose(isolated["picks"][:, 2], isolated["teacher_picks"][:, 2], atol=1e-4)
+    assert torch.equal(capped["picks"][:, 2], capped["teacher_picks"][:, 2])
+    assert not torch.allclose(capped["picks"][:, :2], capped["teacher_picks"][:, :2], atol=1e-4)
+
+
 def test_z_only_station_is_flagged_and_runs():
     model = small_model()
     x, pos = inputs(n_real=4)

@@ -17,6 +17,7 @@ unless ``force``):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -36,6 +37,15 @@ from . import multistation as ms
 
 STAGES = ("picks", "continuous", "location", "speed", "iceland", "colombia", "simulated_low_snr")
 PUBLISHED = {"PhaseNet": ("PhaseNet", "original"), "EQTransformer": ("EQTransformer", "original")}
+#: SINE's variants: the weights' defaults, and the same weights with the station graph changing the picks
+SINE_VARIANTS = {"SINE": {}, "SINE-graph": {"graph_picks": True}}
+
+
+def is_sine(name: str) -> bool:
+    """Whether a benchmark model name is one of SINE's variants (they need station coordinates)."""
+    return name in SINE_VARIANTS
+
+
 SUMMARY_START = "<!-- benchmark-summary:start -->"
 SUMMARY_END = "<!-- benchmark-summary:end -->"
 
@@ -59,37 +69,58 @@ def load_models(names: list[str], sine_weights: str | None) -> dict:
 
     models = {}
     for name in names:
-        if name == "SINE":
+        if is_sine(name):
             if sine_weights:
                 from ..cli import load_weights  # the one weights loader of the sine commands
 
                 models[name] = load_weights(sine_weights, "--sine-weights")
             else:
                 models[name] = SINE()
+            models[name].default_args.update(SINE_VARIANTS[name])
         elif name in PUBLISHED:
             cls_name, weights = PUBLISHED[name]
             models[name] = getattr(sbm, cls_name).from_pretrained(weights)
         else:
-            raise ValueError(f"Unknown model {name!r}; choose from SINE, {', '.join(PUBLISHED)}")
+            raise ValueError(
+                f"Unknown model {name!r}; choose from {', '.join([*SINE_VARIANTS, *PUBLISHED])}"
+            )
         models[name].eval()
     return models
 
 
 class Cache:
-    """JSON results per (stage, model, dataset) so that an interrupted run resumes."""
+    """JSON results per (stage, model, dataset) so that an interrupted run resumes.
 
-    def __init__(self, out: Path, force: bool) -> None:
+    :param versions: Model name -> version tag (e.g. a digest of the weights): a key part naming the model is
+                     stored as ``NAME@TAG``, so results of other weights are never reused.
+    """
+
+    def __init__(self, out: Path, force: bool, versions: dict[str, str] | None = None) -> None:
         self.dir = out / "raw"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.force = force
+        self.versions = versions or {}
 
     def get(self, *key: str, compute):
+        key = tuple(
+            "+".join(f"{t}@{self.versions[t]}" if t in self.versions else t for t in k.split("+"))
+            for k in key
+        )
         path = self.dir / ("__".join(k.replace("/", "_") for k in key) + ".json")
         if path.exists() and not self.force:
             return json.loads(path.read_text())
         value = compute()
         path.write_text(json.dumps(value, default=float, indent=1))
         return value
+
+
+def weights_digest(model) -> str:
+    """Ten hex digits of SHA-1 over a model's tensors (names, shapes and values)."""
+    digest = hashlib.sha1()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:10]
 
 
 def _fmt(v) -> str:
@@ -124,7 +155,7 @@ def stage_picks(
                 folder.name,
                 compute=lambda model=model, ds=ds: evaluate_pick_tasks(model, ds, seed=seed),
             )
-            rows.append({"dataset": folder.name, "model": name, **_flatten(result)})
+            rows.append({**_flatten(result), "dataset": folder.name, "model": name})
     return rows
 
 
@@ -164,7 +195,7 @@ def stage_continuous(models, data_dir: Path, cache: Cache, quick: bool, log, tt)
         for name, model in models.items():
 
             def compute(model=model, name=name):
-                kw = {"inventory": inventory, "min_stations": 2} if name == "SINE" else {}
+                kw = {"inventory": inventory, "min_stations": 2} if is_sine(name) else {}
                 picks = model.classify(stream, **kw).picks
                 return cont.match_picks(picks, refs, 0.5)
 
@@ -200,7 +231,7 @@ def stage_continuous(models, data_dir: Path, cache: Cache, quick: bool, log, tt)
         for name, model in pickers.items():
 
             def compute(model=model, name=name):
-                kw = {"inventory": frame, "min_stations": 2} if name == "SINE" else {}
+                kw = {"inventory": frame, "min_stations": 2} if is_sine(name) else {}
                 picks = model.classify(stream, **kw).picks
                 return {
                     **cont.match_picks(picks, refs, 1.0),
@@ -268,7 +299,7 @@ def stage_location(models, test_set, cache: Cache, quick: bool, tt, seed: int, o
     if "SINE" not in models:
         log("location: SINE not among --models; stage skipped")
         return [], []
-    pickers = {k: v for k, v in models.items() if k != "SINE"}
+    pickers = {k: v for k, v in models.items() if not is_sine(k)}
     max_events = 5 if quick else 40
     drops = (0.0, 0.5) if quick else (0.0, 0.25, 0.5, 0.75)
     noises = (0.0, 4.0) if quick else (0.0, 2.0, 8.0, 32.0)
@@ -350,7 +381,7 @@ def stage_speed(models, data_dir: Path, quick: bool, log):
     )
     rows = []
     for name, model in models.items():
-        kw = {"inventory": inventory} if name == "SINE" else {}
+        kw = {"inventory": inventory} if is_sine(name) else {}
         model.annotate(
             stream.slice(stream[0].stats.starttime, stream[0].stats.starttime + 120), **kw
         )
@@ -371,11 +402,17 @@ def stage_speed(models, data_dir: Path, quick: bool, log):
     return rows
 
 
-def _iceland_section(models, data_dir: Path, cache: Cache, out: Path, log) -> list[str]:
+def _iceland_section(
+    models, data_dir: Path, cache: Cache, out: Path, log, summary: list[str]
+) -> list[str]:
     rows = ms.stage_iceland(models, data_dir, cache, log)
     if not rows:
         return []
     pd.DataFrame(rows).to_csv(out / "iceland.csv", index=False)
+    summary.append(
+        "Iceland, agreement with QuakeMigrate at 0.1 unmatched picks per station-window:\n\n"
+        + markdown_table(rows, ["model", "phase", "agreement"])
+    )
     cols = [
         "model",
         "phase",
@@ -432,12 +469,25 @@ def _colombia_section(
 
 
 def _low_snr_section(
-    models, data_dir: Path, cache: Cache, quick: bool, tt, seed: int, tmp, out: Path, log
+    models,
+    data_dir: Path,
+    cache: Cache,
+    quick: bool,
+    tt,
+    seed: int,
+    tmp,
+    out: Path,
+    log,
+    summary: list[str],
 ) -> list[str]:
     rows = ms.stage_simulated_low_snr(models, data_dir, cache, quick, tt, seed, Path(tmp), log)
     if not rows:
         return []
     pd.DataFrame(rows).to_csv(out / "simulated_low_snr.csv", index=False)
+    summary.append(
+        f"Simulated low-SNR events, P recall at precision >= {ms.TARGET_PRECISION}:\n\n"
+        + markdown_table(rows, ["model", "P_recall", "P_precision", "threshold"])
+    )
     cols = [
         "model",
         "events",
@@ -524,8 +574,8 @@ def run_benchmark(
     if not data_dir.is_dir():
         log(f"data folder {data_dir} not found: real-data stages are skipped")
     seed_cache(data_dir)
-    cache = Cache(out, force)
     models_loaded = load_models(models or ["SINE", "PhaseNet", "EQTransformer"], sine_weights)
+    cache = Cache(out, force, {name: weights_digest(m) for name, m in models_loaded.items()})
     stages = stages or list(STAGES)
     if tt is None and {"continuous", "location", "simulated_low_snr"} & set(stages):
         tt = TravelTimes()  # a TauP table: built (and cached) only for the stages that need it
@@ -560,6 +610,11 @@ def run_benchmark(
                     if any(c in r for r in rows)
                 ]
                 sections += ["## Pick-benchmark tasks", "", markdown_table(rows, cols), ""]
+                if any("task3.P.within_0.1s" in r for r in rows):
+                    summary_lines.append(
+                        "Pick-benchmark task 3, P within 0.1 s:\n\n"
+                        + markdown_table(rows, ["dataset", "model", "task3.P.within_0.1s"])
+                    )
         if "continuous" in stages:
             rows = stage_continuous(models_loaded, data_dir, cache, quick, log, tt)
             if rows:
@@ -635,12 +690,12 @@ def run_benchmark(
                     markdown_table(rows, ["model", "station_hours_per_s", "ratio_to_PhaseNet"])
                 )
         if "iceland" in stages:
-            sections += _iceland_section(models_loaded, data_dir, cache, out, log)
+            sections += _iceland_section(models_loaded, data_dir, cache, out, log, summary_lines)
         if "colombia" in stages:
             sections += _colombia_section(models_loaded, data_dir, cache, quick, out, log)
         if "simulated_low_snr" in stages:
             sections += _low_snr_section(
-                models_loaded, data_dir, cache, quick, tt, seed, tmp, out, log
+                models_loaded, data_dir, cache, quick, tt, seed, tmp, out, log, summary_lines
             )
     if messages:
         sections += ["## Skipped", ""] + [f"- {m}" for m in messages]

@@ -205,7 +205,7 @@ def sweep(
 
 def _annotate(name: str, model: Any, stream: obspy.Stream, inventory: Any) -> obspy.Stream:
     """Annotation traces of one model: SINE with the station coordinates, the SeisBench pickers without."""
-    if name == "SINE":
+    if name.startswith("SINE"):
         return model.annotate(stream, inventory=inventory)
     return model.annotate(stream)
 
@@ -447,11 +447,11 @@ def stage_colombia(
 
     inv_path = folder / "stations" / "inv.xml"
     inventory = obspy.read_inventory(str(inv_path)) if inv_path.exists() else None
-    if "SINE" in models and inventory is None:
+    if any(n.startswith("SINE") for n in models) and inventory is None:
         log(f"colombia: {inv_path} not found; SINE left out (it needs station coordinates)")
     picks = {}
     for name, model in models.items():
-        if name == "SINE" and inventory is None:
+        if name.startswith("SINE") and inventory is None:
             continue
         picks[name] = cache.get(
             "colombia",

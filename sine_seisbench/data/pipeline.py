@@ -142,19 +142,28 @@ class PerStation:
 
 
 class StationDropout:
-    """Zeroes whole stations with probability ``p`` (keeping at least ``keep`` stations with data).
+    """Zeroes whole stations with probability ``p`` (keeping at least ``keep`` stations with data); with
+    probability ``subset_p`` keeps instead only a random subset of ``keep``..all of them (groups as small as
+    a user's network or a station's sparse neighbourhood).
 
     Dropped stations also lose their picks in the metadata, so labels and masks treat them as absent."""
 
-    def __init__(self, p: float = 0.1, keep: int = 1, key: str = "X") -> None:
+    def __init__(
+        self, p: float = 0.1, keep: int = 1, key: str = "X", subset_p: float = 0.0
+    ) -> None:
         self.p = p
         self.keep = keep
         self.key = key
+        self.subset_p = subset_p
 
     def __call__(self, state_dict: dict) -> None:
         x, metadata = state_dict[self.key]
         present = np.flatnonzero(np.any(x != 0, axis=tuple(range(1, x.ndim))))
-        drop = present[np.random.random(len(present)) < self.p]
+        if len(present) > self.keep and np.random.random() < self.subset_p:
+            kept = np.random.randint(self.keep, len(present) + 1)
+            drop = np.random.permutation(present)[kept:]
+        else:
+            drop = present[np.random.random(len(present)) < self.p]
         drop = drop[: max(0, len(present) - self.keep)]
         if len(drop):
             x = x.copy()
@@ -331,7 +340,7 @@ def build_generator(
         sbg.SelectOrPadAlongAxis(max_stations, repeat=False),
     ]
     if training:
-        augmentations.append(StationDropout(p=0.1, keep=1))
+        augmentations.append(StationDropout(p=0.1, keep=1, subset_p=0.25))
     augmentations += [
         FirstPWindow(samples, random=True) if training else FirstPWindow(samples, random=False),
         sbg.Normalize(demean_axis=-1),
