@@ -223,7 +223,7 @@ class SINE(WaveformModel):
         self.calibrated_amplitudes = bool(calibrated_amplitudes)
         self.picker = picker
 
-        self.backbone = PhaseNetBackbone(in_channels, len(phases), self.filter_factor)
+        self.backbone = PhaseNetBackbone(in_channels, phases, self.filter_factor)
         self.branch = StationGraphBranch(
             self.backbone.bottleneck_channels,
             lstm_hidden,
@@ -299,14 +299,14 @@ class SINE(WaveformModel):
         comp = component_mask.reshape(b * s, c)[valid].to(x.dtype)
         h, skips = self.backbone.encode(x.reshape(b * s, c, t)[valid])
 
-        edge_index, edge_attr = build_station_graph(
-            positions, station_mask, self.k_neighbours, self.radius_km
-        )
-        remap = torch.full((b * s,), -1, dtype=torch.long, device=x.device)
-        remap[valid] = torch.arange(valid.numel(), device=x.device)
-        edge_index = remap[edge_index]
         residual = graph_features = None
-        if graph_picks or event:
+        if graph_picks or event:  # the station graph is needed only for the branch
+            edge_index, edge_attr = build_station_graph(
+                positions, station_mask, self.k_neighbours, self.radius_km
+            )
+            remap = torch.full((b * s,), -1, dtype=torch.long, device=x.device)
+            remap[valid] = torch.arange(valid.numel(), device=x.device)
+            edge_index = remap[edge_index]
             residual, graph_features = self.branch(h, edge_index, edge_attr)
             # A station without neighbours in its group keeps the picker's picks: the branch exists to bring in
             # what the other stations saw, and alone it would only apply what it learned on groups (tested).
@@ -323,9 +323,12 @@ class SINE(WaveformModel):
         result = {
             "picks": scatter_back(self.backbone.decode(h + residual if graph_picks else h, skips))
         }
-        if teacher:
-            with torch.no_grad():
-                result["teacher_picks"] = scatter_back(self.backbone.decode(h, skips))
+        if teacher:  # without the residual the picks are the teacher's already
+            if graph_picks:
+                with torch.no_grad():
+                    result["teacher_picks"] = scatter_back(self.backbone.decode(h, skips))
+            else:
+                result["teacher_picks"] = result["picks"].detach()
         if event:
             pos_v = positions.reshape(b * s, 3)[valid]
             amp_v = amplitude.reshape(b * s)[valid]

@@ -1,12 +1,13 @@
 """The per-station path of SINE in the layout of SeisBench's ``PhaseNet``, split into encoder and decoder.
 
-The modules carry exactly PhaseNet's parameter names (``inc``, ``in_bn``, ``down_branch``, ``up_branch``,
-``out``), so a published PhaseNet's ``state_dict`` loads into :class:`PhaseNetBackbone` unchanged, and
-``decode(*encode(x))`` returns PhaseNet's logits for the same input.
+The layers are SeisBench's own, under PhaseNet's names (``inc``, ``in_bn``, ``down_branch``, ``up_branch``, ``out``),
+so a published PhaseNet's ``state_dict`` loads into :class:`PhaseNetBackbone` unchanged; ``decode(*encode(x))`` is
+``PhaseNet.forward`` split at the bottleneck and returns PhaseNet's logits for the same input.
 """
 
 from __future__ import annotations
 
+import seisbench.models as sbm
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -16,48 +17,26 @@ _DOWN_PADDING = {1: (2, 3), 2: (1, 3), 3: (2, 3)}
 
 
 class PhaseNetBackbone(nn.Module):
-    """PhaseNet's U-Net (Zhu & Beroza, 2019) as SeisBench builds it: depth 5, kernel 7, stride 4, 8 root filters.
+    """PhaseNet's U-Net (Zhu & Beroza, 2019): the layers of a ``seisbench.models.PhaseNet`` of the same
+    arguments, under the same names, run as an encoder and a decoder.
 
     :param in_channels: Input components.
-    :param classes: Output classes.
+    :param phases: Output labels (one class each).
     :param filter_factor: Width multiplier (SeisBench's ``filter_factor``).
     """
 
-    depth = 5
-    kernel_size = 7
-    stride = 4
-    filters_root = 8
-
-    def __init__(self, in_channels: int = 3, classes: int = 3, filter_factor: int = 1) -> None:
+    def __init__(self, in_channels: int = 3, phases: str = "PSN", filter_factor: int = 1) -> None:
         super().__init__()
-        k, root = self.kernel_size, self.filters_root * filter_factor
-        self.inc = nn.Conv1d(in_channels, root, k, padding="same")
-        self.in_bn = nn.BatchNorm1d(root, eps=1e-3)
-        self.down_branch = nn.ModuleList()
-        self.up_branch = nn.ModuleList()
-        last = root
-        for i in range(self.depth):
-            filters = 2**i * root
-            conv_same = nn.Conv1d(last, filters, k, padding="same", bias=False)
-            last = filters
-            bn1 = nn.BatchNorm1d(filters, eps=1e-3)
-            conv_down = bn2 = None
-            if i < self.depth - 1:
-                padding = 0 if i in _DOWN_PADDING else k // 2
-                conv_down = nn.Conv1d(filters, filters, k, self.stride, padding=padding, bias=False)
-                bn2 = nn.BatchNorm1d(filters, eps=1e-3)
-            self.down_branch.append(nn.ModuleList([conv_same, bn1, conv_down, bn2]))
-        for i in range(self.depth - 1):
-            filters = 2 ** (self.depth - 2 - i) * root
-            conv_up = nn.ConvTranspose1d(last, filters, k, self.stride, bias=False)
-            last = filters
-            bn1 = nn.BatchNorm1d(filters, eps=1e-3)
-            conv_same = nn.Conv1d(2 * filters, filters, k, padding="same", bias=False)
-            bn2 = nn.BatchNorm1d(filters, eps=1e-3)
-            self.up_branch.append(nn.ModuleList([conv_up, bn1, conv_same, bn2]))
-        self.out = nn.Conv1d(last, classes, 1, padding="same")
+        layout = sbm.PhaseNet(
+            in_channels=in_channels,
+            classes=len(phases),
+            phases=phases,
+            filter_factor=filter_factor,
+        )
+        self.inc, self.in_bn, self.out = layout.inc, layout.in_bn, layout.out
+        self.down_branch, self.up_branch = layout.down_branch, layout.up_branch
         #: Channels of the bottleneck (the coarsest level)
-        self.bottleneck_channels = 2 ** (self.depth - 1) * root
+        self.bottleneck_channels = self.down_branch[-1][0].out_channels
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """
