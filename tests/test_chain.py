@@ -13,9 +13,12 @@ from obspy.geodetics import gps2dist_azimuth
 from sine_seisbench.bench.chain import (
     Location,
     associate_picks,
+    associate_pyocto,
     local_magnitude,
     locate,
     run_chain,
+    surface_velocities,
+    write_pyocto_table,
 )
 from sine_seisbench.data.simulate import SOCAL_LAYERS, VP_VS, TravelTimes, simulate_station
 from sine_seisbench.geometry import Coordinates
@@ -256,7 +259,8 @@ def test_associate_picks():
     assert associate_picks(channel_picks, window_s=10.0, min_stations=4) == []
 
 
-def test_run_chain(tt):
+@pytest.mark.parametrize("associator", ["greedy", "pyocto"])
+def test_run_chain(tt, associator):
     coordinates = network(8, seed=13)
     lat, lon, depth = 35.68, -117.52, 9.0
     stream = simulated_stream(tt, coordinates, lat, lon, depth, 2.5, seed=4)
@@ -265,10 +269,96 @@ def test_run_chain(tt):
         tp, ts, _, _ = arrivals(tt, lat, lon, depth, coords)
         picks += [sb_pick(key, "P", ORIGIN + tp), sb_pick(key, "S", ORIGIN + ts, 0.7)]
     picks.append(sb_pick("XX.UNKNOWN.", "P", ORIGIN + 3.0))  # no coordinates: ignored
-    (event,) = run_chain(stream, picks, coordinates, tt, min_stations=3)
+    (event,) = run_chain(stream, picks, coordinates, tt, min_stations=3, associator=associator)
     assert event["n_picks"] == 16 and event["n_stations"] == 8
     assert gps2dist_azimuth(lat, lon, event["latitude"], event["longitude"])[0] < 1000.0
     assert event["depth_km"] == pytest.approx(depth, abs=2.0)
     assert abs(event["origin_time"] - ORIGIN) < 0.1
     assert event["magnitude"] == pytest.approx(2.5, abs=0.4)
     assert event["n_magnitude_stations"] == 8
+
+
+def test_run_chain_unknown_associator(tt):
+    coordinates = network(4, seed=1)
+    picks = [sb_pick(k, "P", ORIGIN + i) for i, k in enumerate(coordinates)]
+    with pytest.raises(ValueError, match="Unknown associator 'gamma'.*'greedy', 'pyocto'"):
+        run_chain(obspy.Stream(), picks, coordinates, tt, associator="gamma")
+
+
+def test_pyocto_table_holds_the_travel_times(tt, tmp_path):
+    import struct
+
+    path, s_max = write_pyocto_table(tt, tmp_path / "t.pyocto", max_distance_km=150.0, delta_km=2.0)
+    raw = path.read_bytes()
+    nx, nz, delta = struct.unpack("iid", raw[:16])
+    assert delta == 2.0 and nx == 77 and nz == int(math.ceil(24.0 / 2.0)) + 2
+    p = np.frombuffer(raw[16 : 16 + 8 * nx * nz]).reshape(nx, nz)
+    s = np.frombuffer(raw[16 + 8 * nx * nz :]).reshape(nx, nz)
+    for x, z in ((10.0, 6.0), (60.0, 12.0), (100.0, 2.0)):
+        t = tt(np.array([x]), z)
+        assert p[int(x / 2), int(z / 2)] == pytest.approx(float(t["tp"][0]), abs=0.02)
+        assert s[int(x / 2), int(z / 2)] == pytest.approx(float(t["ts"][0]), abs=0.03)
+    # Beyond the table (120 km) the times keep growing, at least at the table's last slope
+    assert np.all(np.diff(p[55:, 3]) > 0.2) and s_max == pytest.approx(s.max())
+    assert surface_velocities(tt) == pytest.approx((SOCAL_LAYERS[0][1], SOCAL_LAYERS[0][1] / VP_VS))
+
+
+def exact_sb_picks(
+    tt: TravelTimes, coordinates: dict[str, Coordinates], events: list[tuple]
+) -> tuple[list[sbu.Pick], list[set]]:
+    """SeisBench picks at the exact P and S times of every (lat, lon, depth, origin) and the (station, phase,
+    time) set of each event."""
+    picks, truth = [], []
+    for lat, lon, depth, t0 in events:
+        keys = set()
+        for key, coords in coordinates.items():
+            tp, ts, _, _ = arrivals(tt, lat, lon, depth, coords)
+            picks += [sb_pick(key, "P", t0 + tp), sb_pick(key, "S", t0 + ts, 0.6)]
+            keys |= {
+                (key, "P", round((t0 + tp).timestamp, 3)),
+                (key, "S", round((t0 + ts).timestamp, 3)),
+            }
+        truth.append(keys)
+    return picks, truth
+
+
+def pick_set(event: list[tuple]) -> set[tuple[str, str, float]]:
+    """(station, phase, timestamp to the ms) of an associated event's picks."""
+    return {(p[0], p[1], round(p[2].timestamp, 3)) for p in event}
+
+
+def test_associate_pyocto_recovers_events(tt):
+    coordinates = network(6, seed=21)
+    events = [
+        (35.75, -117.55, 9.0, ORIGIN),
+        (35.55, -117.8, 4.0, ORIGIN + 12.0),  # within the first one's S arrivals
+        (35.85, -117.4, 15.0, ORIGIN + 300.0),
+    ]
+    picks, truth = exact_sb_picks(tt, coordinates, events)
+    # A stray pick, one at a station without coordinates and a pick of another phase
+    picks += [
+        sb_pick("CI.T00.", "P", ORIGIN + 150.0),
+        sb_pick("XX.NONE.", "P", ORIGIN + 3.0),
+        sb_pick("CI.T01.", "N", ORIGIN + 3.0),
+    ]
+    found = associate_pyocto(picks, coordinates, tt)
+    assert len(found) == 3
+    for ev, expected, (lat, lon, depth, t0) in zip(found, truth, events, strict=True):
+        assert pick_set(ev) == expected
+        assert ev == sorted(ev, key=lambda p: p[2])
+        assert all(p[3] == pytest.approx(0.9 if p[1] == "P" else 0.6) for p in ev)
+        loc = locate(ev, coordinates, tt)
+        assert epicentral_error_km(loc, lat, lon) < 1.0 and abs(loc.origin_time - t0) < 0.2
+        assert loc.depth_km == pytest.approx(depth, abs=2.0)
+    # The greedy time clustering (20 s window) does not separate the two overlapping events
+    greedy = associate_picks(picks, window_s=20.0, min_stations=3)
+    assert sum(pick_set(ev) in truth[:2] for ev in greedy) < 2
+    # Channel-level trace ids are reduced to NET.STA.LOC; too few stations give no event
+    channel = [
+        sbu.Pick(p.trace_id + ".HHZ", p.start_time, p.end_time, p.peak_time, p.peak_value, p.phase)
+        for p in picks[:12]
+    ]
+    (only,) = associate_pyocto(channel, coordinates, tt)
+    assert pick_set(only) == truth[0]
+    assert associate_pyocto(picks[:4], coordinates, tt) == []
+    assert associate_pyocto(picks[:12], coordinates, tt, min_stations=7) == []

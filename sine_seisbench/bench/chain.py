@@ -4,24 +4,29 @@ Each step is deliberately simple and standard, so that the comparison measures w
 model adds over a conventional processing chain fed with the same picks:
 
 - :func:`associate_picks`: greedy time clustering of a picker's P picks (:func:`sine_seisbench.events.associate`),
-  with each station's first S pick after its P attached.
+  with each station's first S pick after its P attached; or :func:`associate_pyocto`: PyOcto's space-partitioning
+  associator (Münchmeyer, 2024) with travel-time tables of the same 1-D model.
 - :func:`locate`: grid-search hypocentre in the project's 1-D Southern California model
   (:class:`~sine_seisbench.data.simulate.TravelTimes`), coarse then fine, with the origin time solved analytically
   at every node and a robust L1 misfit (or classical least squares).
 - :func:`local_magnitude`: ML from Wood-Anderson amplitudes with the Southern California relation of Hutton &
   Boore (1987), the median over stations.
-- :func:`run_chain`: all three for every associated event.
+- :func:`run_chain`: all three for every associated event (``associator="greedy"`` or ``"pyocto"``).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import struct
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import obspy
+import pandas as pd
 import seisbench.util as sbu
 
 from ..data.simulate import (
@@ -43,6 +48,35 @@ PickTuple = tuple[str, str, obspy.UTCDateTime, float]
 #: Velocities (km/s) of the top layer, used for the station elevation correction as in ``simulate_station``.
 _VP_TOP = SOCAL_LAYERS[0][1]
 _VS_TOP = SOCAL_LAYERS[0][1] / VP_VS
+
+#: The associators of :func:`run_chain`.
+ASSOCIATORS = ("greedy", "pyocto")
+
+
+def surface_velocities(tt: TravelTimes) -> tuple[float, float]:
+    """P and S velocities (km/s) of the top layer of ``tt``'s model, for station elevation corrections:
+    ``tt.surface_vp``/``tt.surface_vs`` or the first of ``tt.layers`` (rows ``(top_km, vp, vs)``) where the table
+    has them, otherwise those of the default Southern California model (5.5 and 5.5 / 1.73 km/s)."""
+    if getattr(tt, "surface_vp", None) is not None and getattr(tt, "surface_vs", None) is not None:
+        return float(tt.surface_vp), float(tt.surface_vs)
+    layers = getattr(tt, "layers", None)
+    if layers is None or len(layers) == 0:
+        return _VP_TOP, _VS_TOP
+    top = min(layers, key=lambda row: float(row[0]))
+    vp = float(top[1])
+    vs = float(top[2]) if len(top) > 2 and top[2] is not None else vp / VP_VS
+    return vp, vs
+
+
+def elevation_correction(tt: TravelTimes, elevation_m, phase: str) -> np.ndarray:
+    """Travel time (s) from the table's surface up to stations at ``elevation_m`` through the top layer:
+    ``tt.elevation_correction`` where the table has it (it knows the model's datum), otherwise ``elevation / v``
+    with :func:`surface_velocities`."""
+    method = getattr(tt, "elevation_correction", None)
+    if callable(method):
+        return np.asarray(method(np.asarray(elevation_m, dtype=float), phase), dtype=float)
+    vp, vs = surface_velocities(tt)
+    return np.asarray(elevation_m, dtype=float) / 1000.0 / (vs if phase == "S" else vp)
 
 
 @dataclass
@@ -176,7 +210,7 @@ def locate(
     n_refine: int = 3,
     robust: bool = True,
 ) -> Location:
-    """Grid-search hypocentre from P (and optionally S) picks in the 1-D Southern California model.
+    """Grid-search hypocentre from P (and optionally S) picks in the 1-D model of ``tt``.
 
     A local east/north grid of ±``search_radius_km`` around the pick-weighted station centroid and depths in
     ``depth_range_km`` (capped at the table's largest depth) is searched at ``coarse_step_km`` /
@@ -184,8 +218,9 @@ def locate(
     ``fine_step_km`` over ±1.5 coarse steps in all three directions. At every node the origin time is solved
     analytically: with ``robust`` (default) it is the weighted median of pick time minus travel time, the exact
     minimiser of the weighted L1 misfit ``sum w |r| / sum w``; otherwise the weighted mean with a weighted RMS
-    misfit (classical least squares). Station elevation adds ``elevation_km / 5.5`` s to P and
-    ``elevation_km / (5.5 / 1.73)`` s to S, as in :func:`~sine_seisbench.data.simulate.simulate_station`.
+    misfit (classical least squares). Station elevation adds the time through the top layer
+    (:func:`elevation_correction`: ``elevation_km / 5.5`` s to P and ``elevation_km / (5.5 / 1.73)`` s to S in
+    the default model, as in :func:`~sine_seisbench.data.simulate.simulate_station`).
 
     :param picks: ``(station "NET.STA.LOC", phase "P"/"S", time, weight)``; picks of weight 0 are not used
                   but get a residual.
@@ -232,9 +267,11 @@ def locate(
         np.array([c.latitude for c in coords]), np.array([c.longitude for c in coords]), lat0, lon0
     )
     pe, pn = np.asarray(pe, dtype=float), np.asarray(pn, dtype=float)
-    elev_km = np.array([c.elevation for c in coords]) / 1000.0
+    elev_m = np.array([c.elevation for c in coords], dtype=float)
     is_s_all = np.array([ph == "S" for ph in phases])
-    elev_corr_all = np.where(is_s_all, elev_km / _VS_TOP, elev_km / _VP_TOP)
+    elev_corr_all = np.where(
+        is_s_all, elevation_correction(tt, elev_m, "S"), elevation_correction(tt, elev_m, "P")
+    )
     base = min(t for t, u in zip(times, used, strict=True) if u)
     obs_all = np.array([t - base for t in times])
 
@@ -317,13 +354,16 @@ def _predicted_times(
 ) -> tuple[float, float, float]:
     """Predicted P and S travel times (s, with elevation correction) and hypocentral distance (km)."""
     r, epi, _ = hypocentral_distance_km(origin.latitude, origin.longitude, origin.depth_km, coords)
-    elev_km = coords.elevation / 1000.0
     if tt is not None:
         t = tt(np.array([epi]), origin.depth_km)
         # Beyond the table: continue at vp (slower than Pn, so the window errs towards late)
         extra = max(epi - tt.max_distance_km, 0.0)
-        tp = float(t["tp"][0]) + elev_km / _VP_TOP + extra / vp
-        ts = float(t["ts"][0]) + elev_km / _VS_TOP + extra * VP_VS / vp
+        tp = float(t["tp"][0]) + float(elevation_correction(tt, coords.elevation, "P")) + extra / vp
+        ts = (
+            float(t["ts"][0])
+            + float(elevation_correction(tt, coords.elevation, "S"))
+            + extra * VP_VS / vp
+        )
     else:
         tp, ts = r / vp, r * VP_VS / vp
     return tp, ts, r
@@ -487,6 +527,174 @@ def associate_picks(
     return sorted(events, key=lambda ev: min(x[2] for x in ev))
 
 
+def write_pyocto_table(
+    tt: TravelTimes,
+    path: str | Path,
+    max_distance_km: float,
+    max_depth_km: float | None = None,
+    delta_km: float = 1.0,
+) -> tuple[Path, float]:
+    """Writes ``tt``'s first-arrival P and S times as PyOcto's binary 1-D travel-time table.
+
+    PyOcto's :class:`pyocto.VelocityModel1D` reads ``struct("iid", nx, nz, delta)`` followed by the P and then the
+    S times on a ``(nx, nz)`` grid of epicentral distance × source depth (km, row-major); PyOcto's own
+    ``create_model`` fills it with an eikonal solver (pyrocko). Here the grid holds the project's TauP times of
+    ``tt`` itself, so that association and :func:`locate` use the same 1-D model; distances beyond ``tt``'s
+    table are continued linearly (as :func:`locate` does), depths beyond it take its deepest row.
+
+    :param max_distance_km: Largest epicentral distance needed (PyOcto returns no time at or beyond the last
+                            node: give the diagonal of the search area); the grid reaches one node further.
+    :param max_depth_km: Deepest source depth needed (default: the table's largest depth).
+    :return: The file and the largest S time of the grid (s).
+    """
+    path = Path(path)
+    z_max = float(tt.max_depth_km if max_depth_km is None else max_depth_km)
+    nx = int(math.ceil(max_distance_km / delta_km)) + 2
+    nz = int(math.ceil(z_max / delta_km)) + 2
+    curves = _Curves(tt, step_km=min(delta_km, tt.distance_step_km))
+    lookup = curves.lookup(np.arange(nx) * delta_km)
+    p_times = np.empty((nx, nz))
+    s_times = np.empty((nx, nz))
+    for k in range(nz):
+        z = min(k * delta_km, float(tt.max_depth_km))
+        p_times[:, k] = curves(lookup, z, "P")
+        s_times[:, k] = curves(lookup, z, "S")
+    with open(path, "wb") as f:
+        f.write(struct.pack("iid", nx, nz, float(delta_km)))
+        f.write(np.ascontiguousarray(p_times, dtype=np.float64).tobytes())
+        f.write(np.ascontiguousarray(s_times, dtype=np.float64).tobytes())
+    return path, float(s_times.max())
+
+
+def associate_pyocto(
+    picks: Iterable[sbu.Pick],
+    coordinates: Mapping[str, Coordinates],
+    tt: TravelTimes,
+    min_stations: int = 3,
+    *,
+    n_picks: int | None = None,
+    n_s_picks: int = 0,
+    n_p_and_s_picks: int = 0,
+    margin_km: float = 50.0,
+    tolerance_s: float = 1.0,
+    pick_match_tolerance_s: float = 1.5,
+    min_node_size_km: float = 10.0,
+    delta_km: float = 1.0,
+    n_threads: int = 1,
+    **pyocto_kwargs,
+) -> list[list[PickTuple]]:
+    """Group a picker's picks into events with PyOcto's associator in ``tt``'s 1-D model.
+
+    The search area spans the picked stations (a transverse Mercator projection around their centre) padded
+    by ``margin_km``, at depths 0 to ``tt.max_depth_km``; travel times come from :func:`write_pyocto_table`
+    (written to a temporary folder and removed afterwards) with the top layer's velocities for the station
+    elevation corrections (:func:`surface_velocities`), as in :func:`locate`. An event needs ``min_stations`` P
+    picks and ``n_picks`` picks in all (default ``max(4, min_stations)``, what :func:`locate` needs); S picks are
+    optional unless ``n_s_picks``/``n_p_and_s_picks`` ask for them. Should PyOcto give one event two picks of a
+    station and phase, the one with the smaller residual is kept.
+
+    :param picks: SeisBench picks (``trace_id`` ``NET.STA.LOC`` or a full channel id, ``phase`` P/S); picks at
+                  stations without coordinates are ignored.
+    :param coordinates: Station ``NET.STA.LOC`` → :class:`~sine_seisbench.geometry.Coordinates`.
+    :param tolerance_s: The velocity model's tolerance (s) in PyOcto's space partitioning.
+    :param pick_match_tolerance_s: Largest residual (s) of a pick matched to a located candidate.
+    :param min_node_size_km: Node size (km) below which PyOcto locates a candidate.
+    :param n_threads: PyOcto's threads (default 1: the benchmark shares its cores).
+    :param pyocto_kwargs: Further arguments of :class:`pyocto.OctoAssociator` (e.g. ``min_pick_fraction``).
+    :return: Per event (in time order) its picks as :func:`locate` takes them, weights from ``peak_value``
+             (1 where absent), the same structure as :func:`associate_picks`.
+    :raises ImportError: Without the ``pyocto`` package (``pip install pyocto``).
+    """
+    try:
+        import pyocto
+        from pyproj import CRS, Transformer
+    except ImportError as err:
+        raise ImportError(
+            "associator='pyocto' needs the pyocto package: pip install pyocto "
+            "(or the project's [test] extra)."
+        ) from err
+
+    rows = []
+    for pick in picks:
+        phase = str(pick.phase or "").upper()
+        key = station_key(pick.trace_id)
+        if phase not in ("P", "S") or pick.peak_time is None or key not in coordinates:
+            continue
+        rows.append((key, phase, obspy.UTCDateTime(pick.peak_time), _pick_weight(pick)))
+    p_stations = {r[0] for r in rows if r[1] == "P"}
+    if len(p_stations) < max(min_stations, 1):
+        return []
+
+    stations = sorted({r[0] for r in rows})
+    lat0, lon0 = reference_point(coordinates[s] for s in stations)
+    crs = CRS(f"+proj=tmerc +lat_0={lat0} +lon_0={lon0} +units=km")
+    to_local = Transformer.from_crs(CRS.from_epsg(4326), crs)
+    lat = np.array([coordinates[s].latitude for s in stations])
+    lon = np.array([coordinates[s].longitude for s in stations])
+    x, y = to_local.transform(lat, lon)
+    x, y = np.atleast_1d(np.asarray(x, dtype=float)), np.atleast_1d(np.asarray(y, dtype=float))
+    station_frame = pd.DataFrame(
+        {
+            "id": stations,
+            "x": x,
+            "y": y,
+            # PyOcto adds -z / v_top: z = -(elevation correction) * v_top matches elevation_correction
+            "z": -elevation_correction(tt, [coordinates[s].elevation for s in stations], "P")
+            * surface_velocities(tt)[0],
+        }
+    )
+    xlim = (float(x.min()) - margin_km, float(x.max()) + margin_km)
+    ylim = (float(y.min()) - margin_km, float(y.max()) + margin_km)
+    diagonal = math.hypot(xlim[1] - xlim[0], ylim[1] - ylim[0])
+    pick_frame = pd.DataFrame(
+        {
+            "station": [r[0] for r in rows],
+            "phase": [r[1] for r in rows],
+            "time": [r[2].timestamp for r in rows],
+        }
+    )
+    vp_top, vs_top = surface_velocities(tt)
+    with tempfile.TemporaryDirectory(prefix="sine-pyocto-") as tmp:
+        table, s_max = write_pyocto_table(
+            tt, Path(tmp) / "model.pyocto", diagonal, delta_km=delta_km
+        )
+        model = pyocto.VelocityModel1D(
+            str(table),
+            tolerance=tolerance_s,
+            surface_p_velocity=vp_top,
+            surface_s_velocity=vs_top,
+        )
+        associator = pyocto.OctoAssociator(
+            xlim=xlim,
+            ylim=ylim,
+            zlim=(0.0, float(tt.max_depth_km)),
+            velocity_model=model,
+            time_before=s_max,
+            n_picks=max(4, min_stations) if n_picks is None else n_picks,
+            n_p_picks=min_stations,
+            n_s_picks=n_s_picks,
+            n_p_and_s_picks=n_p_and_s_picks,
+            pick_match_tolerance=pick_match_tolerance_s,
+            min_node_size=min_node_size_km,
+            n_threads=n_threads,
+            crs=crs,
+            **pyocto_kwargs,
+        )
+        _, assignments = associator.associate(pick_frame, station_frame)
+
+    events: list[list[PickTuple]] = []
+    if len(assignments):
+        for _, group in assignments.groupby("event_idx", sort=True):
+            best: dict[tuple[str, str], tuple[float, PickTuple]] = {}
+            for idx, residual in zip(group["pick_idx"], group["residual"], strict=True):
+                sta, phase, time, weight = rows[int(idx)]
+                res = abs(float(residual)) if math.isfinite(float(residual)) else math.inf
+                if (sta, phase) not in best or res < best[(sta, phase)][0]:
+                    best[(sta, phase)] = (res, (sta, phase, time, weight))
+            events.append(sorted((v[1] for v in best.values()), key=lambda p: p[2]))
+    return sorted(events, key=lambda ev: min(p[2] for p in ev))
+
+
 def run_chain(
     stream: obspy.Stream,
     picks: Iterable[sbu.Pick],
@@ -496,6 +704,8 @@ def run_chain(
     *,
     window_s: float = 20.0,
     max_s_minus_p_s: float = 30.0,
+    associator: str = "greedy",
+    associator_kwargs: Mapping[str, object] | None = None,
     **locate_kwargs,
 ) -> list[dict]:
     """Associate → locate → magnitude for every event in a picker's picks.
@@ -503,15 +713,28 @@ def run_chain(
     Picks at stations without coordinates are ignored; events that cannot be located (too few picks) are
     skipped. Extra keyword arguments go to :func:`locate`.
 
+    :param associator: ``"greedy"`` (default: :func:`associate_picks` with ``window_s`` and
+                       ``max_s_minus_p_s``) or ``"pyocto"`` (:func:`associate_pyocto` in ``tt``'s model).
+    :param associator_kwargs: Further keyword arguments of the associator's function.
     :return: Per event: ``origin_time`` (UTCDateTime), ``latitude``, ``longitude``, ``depth_km``, ``rms_s``,
              ``n_picks``, ``n_stations``, ``magnitude`` (ML; NaN without usable horizontals),
              ``n_magnitude_stations`` and ``station_magnitudes``.
+    :raises ValueError: For an associator other than ``"greedy"`` and ``"pyocto"``.
     """
+    if associator not in ASSOCIATORS:
+        raise ValueError(
+            f"Unknown associator {associator!r}; choose one of {', '.join(map(repr, ASSOCIATORS))}."
+        )
     usable = [p for p in picks if station_key(p.trace_id) in coordinates]
+    extra = dict(associator_kwargs or {})
+    if associator == "pyocto":
+        associated = associate_pyocto(usable, coordinates, tt, min_stations, **extra)
+    else:
+        associated = associate_picks(
+            usable, window_s, min_stations, max_s_minus_p_s=max_s_minus_p_s, **extra
+        )
     results = []
-    for event_picks in associate_picks(
-        usable, window_s, min_stations, max_s_minus_p_s=max_s_minus_p_s
-    ):
+    for event_picks in associated:
         try:
             loc = locate(event_picks, coordinates, tt, **locate_kwargs)
         except ValueError as err:
