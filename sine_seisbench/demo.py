@@ -10,7 +10,15 @@ import numpy as np
 import obspy
 import pandas as pd
 import seisbench.data as sbd
-from obspy.core.inventory import Channel, Inventory, Network, Site, Station
+from obspy.core.inventory import (
+    Channel,
+    InstrumentSensitivity,
+    Inventory,
+    Network,
+    Response,
+    Site,
+    Station,
+)
 from obspy.geodetics import gps2dist_azimuth
 
 from .data.simulate import SimulationConfig, TravelTimes, simulate_dataset
@@ -64,7 +72,22 @@ def dataset_to_stream(dataset: sbd.WaveformDataset) -> tuple[obspy.Stream, Inven
         )
     nets: dict[str, list[Station]] = {}
     for (net, sta), (lat, lon, elev) in stations.items():
-        chans = [Channel(f"HH{c}", "", lat, lon, elev, 0.0, sample_rate=100.0) for c in "ZNE"]
+        # the simulated traces are ground velocity in m/s: a flat response of sensitivity 1 (M/S)
+        chans = [
+            Channel(
+                f"HH{c}",
+                "",
+                lat,
+                lon,
+                elev,
+                0.0,
+                sample_rate=100.0,
+                response=Response(
+                    instrument_sensitivity=InstrumentSensitivity(1.0, 1.0, "M/S", "M/S")
+                ),
+            )
+            for c in "ZNE"
+        ]
         nets.setdefault(net, []).append(
             Station(sta, lat, lon, elev, channels=chans, site=Site(name=sta))
         )

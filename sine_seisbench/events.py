@@ -7,12 +7,14 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import obspy
 import seisbench.util as sbu
 from obspy.core.event import (
     Arrival,
+    Comment,
     CreationInfo,
     Event,
     Magnitude,
@@ -22,11 +24,12 @@ from obspy.core.event import (
     Pick,
     QuantityError,
     ResourceIdentifier,
+    StationMagnitude,
     WaveformStreamID,
 )
 from obspy.geodetics import gps2dist_azimuth, kilometers2degrees
 
-from .geometry import Coordinates, far_stations, reference_point, station_key
+from .geometry import Coordinates, far_stations, reference_point, station_key, unproject
 
 AGENCY = "sine-seisbench"
 
@@ -44,6 +47,46 @@ class Candidate:
     longitude: float = 0.0
     origin_time: obspy.UTCDateTime | None = None
     origin_time_std: float = 0.0
+    #: The event step's result (:class:`~sine_seisbench.locate.EventEstimate`), times relative to window_start
+    estimate: Any = None
+    window_start: obspy.UTCDateTime | None = None
+    #: Why the event step found no event here (acceptance rule), or None
+    rejected: str | None = None
+
+    def set_estimate(self, result: Any, window_start: obspy.UTCDateTime, tt: Any = None) -> None:
+        """Takes the event step's result: an :class:`~sine_seisbench.locate.EventEstimate` or a reason."""
+        self.window_start = window_start
+        if isinstance(result, str):
+            self.rejected, self.estimate = result, None
+            self.latitude = self.longitude = float("nan")
+            self.mean = np.full(4, np.nan)
+            self.std = np.full(4, np.nan)
+            self.origin_time = None
+            return
+        self.rejected, self.estimate = None, result
+        self.latitude, self.longitude = unproject(result.east_km, result.north_km, *self.reference)
+        cov = result.covariance
+        self.mean = np.array([result.east_km, result.north_km, result.depth_km, result.magnitude])
+        self.std = np.sqrt(np.clip(np.array([cov[0, 0], cov[1, 1], cov[2, 2], 0.0]), 0, None))
+        self.std[3] = result.magnitude_std
+        self.origin_time = window_start + result.origin_s
+        self.origin_time_std = float(math.sqrt(max(cov[3, 3], 0.0)))
+
+    def copy_estimate(self, other: Candidate) -> None:
+        """Takes another candidate's estimate (same picks and window): the streaming engine's reuse."""
+        for name in (
+            "reference",
+            "mean",
+            "std",
+            "latitude",
+            "longitude",
+            "origin_time",
+            "origin_time_std",
+            "estimate",
+            "window_start",
+            "rejected",
+        ):
+            setattr(self, name, getattr(other, name))
 
     @property
     def first_p(self) -> obspy.UTCDateTime:
@@ -88,24 +131,6 @@ def hypocentral_distance_km(
     epi_m, az, _ = gps2dist_azimuth(lat, lon, station.latitude, station.longitude)
     epi = epi_m / 1000.0
     return math.hypot(epi, depth_km + station.elevation / 1000.0), epi, az
-
-
-def estimate_origin_time(
-    candidate: Candidate, coordinates: dict[str, Coordinates], vp: float, sampling_rate: float
-) -> None:
-    """Origin time as the median of P time minus straight-ray travel time at ``vp`` km/s."""
-    depth = max(float(candidate.mean[2]), 0.0)
-    t0s = []
-    for pick in candidate.p_picks:
-        r, _, _ = hypocentral_distance_km(
-            candidate.latitude, candidate.longitude, depth, coordinates[pick.trace_id]
-        )
-        t0s.append(pick.peak_time.timestamp - r / vp)
-    t0s = np.array(t0s)
-    med = float(np.median(t0s))
-    candidate.origin_time = obspy.UTCDateTime(med)
-    mad = 1.4826 * float(np.median(np.abs(t0s - med)))
-    candidate.origin_time_std = max(mad, 1.0 / sampling_rate)
 
 
 def _pick_key(pick: sbu.Pick) -> tuple[str, float]:
@@ -253,7 +278,9 @@ def implausible(
 
     A candidate is rejected when
 
-    * any estimate (location, depth, magnitude, origin time) is not finite;
+    * the event step did not accept it (:attr:`Candidate.rejected`: too few P and S phases at the migration's
+      best point);
+    * any estimate (location, depth, origin time) is not finite (a magnitude may be absent: no response);
     * its magnitude is outside ``[min_magnitude, max_magnitude]`` (-2 ... 9.5);
     * its depth exceeds ``max_depth_km`` (700 km) or it lies more than ``max_height_above_stations_km`` above
       the highest station of its group;
@@ -275,16 +302,19 @@ def implausible(
     :param bounds: The bounds; default :class:`Bounds` ().
     """
     b = bounds or Bounds()
+    if candidate.rejected is not None:
+        return f"not accepted: {candidate.rejected}"
     lat, lon = float(candidate.latitude), float(candidate.longitude)
     depth, magnitude = float(candidate.mean[2]), float(candidate.mean[3])
     origin = candidate.origin_time
-    values = {"latitude": lat, "longitude": lon, "depth": depth, "magnitude": magnitude}
+    values = {"latitude": lat, "longitude": lon, "depth": depth}
     bad = [k for k, v in values.items() if not math.isfinite(v)]
     if origin is None:
         bad.append("origin time")
     if bad:
         return f"non-finite or missing estimate ({', '.join(bad)})"
-    if not b.min_magnitude <= magnitude <= b.max_magnitude:
+    # a magnitude may be absent (no instrument response: uncalibrated), never out of bounds
+    if math.isfinite(magnitude) and not b.min_magnitude <= magnitude <= b.max_magnitude:
         return f"magnitude {magnitude:.1f} outside [{b.min_magnitude:g}, {b.max_magnitude:g}]"
     if depth > b.max_depth_km:
         return f"depth {depth:.0f} km deeper than {b.max_depth_km:g} km"
@@ -353,6 +383,14 @@ def drop_implausible(
             continue
         if logger is None:
             continue
+        if (
+            cand.rejected is not None
+        ):  # a trigger the acceptance rule turned down: not an event, picks kept
+            logger.info(
+                f"SINE: no event at the P picks from {cand.first_p} ({', '.join(sorted(cand.stations))}): "
+                f"{reason}."
+            )
+            continue
         if logged is not None:
             signature = _candidate_signature(cand)
             if signature in logged:
@@ -376,27 +414,28 @@ def _resource_id(kind: str, seed: str) -> ResourceIdentifier:
 
 def candidate_to_event(
     candidate: Candidate,
-    s_picks: sbu.PickList,
-    coordinates: dict[str, Coordinates],
-    channels: dict[str, str],
-    vp: float,
-    vs: float,
-    s_window_s: float,
+    coordinates: Mapping[str, Coordinates],
+    channels: Mapping[str, str],
     method: str,
 ) -> Event:
-    """Build an ObsPy Event with Origin, Magnitude, Picks and Arrivals from a located candidate.
+    """An ObsPy Event from a located candidate (:meth:`Candidate.set_estimate`): Origin with its 1-sigma error
+    ellipse, Picks and Arrivals of the soft arrival times used in the fit, ML with StationMagnitudes (absent
+    when uncalibrated), and the event step's flags as comments (``uncalibrated: ...``, ``saturated: ...``).
 
-    :param s_picks: All S picks; for each contributing station the first one after its P pick and within
-                    ``s_window_s`` is attached.
     :param channels: ``NET.STA.LOC`` → channel code for waveform ids (e.g. the vertical channel).
     """
-    depth = max(float(candidate.mean[2]), 0.0)
-    e_std, n_std, d_std, m_std = (float(v) for v in candidate.std)
+    est = candidate.estimate
+    if est is None or candidate.window_start is None or candidate.origin_time is None:
+        raise ValueError(
+            "candidate_to_event needs a located candidate (estimate_candidates first)."
+        )
+    e_std, n_std, d_std, _ = (float(v) for v in candidate.std)
+    major, minor, azimuth = est.ellipse()
     creation = CreationInfo(agency_id=AGENCY, author=method)
+    method_id = ResourceIdentifier(f"smi:{AGENCY}/method/{method}")
     seed = f"{candidate.origin_time.timestamp:.2f}|" + ",".join(
         sorted(f"{p.trace_id}@{p.peak_time.timestamp:.2f}" for p in candidate.p_picks)
     )
-    event_id = _resource_id("event", seed)
     origin = Origin(
         resource_id=_resource_id("origin", seed),
         time=candidate.origin_time,
@@ -408,94 +447,111 @@ def candidate_to_event(
             uncertainty=kilometers2degrees(e_std)
             / max(math.cos(math.radians(candidate.latitude)), 1e-6)
         ),
-        depth=depth * 1000.0,
+        depth=float(est.depth_km) * 1000.0,
         depth_errors=QuantityError(uncertainty=d_std * 1000.0),
+        depth_type="from location",
         origin_uncertainty=OriginUncertainty(
-            horizontal_uncertainty=max(e_std, n_std) * 1000.0,
-            preferred_description="horizontal uncertainty",
+            horizontal_uncertainty=major * 1000.0,
+            min_horizontal_uncertainty=minor * 1000.0,
+            max_horizontal_uncertainty=major * 1000.0,
+            azimuth_max_horizontal_uncertainty=azimuth,
+            preferred_description="uncertainty ellipse",
+            confidence_level=39.35,
         ),
-        method_id=ResourceIdentifier(f"smi:{AGENCY}/method/{method}"),
+        method_id=method_id,
         evaluation_mode="automatic",
         creation_info=creation,
     )
-    picks, arrivals = [], []
-    s_by_station: dict[str, list[sbu.Pick]] = {}
-    for s in s_picks:
-        s_by_station.setdefault(s.trace_id, []).append(s)
-    for p in sorted(candidate.p_picks, key=lambda p: p.peak_time):
-        coords = coordinates[p.trace_id]
-        r, epi, az = hypocentral_distance_km(candidate.latitude, candidate.longitude, depth, coords)
-        phases = [("P", p, r / vp)]
-        later = [
-            s
-            for s in s_by_station.get(p.trace_id, [])
-            if 0 < s.peak_time - p.peak_time <= s_window_s
-        ]
-        if later:
-            phases.append(("S", min(later, key=lambda s: s.peak_time), r / vs))
-        for phase, sb_pick, travel in phases:
-            net, sta, loc = station_key(sb_pick.trace_id).split(".")
-            width = (
-                (sb_pick.end_time - sb_pick.start_time) / 2
-                if sb_pick.end_time is not None and sb_pick.start_time is not None
-                else None
+    picks, arrivals, azimuths = [], [], []
+    for a in sorted(est.arrivals, key=lambda a: (a.time, a.phase)):
+        net, sta, loc = station_key(a.station).split(".")
+        pick = Pick(
+            resource_id=_resource_id("pick", f"{seed}|{a.phase}|{a.station}"),
+            time=candidate.window_start + a.time,
+            time_errors=QuantityError(uncertainty=a.sigma),
+            waveform_id=WaveformStreamID(
+                network_code=net,
+                station_code=sta,
+                location_code=loc,
+                channel_code=channels.get(a.station),
+            ),
+            phase_hint=a.phase,
+            evaluation_mode="automatic",
+            method_id=method_id,
+            creation_info=creation,
+        )
+        picks.append(pick)
+        azimuths.append(a.azimuth)
+        arrivals.append(
+            Arrival(
+                resource_id=_resource_id("arrival", f"{seed}|{a.phase}|{a.station}"),
+                pick_id=pick.resource_id,
+                phase=a.phase,
+                azimuth=a.azimuth,
+                distance=kilometers2degrees(a.distance_km),
+                time_residual=a.residual,
+                time_weight=a.weight,
             )
-            pick = Pick(
-                resource_id=_resource_id("pick", f"{seed}|{phase}|{sb_pick.trace_id}"),
-                time=sb_pick.peak_time,
-                time_errors=QuantityError(uncertainty=width),
-                waveform_id=WaveformStreamID(
-                    network_code=net,
-                    station_code=sta,
-                    location_code=loc,
-                    channel_code=channels.get(sb_pick.trace_id),
-                ),
-                phase_hint=phase,
-                evaluation_mode="automatic",
-                method_id=ResourceIdentifier(f"smi:{AGENCY}/method/{method}"),
-                creation_info=creation,
-            )
-            picks.append(pick)
-            arrivals.append(
-                Arrival(
-                    resource_id=_resource_id("arrival", f"{seed}|{phase}|{sb_pick.trace_id}"),
-                    pick_id=pick.resource_id,
-                    phase=phase,
-                    azimuth=az,
-                    distance=kilometers2degrees(epi),
-                    time_residual=float(sb_pick.peak_time - (candidate.origin_time + travel)),
-                    time_weight=float(sb_pick.peak_value)
-                    if sb_pick.peak_value is not None
-                    else None,
-                )
-            )
+        )
     origin.arrivals = arrivals
+    stations = {a.station for a in est.arrivals}
+    gap = 360.0
+    if len(set(azimuths)) > 1:
+        az = np.sort(np.unique(np.asarray(azimuths) % 360.0))
+        gap = float(np.max(np.diff(np.concatenate([az, az[:1] + 360.0]))))
     origin.quality = OriginQuality(
         associated_phase_count=len(arrivals),
         used_phase_count=len(arrivals),
-        associated_station_count=len(candidate.p_picks),
-        used_station_count=len(candidate.p_picks),
-        standard_error=float(np.sqrt(np.mean([a.time_residual**2 for a in arrivals]))),
-    )
-    magnitude = Magnitude(
-        resource_id=_resource_id("magnitude", seed),
-        mag=float(candidate.mean[3]),
-        mag_errors=QuantityError(uncertainty=m_std),
-        magnitude_type="M",
-        origin_id=origin.resource_id,
-        station_count=len(candidate.p_picks),
-        method_id=ResourceIdentifier(f"smi:{AGENCY}/method/{method}"),
-        evaluation_mode="automatic",
-        creation_info=creation,
+        associated_station_count=len(stations),
+        used_station_count=len(stations),
+        standard_error=est.rms_s,
+        azimuthal_gap=gap,
     )
     event = Event(
-        resource_id=event_id,
+        resource_id=_resource_id("event", seed),
         event_type="earthquake",
         origins=[origin],
-        magnitudes=[magnitude],
         picks=picks,
         creation_info=creation,
+        comments=[
+            Comment(resource_id=_resource_id("comment", f"{seed}|{flag}"), text=flag)
+            for flag in est.flags
+        ],
     )
     event.preferred_origin_id = origin.resource_id
-    event.preferred_magnitude_id = magnitude.resource_id
+    if math.isfinite(est.magnitude):
+        magnitude = Magnitude(
+            resource_id=_resource_id("magnitude", seed),
+            mag=float(est.magnitude),
+            mag_errors=QuantityError(uncertainty=est.magnitude_std),
+            magnitude_type="ML",
+            origin_id=origin.resource_id,
+            station_count=len(est.station_magnitudes),
+            method_id=method_id,
+            evaluation_mode="automatic",
+            evaluation_status="preliminary"
+            if any(f.startswith("saturated") for f in est.flags)
+            else None,
+            creation_info=creation,
+        )
+        for station, value in sorted(est.station_magnitudes.items()):
+            net, sta, loc = station_key(station).split(".")
+            event.station_magnitudes.append(
+                StationMagnitude(
+                    resource_id=_resource_id("station_magnitude", f"{seed}|{station}"),
+                    origin_id=origin.resource_id,
+                    mag=float(value),
+                    station_magnitude_type="ML",
+                    waveform_id=WaveformStreamID(
+                        network_code=net,
+                        station_code=sta,
+                        location_code=loc,
+                        channel_code=channels.get(station),
+                    ),
+                    method_id=method_id,
+                    creation_info=creation,
+                )
+            )
+        event.magnitudes = [magnitude]
+        event.preferred_magnitude_id = magnitude.resource_id
     return event

@@ -7,6 +7,10 @@ from pathlib import Path
 
 # SeisBench reads its cache root at import: point it at a folder the tests fill themselves (no downloads).
 os.environ["SEISBENCH_CACHE_ROOT"] = tempfile.mkdtemp(prefix="sine-seisbench-cache-")
+# Travel-time tables are built once per machine, not per test run (keyed by model and grid)
+os.environ.setdefault(
+    "SINE_TRAVELTIME_CACHE", str(Path(tempfile.gettempdir()) / "sine-seisbench-traveltimes")
+)
 
 import pytest
 import torch

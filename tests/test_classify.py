@@ -55,44 +55,97 @@ def test_classify_output_types(model):
     assert out.creator == "SINE"
 
 
-def test_one_earthquake_gives_one_event_across_overlapping_groups(model, monkeypatch):
+@pytest.fixture(scope="module")
+def shipped() -> SINE:
+    return SINE.from_pretrained(DEFAULT_WEIGHTS)
+
+
+@pytest.fixture(scope="module")
+def shipped6() -> SINE:
+    """The shipped weights in groups of at most 6 stations (the graph takes any number)."""
+    model = SINE.from_pretrained(DEFAULT_WEIGHTS)
+    model.max_stations = 6
+    return model
+
+
+def with_responses(inv):
+    """The example network's inventory with a flat velocity response (the record is taken as m/s)."""
+    from obspy.core.inventory import InstrumentSensitivity, Response
+
+    inv = inv.copy()
+    for net in inv:
+        for sta in net:
+            for cha in sta:
+                cha.response = Response(
+                    instrument_sensitivity=InstrumentSensitivity(1e9, 1.0, "M/S", "COUNTS")
+                )
+    return inv
+
+
+def test_one_earthquake_per_repeat_located_across_overlapping_groups(shipped6):
+    """14 stations (more than one group of 6): each repeat of the RJOB record is one event, located by
+    migration and the travel-time fit within 2 km of the virtual source, with the arrivals of every station."""
+    from obspy.geodetics import gps2dist_azimuth
+
+    from sine_seisbench.example import SOURCE
+
     st, inv = network_stream(14)
-    picks = true_picks(st, inv)
-    with_picks(model, monkeypatch, picks)
-    out = model.classify(st, inventory=inv, min_stations=3)
-    assert len(out.events) == 1
-    event = out.events[0]
-    origin, magnitude = event.preferred_origin(), event.preferred_magnitude()
-    assert origin is not None and magnitude is not None
-    for value in (origin.latitude, origin.longitude, origin.depth, magnitude.mag):
-        assert np.isfinite(value)
-    assert origin.latitude_errors.uncertainty > 0 and origin.longitude_errors.uncertainty > 0
-    assert origin.depth_errors.uncertainty > 0 and magnitude.mag_errors.uncertainty > 0
-    assert origin.time_errors.uncertainty > 0
-    # Every station picked P; all stations contribute; S picks are attached
-    p_stations = {p.waveform_id.station_code for p in event.picks if p.phase_hint == "P"}
-    assert len(p_stations) == 14
-    assert sum(p.phase_hint == "S" for p in event.picks) == 14
-    assert len(origin.arrivals) == len(event.picks)
-    assert {p.waveform_id.channel_code for p in event.picks} == {"HHZ"}
-    pick_ids = {p.resource_id for p in event.picks}
-    assert all(a.pick_id in pick_ids for a in origin.arrivals)
-    # Origin time lies before the first P
-    first_p = min(p.time for p in event.picks)
-    assert origin.time < first_p
-
-
-def test_two_earthquakes_and_min_stations(model, monkeypatch):
-    st, inv = network_stream(8, repeat=4)
-    first = true_picks(st, inv, with_s=False)
-    second = sbu.PickList(pick(p.trace_id.split(".")[1], p.peak_time + 60) for p in first[:4])
-    with_picks(model, monkeypatch, sbu.PickList(sorted(first + second)))
-    out = model.classify(st, inventory=inv, min_stations=3)
+    out = shipped6.classify(st, inventory=with_responses(inv))
     assert len(out.events) == 2
+    for event in out.events:
+        origin, magnitude = event.preferred_origin(), event.preferred_magnitude()
+        epi = gps2dist_azimuth(origin.latitude, origin.longitude, *SOURCE)[0] / 1000
+        assert epi < 2.0
+        ou = origin.origin_uncertainty
+        assert (
+            ou.preferred_description == "uncertainty ellipse"
+            and ou.confidence_level == pytest.approx(39.35)
+        )
+        assert 0 < ou.min_horizontal_uncertainty <= ou.max_horizontal_uncertainty
+        assert 0 <= ou.azimuth_max_horizontal_uncertainty < 180
+        assert origin.depth_errors.uncertainty > 0 and origin.time_errors.uncertainty > 0
+        p_stations = {p.waveform_id.station_code for p in event.picks if p.phase_hint == "P"}
+        assert len(p_stations) >= 6  # the arrivals of the best of the overlapping groups (at most 6 here)
+        assert len(origin.arrivals) == len(event.picks)
+        assert {p.waveform_id.channel_code for p in event.picks} == {"HHZ"}
+        pick_ids = {p.resource_id for p in event.picks}
+        assert all(a.pick_id in pick_ids for a in origin.arrivals)
+        assert all(abs(a.time_residual) < 1.0 for a in origin.arrivals if a.phase == "P")
+        assert origin.time < min(p.time for p in event.picks)
+        # ML from the (flat) responses, one station magnitude per station with horizontals
+        assert magnitude.magnitude_type == "ML" and np.isfinite(magnitude.mag)
+        assert magnitude.mag_errors.uncertainty > 0
+        assert len(event.station_magnitudes) == magnitude.station_count >= 5
+    # a larger gain means a smaller ground motion: ML goes down by log10 of the factor
+    louder = with_responses(inv)
+    for net in louder:
+        for sta in net:
+            for cha in sta:
+                cha.response.instrument_sensitivity.value = 1e10
+    quieter = shipped6.classify(st, inventory=louder).events
+    assert quieter[0].preferred_magnitude().mag == pytest.approx(
+        out.events[0].preferred_magnitude().mag - 1.0, abs=1e-3
+    )
+
+
+def test_without_responses_the_magnitude_is_uncalibrated(shipped):
+    st, inv = network_stream(6)
+    out = shipped.classify(st, inventory=inv)
+    assert len(out.events) == 2
+    for event in out.events:
+        assert event.preferred_magnitude() is None and not event.magnitudes
+        assert any(c.text.startswith("uncalibrated") for c in event.comments)
+
+
+def test_acceptance_rule_min_p_stations(shipped, sb_log):
+    st, inv = network_stream(8, repeat=4)
+    out = shipped.classify(st, inventory=inv)
+    assert len(out.events) == 4
     times = sorted(e.preferred_origin().time for e in out.events)
-    assert 50 < times[1] - times[0] < 70
-    out = model.classify(st, inventory=inv, min_stations=5)
-    assert len(out.events) == 1  # the second one is seen by only 4 stations
+    assert np.allclose(np.diff([t.timestamp for t in times]), 30.0, atol=0.1)
+    strict = shipped.classify(st, inventory=inv, min_p_stations=9)
+    assert len(strict.events) == 0
+    assert len(strict.picks) == len(out.picks)  # the picks stay
 
 
 def test_too_few_stations_gives_picks_only(model, monkeypatch, sb_log):
@@ -103,23 +156,26 @@ def test_too_few_stations_gives_picks_only(model, monkeypatch, sb_log):
     assert "min_stations=3" in sb_log.text and "picks only" in sb_log.text
 
 
-def test_quakeml_round_trip(model, monkeypatch, tmp_path):
+def test_quakeml_round_trip(shipped, tmp_path):
     st, inv = network_stream(6)
-    with_picks(model, monkeypatch, true_picks(st, inv))
-    out = model.classify(st, inventory=inv)
+    out = shipped.classify(st, inventory=with_responses(inv))
     path = tmp_path / "events.xml"
     out.events.write(str(path), format="QUAKEML")
     back = obspy.read_events(str(path))
-    assert len(back) == len(out.events) == 1
+    assert len(back) == len(out.events) == 2
     a, b = out.events[0], back[0]
     assert str(a.resource_id) == str(b.resource_id)
     oa, ob = a.preferred_origin(), b.preferred_origin()
     assert oa.time == ob.time
     assert oa.latitude == pytest.approx(ob.latitude) and oa.depth == pytest.approx(ob.depth)
+    assert ob.origin_uncertainty.max_horizontal_uncertainty == pytest.approx(
+        oa.origin_uncertainty.max_horizontal_uncertainty
+    )
     assert a.preferred_magnitude().mag == pytest.approx(b.preferred_magnitude().mag)
-    assert len(ob.arrivals) == len(oa.arrivals) == 12 and len(b.picks) == 12
+    assert len(ob.arrivals) == len(oa.arrivals) == len(b.picks) >= 6
+    assert len(b.station_magnitudes) == len(a.station_magnitudes)
     # Deterministic ids: the same input gives the same event id
-    again = model.classify(st, inventory=inv)
+    again = shipped.classify(st, inventory=with_responses(inv))
     assert str(again.events[0].resource_id) == str(a.resource_id)
     buf = io.BytesIO()
     again.events.write(buf, format="QUAKEML")

@@ -27,7 +27,7 @@ records outside the evaluation data (:func:`default_noise_paths`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +35,10 @@ import obspy
 import pandas as pd
 import seisbench
 import seisbench.data as sbd
-from obspy.geodetics import gps2dist_azimuth, kilometer2degrees
-from scipy.interpolate import RegularGridInterpolator
+from obspy.geodetics import gps2dist_azimuth
 
-#: Hadley & Kanamori (1977) Southern California model: (top depth km, Vp km/s)
-SOCAL_LAYERS = ((0.0, 5.5), (5.5, 6.3), (16.0, 6.7), (32.0, 7.8))
-VP_VS = 1.73
+from ..traveltimes import SOCAL_LAYERS, VP_VS, TravelTimes
+
 DENSITY = 2700.0  # kg/m^3
 SAMPLING_RATE = 100.0
 CHUNK = 1000  # samples per chunk when screening noise records for earthquakes
@@ -64,87 +62,6 @@ SITE_SIGMA_LOG10 = 0.15
 Q_S, Q_P, Q_EXPONENT = 350.0, 525.0, 0.45
 #: Event-to-event scatter of the stress drop (natural log; median 3 MPa)
 STRESS_DROP_SIGMA_LN = 0.4
-
-
-def _tvel_lines() -> list[str]:
-    """The SoCal crust over IASP91's mantle and core, in TauP's .tvel format."""
-    iasp = Path(obspy.taup.__file__).parent / "data" / "iasp91.tvel"
-    rows = [line.split() for line in iasp.read_text().splitlines()[2:] if line.strip()]
-    rows = [[float(v) for v in r] for r in rows]
-    moho = SOCAL_LAYERS[-1][0]
-    out = []
-    for (top, vp), nxt in zip(SOCAL_LAYERS[:-1], SOCAL_LAYERS[1:], strict=True):
-        vs = vp / VP_VS
-        out += [(top, vp, vs, 2.7), (nxt[0], vp, vs, 2.7)]
-    vp = SOCAL_LAYERS[-1][1]
-    mantle_top = next(r for r in rows if r[0] >= 35.0)
-    out += [(moho, vp, vp / VP_VS, 3.3), (mantle_top[0], vp, vp / VP_VS, 3.3)]
-    out += [tuple(r) for r in rows if r[0] >= mantle_top[0]]
-    return ["SoCal HK1977 P", "SoCal HK1977 S"] + [
-        f"{d:10.3f}{a:10.4f}{b:10.4f}{c:10.4f}" for d, a, b, c in out
-    ]
-
-
-@dataclass
-class TravelTimes:
-    """First-arrival P and S times and take-off angles, tabulated from TauP and interpolated.
-
-    :param max_distance_km: Largest epicentral distance of the table.
-    :param max_depth_km: Largest source depth of the table.
-    """
-
-    max_distance_km: float = 200.0
-    max_depth_km: float = 30.0
-    distance_step_km: float = 2.5
-    depth_step_km: float = 2.0
-    cache_dir: Path | None = None
-    _interp: dict = field(default_factory=dict, repr=False)
-
-    def __post_init__(self) -> None:
-        cache = Path(self.cache_dir or Path(seisbench.cache_aux_root) / "sine_seisbench")
-        cache.mkdir(parents=True, exist_ok=True)
-        dist = np.arange(0.0, self.max_distance_km + 1e-6, self.distance_step_km)
-        depth = np.arange(0.0, self.max_depth_km + 1e-6, self.depth_step_km)
-        key = f"tt_socal_{self.max_distance_km:g}_{self.max_depth_km:g}_{self.distance_step_km:g}_{self.depth_step_km:g}"
-        table_path = cache / f"{key}.npz"
-        if table_path.exists():
-            table = dict(np.load(table_path))
-        else:
-            table = self._build(cache, dist, depth)
-            np.savez(table_path, **table)
-        for name in ("tp", "ts", "takeoff_p", "takeoff_s", "incidence_p", "incidence_s"):
-            self._interp[name] = RegularGridInterpolator((depth, dist), table[name])
-
-    def _build(self, cache: Path, dist: np.ndarray, depth: np.ndarray) -> dict[str, np.ndarray]:
-        from obspy.taup import TauPyModel
-        from obspy.taup.taup_create import build_taup_model
-
-        tvel = cache / "socal_hk1977.tvel"
-        tvel.write_text("\n".join(_tvel_lines()) + "\n")
-        build_taup_model(str(tvel), output_folder=str(cache), verbose=False)
-        model = TauPyModel(model=str(cache / "socal_hk1977.npz"))
-        table = {
-            k: np.zeros((len(depth), len(dist)))
-            for k in ("tp", "ts", "takeoff_p", "takeoff_s", "incidence_p", "incidence_s")
-        }
-        for i, z in enumerate(depth):
-            for j, d in enumerate(dist):
-                deg = kilometer2degrees(max(d, 0.05))
-                for phase, names in (("p", ["p", "P", "Pn"]), ("s", ["s", "S", "Sn"])):
-                    arrivals = model.get_travel_times(
-                        source_depth_in_km=max(z, 0.01), distance_in_degree=deg, phase_list=names
-                    )
-                    first = min(arrivals, key=lambda a: a.time)
-                    table[f"t{phase}"][i, j] = first.time
-                    table[f"takeoff_{phase}"][i, j] = first.takeoff_angle
-                    table[f"incidence_{phase}"][i, j] = first.incident_angle
-        return table
-
-    def __call__(self, distance_km: np.ndarray, depth_km: float) -> dict[str, np.ndarray]:
-        d = np.clip(np.asarray(distance_km, dtype=float), 0, self.max_distance_km)
-        z = np.full_like(d, min(max(depth_km, 0.0), self.max_depth_km))
-        pts = np.stack([z, d], axis=-1)
-        return {k: f(pts) for k, f in self._interp.items()}
 
 
 def radiation(strike: float, dip: float, rake: float, azimuth: np.ndarray, takeoff: np.ndarray):

@@ -576,6 +576,9 @@ class StreamingClassifier:
             self.argdict["_coordinates"] = coords
             self.argdict["_calibrated"] = calibrated
             self.argdict.pop("_group_cache", None)
+            self.argdict.pop("_gain_cache", None)
+        # the event step reads the instrument sensitivities for ML from the inventory, as classify does
+        self.argdict.setdefault("inventory", self.inventory)
         return self.argdict
 
     # ---------------------------------------------------------------------------------------------------------
@@ -669,9 +672,7 @@ class StreamingClassifier:
             )
             done = self._located.get(sig)
             if done is not None:
-                cand.reference, cand.mean, cand.std = done.reference, done.mean, done.std
-                cand.latitude, cand.longitude = done.latitude, done.longitude
-                cand.origin_time, cand.origin_time_std = done.origin_time, done.origin_time_std
+                cand.copy_estimate(done)
             else:
                 todo.append((sig, cand))
         if todo:
@@ -809,16 +810,7 @@ class StreamingClassifier:
                 )
                 self._event_counter += 1
                 self.events[state.id] = state
-            event = candidate_to_event(
-                best,
-                sbu.PickList(self.s_picks),
-                coords,
-                channels,
-                self.vp,
-                self.vs,
-                self.window_len,
-                self.model.name,
-            )
+            event = candidate_to_event(best, coords, channels, self.model.name)
             complete = all(
                 self._flushing or self._event_data_ready(work[i], False) for i in members
             )

@@ -1,0 +1,775 @@
+"""SINE's event step: migration of the P and S probability curves, a robust travel-time fit, ML from amplitudes.
+
+One implementation, used by :meth:`SINE.estimate_candidates <sine_seisbench.model.SINE.estimate_candidates>` and
+through it by ``classify``, the streaming monitor and the Dask archive. Per candidate window (the stations of a
+group, the network's P and S probability curves over the window, the waveforms):
+
+1. **Migration** (:func:`coalescence`, differentiable in torch): for every node of a 3-D grid around the group
+   and every origin time, the mean over stations of the P curve at the predicted P time plus the S curve at the
+   predicted S time (curves max-pooled to ``migration_dt`` and widened by ``migration_smooth_s`` for the model
+   error of a 1-D travel-time table). The best node, coarse then fine, is the start.
+2. **Acceptance**: at the start, a station counts a phase when its curve reaches the pick threshold within
+   ``0.3 s + 3 %`` of the predicted travel time; the event needs ``min_p_stations`` P (3) and ``min_phases``
+   phases (5), the rule of the classical chain.
+3. **Soft arrivals** (:func:`soft_arrivals`): near each predicted arrival the curve's own peak, then the
+   probability-squared weighted mean time and spread around it: no threshold on the timing; weight = peak value.
+4. **Robust fit** (:func:`fit_hypocentre`): hypocentre and origin time by Huber-loss least squares of the soft
+   arrival times in the same travel-time table, each residual scaled by the arrival's spread and a model error
+   (``model_error_s`` + ``model_error_fraction`` x travel time), with static station corrections (P and S delays
+   estimated from located events: :func:`estimate_station_corrections`). The covariance is the inverse of the
+   robustly weighted normal matrix times the residual variance factor (at least 1), times
+   ``uncertainty_scale`` (calibrated on simulations so that the true epicentre falls inside the 1-sigma
+   ellipse ~39 % of the time).
+5. **Magnitude** (:func:`local_magnitude`): Wood-Anderson amplitudes of response-corrected horizontals
+   (overall sensitivity of the channel; velocity or acceleration sensors), corrected for the hypocentral distance
+   with Hutton & Boore (1987) (``ml_relation`` configurable) plus static station terms; the network ML is the
+   median, its uncertainty the scaled MAD. Without any response the magnitude is *uncalibrated* (none is given);
+   clipped records or ML above ``ml_saturation`` flag the magnitude as saturated.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from scipy.optimize import least_squares
+
+from .traveltimes import TravelTimes
+
+#: Hutton & Boore (1987): -log A0(r) = a log10(r / 100) + b (r - 100) + c, r hypocentral km, A in mm
+HUTTON_BOORE = (1.110, 0.00189, 3.0)
+
+
+@dataclass
+class LocatorConfig:
+    """Settings of the event step (each is an ``annotate``/``classify`` argument of the same name)."""
+
+    min_p_stations: int = 3
+    min_phases: int = 5
+    p_threshold: float = 0.3
+    s_threshold: float = 0.3
+    #: Least curve peak near a predicted arrival for it to enter the fit (weights are the peak values)
+    soft_floor: float = 0.1
+    migration_dt: float = 0.05
+    migration_smooth_s: float = 0.3
+    migration_nodes: int = 21
+    model_error_s: float = 0.05
+    model_error_fraction: float = 0.02
+    huber_scale: float = 1.5
+    uncertainty_scale: float = 1.0
+    ml_relation: tuple[float, float, float] = HUTTON_BOORE
+    ml_saturation: float = 6.0
+
+    @classmethod
+    def from_argdict(cls, get) -> LocatorConfig:
+        """From a getter ``get(name)`` of annotate arguments."""
+        kwargs = {}
+        for name in cls.__dataclass_fields__:
+            value = get(name)
+            if value is not None:
+                kwargs[name] = tuple(value) if name == "ml_relation" else value
+        return cls(**kwargs)
+
+
+@dataclass
+class ArrivalEstimate:
+    """A soft arrival time of one station and phase and its fit."""
+
+    station: str
+    phase: str
+    time: float  # s after the window start
+    sigma: float  # s, the curve's spread
+    weight: float  # the curve's peak value
+    travel_time: float = math.nan  # s, predicted (with elevation and station correction)
+    residual: float = math.nan  # s, observed - predicted
+    distance_km: float = math.nan
+    azimuth: float = math.nan
+    used: bool = True
+
+
+@dataclass
+class EventEstimate:
+    """A located event of one candidate window (times in s after the window start, positions in km east/north
+    of the group's reference point)."""
+
+    east_km: float
+    north_km: float
+    depth_km: float
+    origin_s: float
+    covariance: np.ndarray  # (4, 4): east, north, depth (km), origin time (s)
+    arrivals: list[ArrivalEstimate]
+    coalescence: float
+    n_p: int
+    n_s: int
+    magnitude: float = math.nan
+    magnitude_std: float = math.nan
+    station_magnitudes: dict[str, float] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+    rms_s: float = math.nan
+
+    def ellipse(self) -> tuple[float, float, float]:
+        """1-sigma horizontal error ellipse: semi-major, semi-minor (km) and azimuth of the major axis (deg)."""
+        cov = self.covariance[:2, :2]
+        values, vectors = np.linalg.eigh(cov)
+        values = np.clip(values, 0.0, None)
+        major = vectors[:, 1]
+        azimuth = math.degrees(math.atan2(major[0], major[1])) % 180.0
+        return math.sqrt(values[1]), math.sqrt(values[0]), azimuth
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Migration
+# ------------------------------------------------------------------------------------------------------------
+def prepare_curves(curves: torch.Tensor, rate: float, config: LocatorConfig) -> torch.Tensor:
+    """Max-pools ``(stations, phases, samples)`` probability curves to ``migration_dt`` and widens each peak by
+    ``migration_smooth_s`` (max filter): differentiable, for :func:`coalescence`."""
+    step = max(int(round(config.migration_dt * rate)), 1)
+    x = F.max_pool1d(curves, step, step, ceil_mode=True)
+    width = max(int(round(config.migration_smooth_s / config.migration_dt)), 0)
+    if width > 0:
+        x = F.max_pool1d(x, 2 * width + 1, 1, padding=width)
+    return x
+
+
+def coalescence(
+    curves: torch.Tensor,
+    tp: torch.Tensor,
+    ts: torch.Tensor,
+    origins: torch.Tensor,
+    weights: torch.Tensor,
+    dt: float,
+) -> torch.Tensor:
+    """Mean over stations of the weighted P and S curves at the predicted arrival times.
+
+    :param curves: ``(stations, 2, samples)`` P and S curves at interval ``dt`` (from :func:`prepare_curves`).
+    :param tp: ``(nodes, stations)`` P travel times (s); ``ts`` the same for S.
+    :param origins: ``(times,)`` origin times (s after the curves' first sample).
+    :param weights: ``(stations, 2)`` weights per station and phase (0 for stations without data).
+    :return: ``(nodes, times)`` coalescence in [0, 2].
+    """
+    n_st, _, n_samples = curves.shape
+    # one flat array per phase, each station's curve followed by a zero that arrivals outside the curve read
+    padded = F.pad(curves * weights[:, :, None], (0, 1))  # (S, 2, L + 1)
+    offsets = (torch.arange(n_st, device=curves.device) * (n_samples + 1))[None, :, None]
+    step = origins / dt
+    total = 0.0
+    for k, times in enumerate((tp, ts)):
+        index = (step[None, None, :] + (times / dt)[:, :, None]).round().long()  # (N, S, T)
+        index = torch.where((index >= 0) & (index < n_samples), index, n_samples) + offsets
+        total = total + padded[:, k].reshape(-1)[index].sum(1)
+    return total / weights[:, 0].sum().clamp(min=1e-6)
+
+
+def _grid_times(
+    tt: TravelTimes,
+    positions: np.ndarray,
+    east: np.ndarray,
+    north: np.ndarray,
+    depth: np.ndarray,
+    corrections: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """P and S travel times ``(nodes, stations)`` from nodes to stations (with elevation and corrections)."""
+    dist = np.hypot(east[:, None] - positions[None, :, 0], north[:, None] - positions[None, :, 1])
+    elev = positions[:, 2] * 1000.0
+    tp = (
+        tt.times(dist, depth[:, None], "P")
+        + tt.elevation_correction(elev, "P")[None]
+        + corrections[None, :, 0]
+    )
+    ts = (
+        tt.times(dist, depth[:, None], "S")
+        + tt.elevation_correction(elev, "S")[None]
+        + corrections[None, :, 1]
+    )
+    return tp, ts
+
+
+def migrate(
+    curves: np.ndarray,
+    rate: float,
+    positions: np.ndarray,
+    available: np.ndarray,
+    tt: TravelTimes,
+    first_p_s: float,
+    config: LocatorConfig,
+    corrections: np.ndarray | None = None,
+) -> tuple[float, float, float, float, float]:
+    """Best node and origin time of the coalescence of ``curves`` ``(stations, 2, samples)`` (P, S).
+
+    The grid spans the group's aperture plus its radius (at least 20 km) around its centre, depths from the
+    highest station to the table's depth, coarse (``migration_nodes`` per side) then 4x finer around the best
+    coarse node. Origin times run from ``first_p_s`` minus the largest P travel time of the grid to just after
+    ``first_p_s``.
+
+    :return: east, north, depth (km), origin time (s after the first sample), coalescence.
+    """
+    n_st = positions.shape[0]
+    corrections = np.zeros((n_st, 2)) if corrections is None else corrections
+    weights = torch.as_tensor(np.repeat(available[:, None], 2, 1).astype(np.float32))
+    with torch.no_grad():
+        fine = prepare_curves(torch.as_tensor(curves, dtype=torch.float32), rate, config)
+        # the coarse search on curves pooled twice as much (half the origin times)
+        coarse = F.max_pool1d(fine, 2, 2, ceil_mode=True)
+    used = positions[available] if available.any() else positions
+    centre = (used[:, :2].max(0) + used[:, :2].min(0)) / 2
+    radius = float(np.max(np.hypot(*(used[:, :2] - centre).T))) if len(used) else 0.0
+    half = min(max(2.0 * radius, 20.0), 0.7 * tt.max_distance_km)
+    top = -tt.datum_km
+    bottom = tt.max_depth_km - tt.datum_km
+    n = config.migration_nodes
+
+    def search(ce, cn, he, z_lo, z_hi, nz, pooled, dt):
+        axis = np.linspace(-he, he, n)
+        ge, gn = np.meshgrid(ce + axis, cn + axis, indexing="ij")
+        gz = np.linspace(z_lo, z_hi, nz)
+        east = np.repeat(ge.ravel(), nz)
+        north = np.repeat(gn.ravel(), nz)
+        depth = np.tile(gz, ge.size)
+        tp, ts = _grid_times(tt, positions, east, north, depth, corrections)
+        longest = float(np.max(tp[:, available])) if available.any() else float(np.max(tp))
+        origins = torch.arange(first_p_s - longest - 1.0, first_p_s + 0.5, dt, dtype=torch.float32)
+        best_value, best = -1.0, (0.0, 0.0, 0.0, 0.0)
+        chunk = max(1, 4_000_000 // max(n_st * len(origins), 1))
+        tp_t = torch.as_tensor(tp, dtype=torch.float32)
+        ts_t = torch.as_tensor(ts, dtype=torch.float32)
+        with torch.no_grad():
+            for start in range(0, len(east), chunk):
+                c = coalescence(
+                    pooled,
+                    tp_t[start : start + chunk],
+                    ts_t[start : start + chunk],
+                    origins,
+                    weights,
+                    dt,
+                )
+                value, flat = c.reshape(-1).max(0)
+                if float(value) > best_value:
+                    i, j = divmod(int(flat), c.shape[1])
+                    best_value = float(value)
+                    best = (east[start + i], north[start + i], depth[start + i], float(origins[j]))
+        return best, best_value, (2 * he / (n - 1), (z_hi - z_lo) / max(nz - 1, 1))
+
+    nz = max(int(round((bottom - top) / 3.0)) + 1, 2)
+    dt = config.migration_dt
+    (e, nn, z, t0), value, (step_h, step_z) = search(
+        centre[0], centre[1], half, top, bottom, nz, coarse, 2 * dt
+    )
+    (e, nn, z, t0), value, _ = search(
+        e, nn, 1.5 * step_h, max(top, z - 1.5 * step_z), min(bottom, z + 1.5 * step_z), 7, fine, dt
+    )
+    return float(e), float(nn), float(z), float(t0), value
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Soft arrivals and acceptance
+# ------------------------------------------------------------------------------------------------------------
+def _search_half_width(travel_time: np.ndarray) -> np.ndarray:
+    return 0.3 + 0.03 * np.abs(travel_time)
+
+
+def soft_arrivals(
+    curves: np.ndarray,
+    rate: float,
+    stations: list[str],
+    available: np.ndarray,
+    predicted: np.ndarray,
+    origin_s: float,
+    config: LocatorConfig,
+) -> tuple[list[ArrivalEstimate], int, int]:
+    """Soft arrival times near ``predicted`` ``(stations, 2)`` arrival times (s after the first sample), and the
+    numbers of stations whose P and S curves reach the pick thresholds there (for the acceptance rule).
+
+    The search window is ±(0.3 s + 3 % of the travel time from ``origin_s``); within it the curve's peak, then the p²-weighted mean time and spread within ±0.4 s of the peak.
+    """
+    out: list[ArrivalEstimate] = []
+    counts = [0, 0]
+    n = curves.shape[-1]
+    thresholds = (config.p_threshold, config.s_threshold)
+    half = int(round(0.4 * rate))
+    for s, station in enumerate(stations):
+        if not available[s]:
+            continue
+        for k, phase in enumerate(("P", "S")):
+            t_pred = predicted[s, k]
+            w = float(_search_half_width(t_pred - origin_s))
+            lo = max(int(math.floor((t_pred - w) * rate)), 0)
+            hi = min(int(math.ceil((t_pred + w) * rate)) + 1, n)
+            if hi - lo < 3:
+                continue
+            seg = np.nan_to_num(curves[s, k, lo:hi].astype(float))
+            peak_i = int(np.argmax(seg))
+            peak = float(seg[peak_i])
+            if peak >= thresholds[k]:
+                counts[k] += 1
+            if peak < config.soft_floor:
+                continue
+            a = max(lo + peak_i - half, 0)
+            b = min(lo + peak_i + half + 1, n)
+            p2 = np.nan_to_num(curves[s, k, a:b].astype(float)) ** 2
+            t = np.arange(a, b) / rate
+            mean = float(np.sum(t * p2) / np.sum(p2))
+            spread = float(np.sqrt(np.sum((t - mean) ** 2 * p2) / np.sum(p2)))
+            out.append(ArrivalEstimate(station, phase, mean, max(spread, 1.0 / rate), peak))
+    return out, counts[0], counts[1]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Robust travel-time fit
+# ------------------------------------------------------------------------------------------------------------
+def fit_hypocentre(
+    arrivals: list[ArrivalEstimate],
+    positions: Mapping[str, np.ndarray],
+    tt: TravelTimes,
+    start: tuple[float, float, float, float],
+    config: LocatorConfig,
+    corrections: Mapping[str, tuple[float, float]] | None = None,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Huber-loss fit of east, north, depth (km) and origin time (s) to soft arrival times; fills each arrival's
+    travel time, residual, distance and azimuth.
+
+    :param positions: Station → east, north, up (km).
+    :param start: East, north, depth, origin time to start from (the migration's best node).
+    :return: the solution ``(4,)``, its covariance ``(4, 4)`` and the RMS residual (s).
+    """
+    corrections = corrections or {}
+    pos = np.array([positions[a.station] for a in arrivals], dtype=float)
+    is_s = np.array([a.phase == "S" for a in arrivals])
+    obs = np.array([a.time for a in arrivals])
+    weight = np.array([a.weight for a in arrivals])
+    corr = np.array(
+        [corrections.get(a.station, (0.0, 0.0))[1 if a.phase == "S" else 0] for a in arrivals]
+    )
+    elev = np.where(
+        is_s,
+        tt.elevation_correction(pos[:, 2] * 1000, "S"),
+        tt.elevation_correction(pos[:, 2] * 1000, "P"),
+    )
+    spread = np.array([a.sigma for a in arrivals])
+    # the table starts at its surface (sea level, or datum_km above it): no source above that
+    z_lo = -tt.datum_km
+    z_hi = tt.max_depth_km - tt.datum_km
+
+    def predict(x):
+        dist = np.hypot(x[0] - pos[:, 0], x[1] - pos[:, 1])
+        travel = np.where(is_s, tt.times(dist, x[2], "S"), tt.times(dist, x[2], "P"))
+        return travel + elev + corr, dist
+
+    def sigma(travel):
+        model = config.model_error_s + config.model_error_fraction * np.abs(travel)
+        return np.sqrt(spread**2 + model**2)
+
+    def residuals(x):
+        travel, _ = predict(x)
+        return np.sqrt(weight) * (obs - x[3] - travel) / sigma(travel)
+
+    x0 = np.array(start, dtype=float)
+    x0[2] = min(max(x0[2], z_lo + 1e-3), z_hi - 1e-3)
+    result = least_squares(
+        residuals,
+        x0,
+        loss="huber",
+        f_scale=config.huber_scale,
+        bounds=([-np.inf, -np.inf, z_lo, -np.inf], [np.inf, np.inf, z_hi, np.inf]),
+        diff_step=1e-4,
+        x_scale=[1.0, 1.0, 1.0, 0.1],
+    )
+    x = result.x
+    travel, dist = predict(x)
+    raw = obs - x[3] - travel
+    r = residuals(x)
+    # Huber weights of the solution: full inside f_scale, f_scale/|r| outside
+    huber = np.where(
+        np.abs(r) <= config.huber_scale, 1.0, config.huber_scale / np.maximum(np.abs(r), 1e-12)
+    )
+    # the Jacobian by finite differences over 50 m / 5 ms (scipy's own is zeroed for a variable at its bound),
+    # one-sided into the allowed depth range
+    steps = np.array([0.05, 0.05, 0.05, 0.005])
+    jac = np.empty((len(r), 4))
+    for j, h in enumerate(steps):
+        if j == 2 and x[2] + h > z_hi:
+            h = -h
+        dx = np.zeros(4)
+        dx[j] = h
+        jac[:, j] = (residuals(x + dx) - r) / h
+    jac = jac * np.sqrt(huber)[:, None]
+    dof = max(len(r) - 4, 1)
+    variance_factor = max(float(np.sum(huber * r**2) / dof), 1.0)
+    try:
+        cov = np.linalg.inv(jac.T @ jac) * variance_factor * config.uncertainty_scale**2
+    except np.linalg.LinAlgError:
+        cov = np.full((4, 4), np.nan)
+    if not np.all(np.isfinite(cov)):
+        cov = np.linalg.pinv(jac.T @ jac) * variance_factor * config.uncertainty_scale**2
+    for a, t, res, d, p in zip(arrivals, travel, raw, dist, pos, strict=True):
+        a.travel_time, a.residual, a.distance_km = float(t), float(res), float(d)
+        a.azimuth = float(math.degrees(math.atan2(p[0] - x[0], p[1] - x[1])) % 360.0)
+    rms = float(np.sqrt(np.average(raw**2, weights=weight)))
+    return x, cov, rms
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Magnitude
+# ------------------------------------------------------------------------------------------------------------
+def wood_anderson_mm(velocity: np.ndarray, rate: float) -> float:
+    """Peak Wood-Anderson amplitude (mm) of ground velocity (m/s) ``(components, samples)``: the mean over the
+    horizontals (the last two rows) of each one's peak."""
+    from .data.simulate import WOOD_ANDERSON
+
+    n = velocity.shape[-1]
+    f = np.fft.rfftfreq(n, 1 / rate)
+    s = 2j * np.pi * f
+    h = np.ones_like(s) * WOOD_ANDERSON["sensitivity"]
+    for z in WOOD_ANDERSON["zeros"]:
+        h = h * (s - z)
+    for p in WOOD_ANDERSON["poles"]:
+        h = h / (s - p)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        disp_to_wa = np.where(f > 0, h / s, 0)  # velocity -> displacement -> WA
+    wa = np.fft.irfft(np.fft.rfft(velocity, axis=-1) * disp_to_wa, n, axis=-1)
+    return float(np.mean(np.abs(wa[-2:]).max(axis=-1)) * 1000.0)
+
+
+def ml_from_amplitude(
+    amplitude_mm: float, hypocentral_km: float, relation: tuple[float, float, float] = HUTTON_BOORE
+) -> float:
+    """ML = log10 A + a log10(r / 100) + b (r - 100) + c (Hutton & Boore 1987 by default)."""
+    a, b, c = relation
+    r = max(hypocentral_km, 1.0)
+    return math.log10(amplitude_mm) + a * math.log10(r / 100.0) + b * (r - 100.0) + c
+
+
+def clipped(counts: np.ndarray) -> bool:
+    """A flat-topped record: at least 5 samples within 0.1 % of the largest |value|, which is 1000 counts or
+    more (a digitiser or sensor at its limit)."""
+    peak = float(np.max(np.abs(counts))) if counts.size else 0.0
+    if not math.isfinite(peak) or peak < 1000.0:
+        return False
+    return int(np.sum(np.abs(counts) >= 0.999 * peak)) >= 5
+
+
+def local_magnitude(
+    window: np.ndarray,
+    rate: float,
+    stations: list[str],
+    gains: Mapping[str, Mapping[int, tuple[float, str]]],
+    hypocentral_km: Mapping[str, float],
+    spans: Mapping[str, tuple[int, int]],
+    config: LocatorConfig,
+    station_terms: Mapping[str, float] | None = None,
+) -> tuple[float, float, dict[str, float], list[str]]:
+    """Network ML from a window ``(stations, 3, samples)`` of raw values (ZNE) and per station the overall
+    sensitivities ``gains[station][component] = (value, input units)``.
+
+    :param spans: Station → sample range (P - 1 s to S + 10 s, clipped to the window) of the measurement.
+    :return: ML (median of station MLs + terms; NaN without any calibrated horizontal), its uncertainty (1.4826
+             MAD, at least 0.1), station MLs and flags (``uncalibrated: ...``, ``saturated: ...``).
+    """
+    station_terms = station_terms or {}
+    station_ml: dict[str, float] = {}
+    clipped_at: list[str] = []
+    calibrated_any = False
+    for s, station in enumerate(stations):
+        if station not in spans or station not in hypocentral_km:
+            continue
+        lo, hi = spans[station]
+        if hi - lo < int(2 * rate):
+            continue
+        gain = gains.get(station, {})
+        comps = []
+        for c in (1, 2):
+            data = window[s, c, lo:hi].astype(float)
+            if c not in gain or not np.any(data) or not np.all(np.isfinite(data)):
+                continue
+            if clipped(data):
+                clipped_at.append(station)
+            value, units = gain[c]
+            velocity = (data - data.mean()) / value
+            units = units.upper()
+            if units in ("M/S**2", "M/S/S", "M/S2"):
+                velocity = np.cumsum(velocity) / rate
+                velocity -= np.linspace(velocity[0], velocity[-1], velocity.size)
+            elif units not in ("M/S",):
+                continue
+            comps.append(velocity)
+        if not comps:
+            continue
+        calibrated_any = True
+        if len(comps) == 1:
+            comps = comps * 2
+        ramp = min(int(0.5 * rate), comps[0].size // 4)
+        zne = np.zeros((3, comps[0].size))
+        zne[1], zne[2] = comps
+        if ramp > 1:
+            taper = 0.5 * (1 - np.cos(np.pi * np.arange(ramp) / ramp))
+            zne[:, :ramp] *= taper
+            zne[:, -ramp:] *= taper[::-1]
+        amplitude = wood_anderson_mm(zne, rate)
+        if amplitude > 0 and math.isfinite(amplitude):
+            station_ml[station] = ml_from_amplitude(
+                amplitude, hypocentral_km[station], config.ml_relation
+            ) + float(station_terms.get(station, 0.0))
+    flags: list[str] = []
+    if not calibrated_any:
+        flags.append(
+            "uncalibrated: no station of the event has an instrument response (sensitivity in M/S or M/S**2) in "
+            "the inventory, so no ML is given; pass a StationXML with responses"
+        )
+        return math.nan, math.nan, station_ml, flags
+    if not station_ml:
+        return math.nan, math.nan, station_ml, flags
+    values = np.array(list(station_ml.values()))
+    ml = float(np.median(values))
+    spread = max(1.4826 * float(np.median(np.abs(values - ml))), 0.1) if len(values) > 1 else 0.3
+    if clipped_at:
+        flags.append(
+            f"saturated: clipped records at {', '.join(sorted(set(clipped_at)))}; ML is a lower bound"
+        )
+    elif ml >= config.ml_saturation:
+        flags.append(
+            f"saturated: ML {ml:.1f} >= {config.ml_saturation:g}, where ML saturates; use Mw"
+        )
+    return ml, spread, station_ml, flags
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Station corrections
+# ------------------------------------------------------------------------------------------------------------
+def read_station_corrections(source: Any) -> dict[str, dict[str, float]]:
+    """Station corrections from a CSV file (columns ``station`` ``NET.STA.LOC``, and any of ``P``, ``S`` (s,
+    added to predicted times) and ``ML`` (added to station magnitudes)), a DataFrame, or a dict
+    ``station -> {"P": .., "S": .., "ML": ..}``; None gives none."""
+    if source is None:
+        return {}
+    if isinstance(source, Mapping):
+        return {str(k): {p: float(v) for p, v in dict(c).items()} for k, c in source.items()}
+    if isinstance(source, str | Path):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"Station corrections file {path} not found (a CSV with columns station, P, S, ML)."
+            )
+        frame = pd.read_csv(path, dtype={"station": str})
+    elif isinstance(source, pd.DataFrame):
+        frame = source
+    else:
+        raise TypeError(
+            f"station_corrections must be a CSV path, a DataFrame or a dict, got {type(source)}."
+        )
+    if "station" not in frame:
+        raise ValueError("Station corrections need a 'station' column (NET.STA.LOC).")
+    out = {}
+    for _, row in frame.iterrows():
+        out[str(row["station"])] = {
+            k: float(row[k]) for k in ("P", "S", "ML") if k in frame and pd.notna(row[k])
+        }
+    return out
+
+
+def estimate_station_corrections(
+    catalog, min_events: int = 3, path: str | Path | None = None
+) -> pd.DataFrame:
+    """Static P and S delays (median time residual) and ML terms (median of network ML minus station ML) per
+    station over the events of a catalogue made by SINE (its Arrivals and StationMagnitudes).
+
+    Locate the events without corrections (or add the corrections used to the result): a residual is observed
+    minus predicted time with the corrections then in force. Corrections are relative to the velocity model:
+    use them with the same model, as ``station_corrections=`` of ``classify``. Only stations/phases with at least ``min_events`` values get one.
+
+    :param path: Also write the table there as CSV.
+    """
+    from .geometry import station_key
+
+    residuals: dict[tuple[str, str], list[float]] = {}
+    terms: dict[str, list[float]] = {}
+    for event in catalog:
+        origin = event.preferred_origin() or event.origins[0]
+        picks = {p.resource_id.id: p for p in event.picks}
+        for arrival in origin.arrivals:
+            pick = picks.get(arrival.pick_id.id)
+            if pick is None or arrival.time_residual is None:
+                continue
+            key = station_key(pick.waveform_id.id)
+            residuals.setdefault((key, arrival.phase), []).append(float(arrival.time_residual))
+        magnitude = event.preferred_magnitude()
+        if magnitude is None or magnitude.mag is None:
+            continue
+        for sm in event.station_magnitudes:
+            key = station_key(sm.waveform_id.id)
+            terms.setdefault(key, []).append(float(magnitude.mag) - float(sm.mag))
+    stations = sorted({k for k, _ in residuals} | set(terms))
+    rows = []
+    for station in stations:
+        row: dict[str, Any] = {"station": station}
+        for phase in ("P", "S"):
+            values = residuals.get((station, phase), [])
+            row[phase] = float(np.median(values)) if len(values) >= min_events else math.nan
+            row[f"n_{phase}"] = len(values)
+        values = terms.get(station, [])
+        row["ML"] = float(np.median(values)) if len(values) >= min_events else math.nan
+        row["n_ML"] = len(values)
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=["station", "P", "S", "ML", "n_P", "n_S", "n_ML"])
+    if path is not None:
+        frame.to_csv(path, index=False)
+    return frame
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Inputs from the annotate arguments
+# ------------------------------------------------------------------------------------------------------------
+_TRAVEL_TIMES: dict[str, TravelTimes] = {}
+
+
+def traveltimes_for(velocity_model: Any) -> TravelTimes:
+    """The (cached) travel-time table of a ``velocity_model`` argument (see :mod:`sine_seisbench.traveltimes`)."""
+    key = repr(velocity_model if not isinstance(velocity_model, Path) else str(velocity_model))
+    if key not in _TRAVEL_TIMES:
+        _TRAVEL_TIMES[key] = TravelTimes(velocity_model=velocity_model)
+    return _TRAVEL_TIMES[key]
+
+
+_COMPONENTS = {"Z": 0, "N": 1, "E": 2, "1": 1, "2": 2}
+
+
+def station_gains(
+    argdict: dict[str, Any], stations: list[str]
+) -> dict[str, dict[int, tuple[float, str]]]:
+    """Per station of ``stations`` (``NET.STA.LOC``) the overall sensitivity and input units of its Z/N/E
+    channels (component index 0/1/2) from ``argdict["inventory"]`` (an ObsPy Inventory); stations whose traces
+    were already divided by their sensitivity (``argdict["_calibrated"]``) get (1, "M/S"). Looked up once per
+    station and kept in the argdict."""
+    import obspy
+
+    cache = argdict.setdefault("_gain_cache", {})
+    inventory = argdict.get("inventory")
+    calibrated = argdict.get("_calibrated", {})
+    out = {}
+    for key in stations:
+        if calibrated.get(key):
+            out[key] = {0: (1.0, "M/S"), 1: (1.0, "M/S"), 2: (1.0, "M/S")}
+            continue
+        if key not in cache:
+            gains: dict[int, tuple[float, str]] = {}
+            if isinstance(inventory, obspy.Inventory):
+                net, sta, loc = key.split(".")
+                for network in inventory.select(network=net, station=sta, location=loc or ""):
+                    for station in network:
+                        for channel in station:
+                            comp = _COMPONENTS.get(channel.code[-1:].upper())
+                            response = channel.response
+                            sens = None if response is None else response.instrument_sensitivity
+                            if comp is None or comp in gains or sens is None or not sens.value:
+                                continue
+                            if math.isfinite(float(sens.value)):
+                                gains[comp] = (float(sens.value), str(sens.input_units or ""))
+            cache[key] = gains
+        out[key] = cache[key]
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The whole step
+# ------------------------------------------------------------------------------------------------------------
+def locate_window(
+    curves: np.ndarray,
+    window: np.ndarray,
+    rate: float,
+    stations: list[str],
+    positions: np.ndarray,
+    available: np.ndarray,
+    first_p_s: float,
+    tt: TravelTimes,
+    config: LocatorConfig,
+    gains: Mapping[str, Mapping[int, tuple[float, str]]] | None = None,
+    corrections: Mapping[str, Mapping[str, float]] | None = None,
+) -> EventEstimate | str:
+    """Locates the event of one candidate window, or says why there is none.
+
+    :param curves: ``(stations, 2, samples)`` P and S probabilities over the window.
+    :param window: ``(stations, 3, samples)`` raw values (ZNE) for the magnitude.
+    :param positions: ``(stations, 3)`` east, north, up (km) relative to the group's reference point.
+    :param available: ``(stations,)`` stations with data in the window.
+    :param first_p_s: The candidate's first P pick (s after the window start).
+    :return: The estimate, or the reason for rejecting the candidate (acceptance rule).
+    """
+    corrections = corrections or {}
+    corr = np.array(
+        [
+            [corrections.get(s, {}).get("P", 0.0), corrections.get(s, {}).get("S", 0.0)]
+            for s in stations
+        ]
+    )
+    if int(available.sum()) < config.min_p_stations:
+        return f"{int(available.sum())} station(s) with data, fewer than min_p_stations={config.min_p_stations}"
+    e, n, z, t0, value = migrate(curves, rate, positions, available, tt, first_p_s, config, corr)
+    tp, ts = _grid_times(tt, positions, np.array([e]), np.array([n]), np.array([z]), corr)
+    predicted = np.stack([tp[0], ts[0]], axis=-1) + t0
+    arrivals, n_p, n_s = soft_arrivals(curves, rate, stations, available, predicted, t0, config)
+    if n_p < config.min_p_stations or n_p + n_s < config.min_phases:
+        return (
+            f"{n_p} P and {n_s} S phases reach the thresholds at the migration's best point (need "
+            f"min_p_stations={config.min_p_stations} P and min_phases={config.min_phases} in all)"
+        )
+    n_p_soft = sum(a.phase == "P" for a in arrivals)
+    if n_p_soft < 3 or len(arrivals) < 5:
+        return f"only {len(arrivals)} arrivals ({n_p_soft} P) to fit"
+    pos_of = {s: positions[i] for i, s in enumerate(stations)}
+    corr_of = {s: (corr[i, 0], corr[i, 1]) for i, s in enumerate(stations)}
+    x, cov, rms = fit_hypocentre(arrivals, pos_of, tt, (e, n, z, t0), config, corr_of)
+    estimate = EventEstimate(
+        east_km=float(x[0]),
+        north_km=float(x[1]),
+        depth_km=float(x[2]),
+        origin_s=float(x[3]),
+        covariance=cov,
+        arrivals=arrivals,
+        coalescence=value,
+        n_p=n_p,
+        n_s=n_s,
+        rms_s=rms,
+    )
+    # Magnitude: P - 1 s to S + 10 s per station, in the window
+    tp, ts = _grid_times(tt, positions, x[:1], x[1:2], x[2:3], corr)
+    spans, hypo = {}, {}
+    n_samples = window.shape[-1]
+    for i, s in enumerate(stations):
+        if not available[i]:
+            continue
+        lo = max(int((x[3] + tp[0, i] - 1.0) * rate), 0)
+        hi = min(int((x[3] + ts[0, i] + 10.0) * rate), n_samples)
+        spans[s] = (lo, hi)
+        hypo[s] = math.hypot(
+            math.hypot(x[0] - positions[i, 0], x[1] - positions[i, 1]), x[2] + positions[i, 2]
+        )
+    terms = {s: c["ML"] for s, c in corrections.items() if "ML" in c}
+    ml, ml_std, station_ml, flags = local_magnitude(
+        window, rate, stations, gains or {}, hypo, spans, config, terms
+    )
+    estimate.magnitude, estimate.magnitude_std = ml, ml_std
+    estimate.station_magnitudes, estimate.flags = station_ml, flags
+    return estimate
+
+
+__all__ = [
+    "HUTTON_BOORE",
+    "ArrivalEstimate",
+    "EventEstimate",
+    "LocatorConfig",
+    "coalescence",
+    "estimate_station_corrections",
+    "fit_hypocentre",
+    "local_magnitude",
+    "locate_window",
+    "migrate",
+    "read_station_corrections",
+    "soft_arrivals",
+    "station_gains",
+    "traveltimes_for",
+]
