@@ -229,6 +229,20 @@ def located(
     return cand
 
 
+def test_no_magnitude_is_allowed_and_a_rejected_candidate_is_not_an_event():
+    """An event without ML (no instrument response: uncalibrated) is an event; a candidate the acceptance rule
+    turned down is not, and says why."""
+    network = ring_network((35.7, -117.6), 10, 30.0)
+    assert implausible(located(network, magnitude=float("nan")), network, T0 - 20, 30.0) is None
+    cand = located(network)
+    cand.rejected = "2 P and 1 S phases reach the thresholds"
+    why = implausible(cand, network, T0 - 20, 30.0)
+    assert why is not None and why.startswith("not accepted: 2 P and 1 S")
+    cand = located(network)
+    cand.latitude = float("nan")
+    assert "non-finite" in implausible(cand, network, T0 - 20, 30.0)
+
+
 def test_a_normal_event_passes_every_bound():
     network = ring_network((35.7, -117.6), 10, 30.0)
     cand = located(network)
@@ -247,7 +261,6 @@ def test_a_normal_event_passes_every_bound():
     [
         (dict(magnitude=22.7), "magnitude 22.7 outside [-2, 9.5]"),
         (dict(magnitude=-3.1), "magnitude -3.1 outside"),
-        (dict(magnitude=float("nan")), "non-finite"),
         (dict(depth=750.0), "depth 750 km deeper than 700 km"),
         (dict(depth=-9.0), "above the highest station"),
         (dict(offset_km=(1100.0, 0.0)), "epicentre"),
