@@ -13,6 +13,10 @@ unless ``force``):
    (:mod:`sine_seisbench.bench.multistation`): agreement with QuakeMigrate's automatic picks at an equal false-pick
    rate, agreement with the teacher's and SeisMonitor's picks on the held-out last 2 h of the Colombia records, and
    P recall at a fixed precision on simulated low-SNR events.
+9. ``real_events``: located events of SINE and of the pickers' chains on real records
+   (:mod:`sine_seisbench.bench.real_events`): QuakeMigrate's automatic Iceland catalogue, two ComCat events with
+   StationXML, ComCat's Ridgecrest catalogue against a chance level, the automatic Colombia catalogues, and the
+   events outside physical bounds on every record.
 """
 
 from __future__ import annotations
@@ -34,8 +38,18 @@ from ..geometry import station_key
 from ..model import DEFAULT_WEIGHTS
 from . import continuous as cont
 from . import multistation as ms
+from . import real_events as real
 
-STAGES = ("picks", "continuous", "location", "speed", "iceland", "colombia", "simulated_low_snr")
+STAGES = (
+    "picks",
+    "continuous",
+    "location",
+    "speed",
+    "iceland",
+    "colombia",
+    "simulated_low_snr",
+    "real_events",
+)
 PUBLISHED = {"PhaseNet": ("PhaseNet", "original"), "EQTransformer": ("EQTransformer", "original")}
 #: SINE's variants: the weights' defaults, and the same weights with the station graph changing the picks
 SINE_VARIANTS = {"SINE": {}, "SINE-graph": {"graph_picks": True}}
@@ -592,6 +606,170 @@ def _low_snr_section(
     ]
 
 
+def _real_events_section(
+    models, data_dir: Path, cache: Cache, quick: bool, out: Path, log, summary: list[str]
+) -> list[str]:
+    """The ``real_events`` stage (:mod:`sine_seisbench.bench.real_events`): located events of SINE and of the
+    pickers' chains on the Iceland, gmprocess, Ridgecrest and Colombia records, and the out-of-bounds counts."""
+    result = real.stage_real_events(models, data_dir, cache, quick, log)
+    tables = {k: result[k] for k in ("iceland", "gmprocess", "ridgecrest", "colombia", "bounds")}
+    if not any(tables.values()):
+        return []
+    for name, rows in tables.items():
+        if rows:
+            pd.DataFrame(rows).to_csv(out / f"real_events_{name}.csv", index=False)
+    notes = result["notes"]
+    lines = [
+        "## Located events on real records",
+        "",
+        "Every method locates the events of the same records: SINE (`classify` with the station inventory and "
+        "the record's velocity model) and the classical chain (greedy association, grid-search location, ML) on "
+        "each picker's own picks at its default thresholds (`chain+PhaseNet`, `chain+EQTransformer`), in the "
+        "same velocity model.",
+        "",
+    ]
+    iceland = tables["iceland"]
+    if iceland:
+        lines += [
+            "### Iceland: agreement with QuakeMigrate's automatic catalogue",
+            "",
+            f"{iceland[0]['windows']} windows of 32.5 s (zero-padded by {ms.ICELAND_PAD_S:g} s), "
+            f"{notes['iceland']}. Per window, the method's event nearest in origin time to QuakeMigrate's is "
+            f"matched within {real.ICELAND_MAX_DT_S:g} s; *events* are summed over the windows (which overlap), "
+            "*events_matching_no_qm_event*: more than that from every catalogued event. Distances to "
+            "QuakeMigrate's hypocentre. " + real.ICELAND_TEXT,
+            "",
+            markdown_table(
+                iceland,
+                [
+                    "method",
+                    "windows",
+                    "events",
+                    "matched",
+                    "events_matching_no_qm_event",
+                    "origin_dt_median_s",
+                    "epicentre_median_km",
+                    "epicentre_p90_km",
+                    "depth_median_abs_diff_km",
+                    "ml_pairs",
+                    "ml_diff_median",
+                    "ml_diff_std",
+                    "uncalibrated_magnitudes",
+                    "out_of_bounds",
+                ],
+            ),
+            "",
+        ]
+        summary.append(
+            f"Iceland, events matched to QuakeMigrate's automatic catalogue (of {iceland[0]['windows']}):\n\n"
+            + markdown_table(
+                iceland, ["method", "matched", "epicentre_median_km", "depth_median_abs_diff_km"]
+            )
+        )
+    if tables["gmprocess"]:
+        lines += [
+            "### gmprocess events: the method's event nearest in time to ComCat's",
+            "",
+            f"{notes['default']}. "
+            + real.GMPROCESS_TEXT
+            + " origin_dt_s and depth_diff_km: method - ComCat.",
+            "",
+            markdown_table(
+                tables["gmprocess"],
+                [
+                    "event",
+                    "method",
+                    "events",
+                    "origin_dt_s",
+                    "epicentre_km",
+                    "depth_diff_km",
+                    "catalogue_magnitude",
+                    "magnitude",
+                    "uncalibrated",
+                    "saturated",
+                    "out_of_bounds",
+                ],
+            ),
+            "",
+        ]
+    ridgecrest = tables["ridgecrest"]
+    if ridgecrest:
+        lines += [
+            "### Ridgecrest: events matched to ComCat against chance",
+            "",
+            f"{ridgecrest[0]['record']}, {notes['default']}. One-to-one matches within "
+            f"{real.RIDGECREST_MAX_DT_S:g} s and {real.RIDGECREST_MAX_KM:g} km; *chance_matched*: the mean over the "
+            f"catalogue shifted by -/+{real.CHANCE_SHIFT_S:g} s. " + real.RIDGECREST_TEXT,
+            "",
+            markdown_table(
+                ridgecrest,
+                [
+                    "method",
+                    "catalogue_events",
+                    "events",
+                    "matched",
+                    "chance_matched",
+                    "matched_minus_chance",
+                    "epicentre_median_km",
+                    "depth_median_abs_diff_km",
+                ],
+            ),
+            "",
+        ]
+        summary.append(
+            f"{ridgecrest[0]['record'].capitalize()}, events matched to ComCat and at chance:\n\n"
+            + markdown_table(
+                ridgecrest, ["method", "catalogue_events", "events", "matched", "chance_matched"]
+            )
+        )
+    if tables["colombia"]:
+        lines += [
+            "### Colombia (held-out last 2 h): agreement with automatic catalogues",
+            "",
+            f"{tables['colombia'][0]['span']}, {notes['default']}. One-to-one matches within "
+            f"{real.COLOMBIA_MAX_DT_S:g} s and {real.COLOMBIA_MAX_KM:g} km. " + real.COLOMBIA_TEXT,
+            "",
+            markdown_table(
+                tables["colombia"],
+                [
+                    "reference",
+                    "method",
+                    "catalogue_events",
+                    "events",
+                    "matched",
+                    "epicentre_median_km",
+                ],
+            ),
+            "",
+        ]
+    if tables["bounds"]:
+        lines += [
+            "### Events outside physical bounds",
+            "",
+            f"Depth above -(highest station elevation + {real.BOUNDS_ABOVE_STATIONS_KM:g} km) or below "
+            f"{real.BOUNDS_MAX_DEPTH_KM:g} km, epicentre more than {real.BOUNDS_MAX_EPICENTRE_KM:g} km from the "
+            f"station centroid, magnitude outside {list(real.BOUNDS_MAGNITUDE)}, origin more than "
+            f"{real.BOUNDS_TIME_S:g} s outside the record, or a non-finite value. Should be 0 for every method.",
+            "",
+            markdown_table(
+                tables["bounds"], ["record", "method", "events", "out_of_bounds", "reasons"]
+            ),
+            "",
+        ]
+        totals: dict[str, dict] = {}
+        for r in tables["bounds"]:
+            t = totals.setdefault(
+                r["method"], {"method": r["method"], "events": 0, "out_of_bounds": 0}
+            )
+            t["events"] += r["events"]
+            t["out_of_bounds"] += r["out_of_bounds"]
+        summary.append(
+            "Located events outside physical bounds, all real records:\n\n"
+            + markdown_table(list(totals.values()), ["method", "events", "out_of_bounds"])
+        )
+    return lines
+
+
 def summary_block(summary_md: str) -> str:
     """``summary_md`` between the README markers, ready to paste."""
     return f"{SUMMARY_START}\n{summary_md}\n{SUMMARY_END}"
@@ -794,6 +972,10 @@ def run_benchmark(
         if "simulated_low_snr" in stages:
             sections += _low_snr_section(
                 models_loaded, data_dir, cache, quick, tt, seed, tmp, out, log, summary_lines
+            )
+        if "real_events" in stages:
+            sections += _real_events_section(
+                models_loaded, data_dir, cache, quick, out, log, summary_lines
             )
     if messages:
         sections += ["## Skipped", ""] + [f"- {m}" for m in messages]
