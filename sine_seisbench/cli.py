@@ -282,13 +282,30 @@ def check_located(
 
 
 def _classify_kwargs(args: argparse.Namespace) -> dict:
-    """--min-stations / --p-threshold / --s-threshold as SINE arguments (only those given)."""
+    """--min-stations / --p-threshold / --s-threshold / --velocity-model / --station-corrections as SINE
+    arguments (only those given; the files are read and checked here, so a mistake is one line)."""
     given = {
         "min_stations": args.min_stations,
         "P_threshold": args.p_threshold,
         "S_threshold": args.s_threshold,
     }
-    return {k: v for k, v in given.items() if v is not None}
+    out = {k: v for k, v in given.items() if v is not None}
+    if getattr(args, "velocity_model", None):
+        from .locate import traveltimes_for
+
+        try:
+            traveltimes_for(args.velocity_model)
+        except ValueError as e:
+            raise UserError(f"--velocity-model {args.velocity_model}: {e}") from e
+        out["velocity_model"] = args.velocity_model
+    if getattr(args, "station_corrections", None):
+        from .locate import read_station_corrections
+
+        try:
+            out["station_corrections"] = read_station_corrections(args.station_corrections)
+        except (ValueError, KeyError, pd.errors.ParserError) as e:
+            raise UserError(f"--station-corrections {args.station_corrections}: {e}") from e
+    return out
 
 
 def count_flops(model: SINE, stations: int | None = None) -> float:
@@ -663,6 +680,15 @@ def _add_event_options(parser: Any) -> None:
     )
     parser.add_argument("--p-threshold", type=float, help="P pick threshold (SINE's default 0.3)")
     parser.add_argument("--s-threshold", type=float, help="S pick threshold (SINE's default 0.3)")
+    parser.add_argument(
+        "--velocity-model",
+        help="1-D velocity model of the event step: a text table depth_km, vp, vs (e.g. QuakeMigrate's) or a "
+        "TauP .tvel/.nd file (default: Southern California, Hadley & Kanamori 1977)",
+    )
+    parser.add_argument(
+        "--station-corrections",
+        help="CSV of static station corrections: station (NET.STA.LOC), P, S (s), ML (default: none)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

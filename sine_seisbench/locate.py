@@ -23,7 +23,8 @@ group, the network's P and S probability curves over the window, the waveforms):
 5. **Magnitude** (:func:`local_magnitude`): Wood-Anderson amplitudes of response-corrected horizontals
    (overall sensitivity of the channel; velocity or acceleration sensors), corrected for the hypocentral distance
    with Hutton & Boore (1987) (``ml_relation`` configurable) plus static station terms; the network ML is the
-   median, its uncertainty the scaled MAD. Without any response the magnitude is *uncalibrated* (none is given);
+   median, its uncertainty the scaled MAD. The pre-P noise's WA amplitude is removed in quadrature and stations
+   whose signal is below twice the noise are left out (noise would bias small events upwards). Without any response the magnitude is *uncalibrated* (none is given);
    clipped records or ML above ``ml_saturation`` flag the magnitude as saturated.
 """
 
@@ -63,7 +64,7 @@ class LocatorConfig:
     model_error_s: float = 0.05
     model_error_fraction: float = 0.02
     huber_scale: float = 1.5
-    uncertainty_scale: float = 1.0
+    uncertainty_scale: float = 0.3
     ml_relation: tuple[float, float, float] = HUTTON_BOORE
     ml_saturation: float = 6.0
 
@@ -221,7 +222,7 @@ def migrate(
     centre = (used[:, :2].max(0) + used[:, :2].min(0)) / 2
     radius = float(np.max(np.hypot(*(used[:, :2] - centre).T))) if len(used) else 0.0
     half = min(max(2.0 * radius, 20.0), 0.7 * tt.max_distance_km)
-    top = -tt.datum_km
+    top = max(-tt.datum_km, -float(used[:, 2].max())) if len(used) else -tt.datum_km
     bottom = tt.max_depth_km - tt.datum_km
     n = config.migration_nodes
 
@@ -352,8 +353,8 @@ def fit_hypocentre(
         tt.elevation_correction(pos[:, 2] * 1000, "P"),
     )
     spread = np.array([a.sigma for a in arrivals])
-    # the table starts at its surface (sea level, or datum_km above it): no source above that
-    z_lo = -tt.datum_km
+    # no source above the table's surface (sea level, or datum_km above it) nor above the highest station
+    z_lo = max(-tt.datum_km, -float(pos[:, 2].max()))
     z_hi = tt.max_depth_km - tt.datum_km
 
     def predict(x):
@@ -454,6 +455,41 @@ def clipped(counts: np.ndarray) -> bool:
     return int(np.sum(np.abs(counts) >= 0.999 * peak)) >= 5
 
 
+def _wa_amplitude(
+    record: np.ndarray, lo: int, hi: int, gain: Mapping[int, tuple[float, str]], rate: float
+) -> tuple[float | None, bool]:
+    """Peak Wood-Anderson amplitude (mm) of samples ``lo:hi`` of one station's ``(3, samples)`` raw ZNE record
+    (horizontals with a sensitivity in M/S or M/S**2; one horizontal stands in for both), and whether a
+    horizontal is clipped; None without a usable horizontal."""
+    comps, was_clipped = [], False
+    for c in (1, 2):
+        data = record[c, lo:hi].astype(float)
+        if c not in gain or data.size < 2 or not np.any(data) or not np.all(np.isfinite(data)):
+            continue
+        was_clipped = was_clipped or clipped(data)
+        value, units = gain[c]
+        velocity = (data - data.mean()) / value
+        units = units.upper()
+        if units in ("M/S**2", "M/S/S", "M/S2"):
+            velocity = np.cumsum(velocity) / rate
+            velocity -= np.linspace(velocity[0], velocity[-1], velocity.size)
+        elif units != "M/S":
+            continue
+        comps.append(velocity)
+    if not comps:
+        return None, was_clipped
+    if len(comps) == 1:
+        comps = comps * 2
+    ramp = min(int(0.5 * rate), comps[0].size // 4)
+    zne = np.zeros((3, comps[0].size))
+    zne[1], zne[2] = comps
+    if ramp > 1:
+        taper = 0.5 * (1 - np.cos(np.pi * np.arange(ramp) / ramp))
+        zne[:, :ramp] *= taper
+        zne[:, -ramp:] *= taper[::-1]
+    return wood_anderson_mm(zne, rate), was_clipped
+
+
 def local_magnitude(
     window: np.ndarray,
     rate: float,
@@ -482,38 +518,30 @@ def local_magnitude(
         if hi - lo < int(2 * rate):
             continue
         gain = gains.get(station, {})
-        comps = []
-        for c in (1, 2):
-            data = window[s, c, lo:hi].astype(float)
-            if c not in gain or not np.any(data) or not np.all(np.isfinite(data)):
-                continue
-            if clipped(data):
-                clipped_at.append(station)
-            value, units = gain[c]
-            velocity = (data - data.mean()) / value
-            units = units.upper()
-            if units in ("M/S**2", "M/S/S", "M/S2"):
-                velocity = np.cumsum(velocity) / rate
-                velocity -= np.linspace(velocity[0], velocity[-1], velocity.size)
-            elif units not in ("M/S",):
-                continue
-            comps.append(velocity)
-        if not comps:
+        if not any(c in gain for c in (1, 2)):
+            continue
+        signal, was_clipped = _wa_amplitude(window[s], lo, hi, gain, rate)
+        if signal is None:
             continue
         calibrated_any = True
-        if len(comps) == 1:
-            comps = comps * 2
-        ramp = min(int(0.5 * rate), comps[0].size // 4)
-        zne = np.zeros((3, comps[0].size))
-        zne[1], zne[2] = comps
-        if ramp > 1:
-            taper = 0.5 * (1 - np.cos(np.pi * np.arange(ramp) / ramp))
-            zne[:, :ramp] *= taper
-            zne[:, -ramp:] *= taper[::-1]
-        amplitude = wood_anderson_mm(zne, rate)
-        if amplitude > 0 and math.isfinite(amplitude):
+        if was_clipped:
+            clipped_at.append(station)
+        # the noise before the P wave (as long as the measurement window, at least 2 s): its WA amplitude is
+        # removed in quadrature, and a station whose signal is not twice the noise is left out (it would bias
+        # small events upwards)
+        n_lo = max(lo - (hi - lo), 0)
+        noise = (
+            _wa_amplitude(window[s], n_lo, lo, gain, rate)[0]
+            if lo - n_lo >= int(2 * rate)
+            else None
+        )
+        if noise is not None and noise > 0:
+            if signal < 2.0 * noise:
+                continue
+            signal = math.sqrt(signal**2 - noise**2)
+        if signal > 0 and math.isfinite(signal):
             station_ml[station] = ml_from_amplitude(
-                amplitude, hypocentral_km[station], config.ml_relation
+                signal, hypocentral_km[station], config.ml_relation
             ) + float(station_terms.get(station, 0.0))
     flags: list[str] = []
     if not calibrated_any:
@@ -709,20 +737,43 @@ def locate_window(
     if int(available.sum()) < config.min_p_stations:
         return f"{int(available.sum())} station(s) with data, fewer than min_p_stations={config.min_p_stations}"
     e, n, z, t0, value = migrate(curves, rate, positions, available, tt, first_p_s, config, corr)
-    tp, ts = _grid_times(tt, positions, np.array([e]), np.array([n]), np.array([z]), corr)
-    predicted = np.stack([tp[0], ts[0]], axis=-1) + t0
-    arrivals, n_p, n_s = soft_arrivals(curves, rate, stations, available, predicted, t0, config)
-    if n_p < config.min_p_stations or n_p + n_s < config.min_phases:
-        return (
-            f"{n_p} P and {n_s} S phases reach the thresholds at the migration's best point (need "
-            f"min_p_stations={config.min_p_stations} P and min_phases={config.min_phases} in all)"
-        )
-    n_p_soft = sum(a.phase == "P" for a in arrivals)
-    if n_p_soft < 3 or len(arrivals) < 5:
-        return f"only {len(arrivals)} arrivals ({n_p_soft} P) to fit"
     pos_of = {s: positions[i] for i, s in enumerate(stations)}
     corr_of = {s: (corr[i, 0], corr[i, 1]) for i, s in enumerate(stations)}
-    x, cov, rms = fit_hypocentre(arrivals, pos_of, tt, (e, n, z, t0), config, corr_of)
+
+    def arrivals_at(x) -> tuple[list[ArrivalEstimate], int, int]:
+        tp, ts = _grid_times(
+            tt, positions, np.array([x[0]]), np.array([x[1]]), np.array([x[2]]), corr
+        )
+        predicted = np.stack([tp[0], ts[0]], axis=-1) + x[3]
+        return soft_arrivals(curves, rate, stations, available, predicted, x[3], config)
+
+    def accepted(n_p: int, n_s: int) -> bool:
+        return n_p >= config.min_p_stations and n_p + n_s >= config.min_phases
+
+    def fittable(arrivals: list[ArrivalEstimate]) -> bool:
+        return sum(a.phase == "P" for a in arrivals) >= 3 and len(arrivals) >= 4  # 4 unknowns
+
+    # Two passes: arrivals near the migration's best point, a fit, then arrivals near the fitted hypocentre
+    # (closer to the truth than the grid node) and the final fit; acceptance is decided where the arrivals were
+    # taken, the second pass preferred.
+    start = np.array([e, n, z, t0])
+    arrivals, n_p, n_s = arrivals_at(start)
+    passes = []
+    if fittable(arrivals):
+        x, cov, rms = fit_hypocentre(arrivals, pos_of, tt, tuple(start), config, corr_of)
+        passes.append((x, cov, rms, arrivals, n_p, n_s))
+        again, n_p2, n_s2 = arrivals_at(x)
+        if fittable(again):
+            x2, cov2, rms2 = fit_hypocentre(again, pos_of, tt, tuple(x), config, corr_of)
+            passes.insert(0, (x2, cov2, rms2, again, n_p2, n_s2))
+    chosen = next((p for p in passes if accepted(p[4], p[5])), None)
+    if chosen is None:
+        n_p, n_s = max(((p[4], p[5]) for p in passes), default=(n_p, n_s))
+        return (
+            f"{n_p} P and {n_s} S phases reach the thresholds near the located hypocentre (need "
+            f"min_p_stations={config.min_p_stations} P and min_phases={config.min_phases} in all)"
+        )
+    x, cov, rms, arrivals, n_p, n_s = chosen
     estimate = EventEstimate(
         east_km=float(x[0]),
         north_km=float(x[1]),

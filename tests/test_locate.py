@@ -1,0 +1,266 @@
+"""The event step (sine_seisbench.locate) and the travel-time tables it uses, on synthetic inputs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sine_seisbench import traveltimes as tt_module
+from sine_seisbench.locate import (
+    ArrivalEstimate,
+    LocatorConfig,
+    coalescence,
+    estimate_station_corrections,
+    fit_hypocentre,
+    local_magnitude,
+    locate_window,
+    ml_from_amplitude,
+    prepare_curves,
+    read_station_corrections,
+)
+from sine_seisbench.traveltimes import TravelTimes
+
+RATE = 100.0
+#: 8 stations on a 25 km ring and one in the middle (east, north, up km)
+POSITIONS = np.array(
+    [
+        [25 * math.cos(a), 25 * math.sin(a), 0.3]
+        for a in np.linspace(0, 2 * math.pi, 8, endpoint=False)
+    ]
+    + [[0.0, 0.0, 0.5]]
+)
+STATIONS = [f"XX.S{i:02d}." for i in range(len(POSITIONS))]
+TRUE = np.array([6.0, -4.0, 9.0, 5.0])  # east, north, depth km, origin s after the window start
+
+
+def arrival_times(tt: TravelTimes, x: np.ndarray) -> np.ndarray:
+    """Exact P and S arrival times (stations, 2) from hypocentre ``x`` (s after the window start)."""
+    dist = np.hypot(x[0] - POSITIONS[:, 0], x[1] - POSITIONS[:, 1])
+    elev = POSITIONS[:, 2] * 1000
+    tp = tt.times(dist, x[2], "P") + tt.elevation_correction(elev, "P")
+    ts = tt.times(dist, x[2], "S") + tt.elevation_correction(elev, "S")
+    return np.stack([tp, ts], axis=-1) + x[3]
+
+
+def curves_for(
+    times: np.ndarray, n: int = 3001, width_s: float = 0.1, phases=("P", "S")
+) -> np.ndarray:
+    """Gaussian probability curves (stations, 2, samples) peaking at ``times``; a phase left out is zero."""
+    t = np.arange(n) / RATE
+    out = np.zeros((times.shape[0], 2, n), dtype=np.float32)
+    for k, phase in enumerate(("P", "S")):
+        if phase in phases:
+            out[:, k] = np.exp(-0.5 * ((t[None, :] - times[:, k : k + 1]) / width_s) ** 2)
+    return out
+
+
+def test_layered_table_file_is_built_once_and_cached(tmp_path, monkeypatch):
+    model = tmp_path / "model.txt"
+    model.write_text("Depth,Vp,Vs\n-1.0,3.0,1.7\n2.0,5.8,3.3\n15.0,6.5,3.7\n30.0,8.0,4.5\n")
+    kwargs = dict(
+        velocity_model=model,
+        max_distance_km=60,
+        max_depth_km=20,
+        distance_step_km=5,
+        depth_step_km=1,
+        cache_dir=tmp_path / "cache",
+    )
+    tt = TravelTimes(**kwargs)
+    assert tt.datum_km == pytest.approx(1.0) and tt.surface_vp == 3.0
+    # a source 1 km below sea level under a station at sea level: 2 km of 3 km/s from the model top, minus the
+    # 1 km from the top down to the station
+    t = tt.times(np.array([0.0]), 1.0, "P")[0] + tt.elevation_correction(np.array([0.0]), "P")[0]
+    assert t == pytest.approx(1.0 / 3.0, abs=0.02)
+    # beyond the table, times grow with its last slope (here the upper crust's 5.8 km/s)
+    far = tt.times(np.array([55.0, 60.0, 80.0]), 5.0, "P")
+    assert (far[2] - far[1]) / 20.0 == pytest.approx((far[1] - far[0]) / 5.0, rel=0.01)
+    assert 5.0 / (far[1] - far[0]) == pytest.approx(5.8, rel=0.03)
+    # torch and numpy agree (bilinear)
+    d = np.array([3.0, 17.5, 42.0])
+    z = np.array([0.5, 7.0, 13.0])
+    t_np = tt.times(d, z, "S")
+    t_torch = tt.torch_times(
+        torch.tensor(d, dtype=torch.float32), torch.tensor(z, dtype=torch.float32), "S"
+    )
+    assert np.allclose(t_torch.numpy(), t_np, atol=1e-3)
+    # a second table of the same model and grid is read from the cache, never rebuilt
+    monkeypatch.setattr(tt_module, "_build", lambda *a, **k: pytest.fail("table rebuilt"))
+    again = TravelTimes(**kwargs)
+    assert np.array_equal(again.times(d, z, "P"), tt.times(d, z, "P"))
+
+
+def test_bad_velocity_models_are_named(tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("depth vp vs\n0 5.0 6.0\n")
+    with pytest.raises(ValueError, match="bad.txt.*vs < vp"):
+        TravelTimes(velocity_model=bad, cache_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        TravelTimes(velocity_model=tmp_path / "missing.txt", cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="depths must increase"):
+        TravelTimes(velocity_model=[(0, 5.0, 3.0), (0, 6.0, 3.5)], cache_dir=tmp_path)
+
+
+def test_robust_fit_recovers_the_hypocentre_despite_an_outlier(tt):
+    times = arrival_times(tt, TRUE)
+    arrivals = [
+        ArrivalEstimate(s, phase, float(times[i, k]), 0.02, 0.9)
+        for i, s in enumerate(STATIONS)
+        for k, phase in enumerate(("P", "S"))
+    ]
+    arrivals[4].time += 1.5  # one P pick 1.5 s late (a wrong phase)
+    positions = {s: POSITIONS[i] for i, s in enumerate(STATIONS)}
+    config = LocatorConfig()
+    x, cov, _ = fit_hypocentre(arrivals, positions, tt, (0.0, 0.0, 5.0, 3.0), config)
+    assert math.hypot(x[0] - TRUE[0], x[1] - TRUE[1]) < 0.3
+    assert abs(x[2] - TRUE[2]) < 1.0 and abs(x[3] - TRUE[3]) < 0.1
+    assert np.all(np.linalg.eigvalsh(cov) > 0)
+    assert arrivals[4].residual == pytest.approx(1.5, abs=0.2)  # the outlier keeps its residual
+    assert abs(arrivals[0].residual) < 0.1
+    # without S and with three stations the depth is less certain than with all
+    few = [a for a in arrivals if a.phase == "P" and a.station in STATIONS[:4]] + [arrivals[1]]
+    _, cov_few, _ = fit_hypocentre(few, positions, tt, (0.0, 0.0, 5.0, 3.0), config)
+    assert cov_few[2, 2] > cov[2, 2]
+
+
+def test_locate_window_on_clean_curves_and_the_acceptance_rule(tt):
+    times = arrival_times(tt, TRUE)
+    curves = curves_for(times)
+    window = np.zeros((len(STATIONS), 3, 3001), dtype=np.float32)
+    window[:, :, :] = np.random.default_rng(0).normal(0, 1, window.shape)
+    available = np.ones(len(STATIONS), dtype=bool)
+    first_p = float(times[:, 0].min())
+    config = LocatorConfig()
+    est = locate_window(curves, window, RATE, STATIONS, POSITIONS, available, first_p, tt, config)
+    assert not isinstance(est, str), est
+    assert math.hypot(est.east_km - TRUE[0], est.north_km - TRUE[1]) < 0.5
+    assert abs(est.depth_km - TRUE[2]) < 1.5 and abs(est.origin_s - TRUE[3]) < 0.15
+    assert est.n_p == len(STATIONS) and est.n_s == len(STATIONS)
+    assert all(abs(a.residual) < 0.1 for a in est.arrivals)
+    major, minor, azimuth = est.ellipse()
+    assert 0 < minor <= major and 0 <= azimuth < 180
+    # no gains: ML is not guessed
+    assert math.isnan(est.magnitude) and est.flags[0].startswith("uncalibrated")
+    # two stations with P: no event, and the reason says so
+    only_two = curves.copy()
+    only_two[2:, 0] = 0.0
+    reason = locate_window(
+        only_two, window, RATE, STATIONS, POSITIONS, available, first_p, tt, config
+    )
+    assert isinstance(reason, str) and "2 P" in reason and "min_p_stations=3" in reason
+    # P only at 4 stations, no S: 4 phases < min_phases=5
+    p_only = curves_for(times, phases=("P",))
+    p_only[4:] = 0.0
+    reason = locate_window(
+        p_only, window, RATE, STATIONS, POSITIONS, available, first_p, tt, config
+    )
+    assert isinstance(reason, str) and "min_phases=5" in reason
+    assert not isinstance(
+        locate_window(
+            p_only,
+            window,
+            RATE,
+            STATIONS,
+            POSITIONS,
+            available,
+            first_p,
+            tt,
+            LocatorConfig(min_phases=4),
+        ),
+        str,
+    )
+
+
+def test_migration_is_differentiable_in_the_curves(tt):
+    times = arrival_times(tt, TRUE)
+    curves = torch.tensor(curves_for(times), requires_grad=True)
+    config = LocatorConfig()
+    pooled = prepare_curves(curves, RATE, config)
+    tp = torch.tensor((times[:, 0] - TRUE[3])[None], dtype=torch.float32)
+    ts = torch.tensor((times[:, 1] - TRUE[3])[None], dtype=torch.float32)
+    origins = torch.tensor([TRUE[3], TRUE[3] + 3.0], dtype=torch.float32)
+    value = coalescence(pooled, tp, ts, origins, torch.ones(len(STATIONS), 2), config.migration_dt)
+    assert value[0, 0] > 1.9 and value[0, 1] < 0.1  # the true origin coalesces, 3 s later does not
+    value[0, 0].backward()
+    assert curves.grad is not None and curves.grad.abs().sum() > 0
+
+
+def test_local_magnitude_from_responses_noise_and_clipping():
+    rng = np.random.default_rng(1)
+    n = 3000
+    window = np.zeros((3, 3, n))
+    for s in range(3):
+        window[s] = rng.normal(0, 10.0, (3, n))  # noise in counts
+        window[s, 1:, 1500:1700] += 2e4 * np.sin(
+            np.arange(200) * 2 * np.pi * 3 / RATE
+        )  # a 3 Hz burst
+    stations = ["XX.A.", "XX.B.", "XX.C."]
+    gains = {s: {0: (1e9, "M/S"), 1: (1e9, "M/S"), 2: (1e9, "M/S")} for s in stations}
+    hypo = {s: 20.0 for s in stations}
+    spans = {s: (1300, 2600) for s in stations}
+    config = LocatorConfig()
+    ml, spread, station_ml, flags = local_magnitude(
+        window, RATE, stations, gains, hypo, spans, config
+    )
+    assert len(station_ml) == 3 and spread >= 0.1 and flags == []
+    # 10x the sensitivity: 10x less ground motion, ML one unit lower; a station term adds to its ML
+    tenfold = {s: {c: (v * 10, u) for c, (v, u) in g.items()} for s, g in gains.items()}
+    ml10, _, st10, _ = local_magnitude(
+        window, RATE, stations, tenfold, hypo, spans, config, station_terms={"XX.A.": 0.5}
+    )
+    assert ml10 == pytest.approx(ml - 1.0, abs=0.01)
+    assert st10["XX.A."] == pytest.approx(station_ml["XX.A."] - 0.5, abs=0.01)
+    # the same relation at another distance
+    assert ml_from_amplitude(1.0, 100.0) == pytest.approx(3.0)
+    # a station whose "signal" is only noise is left out
+    quiet = window.copy()
+    quiet[2, 1:, 1500:1700] = rng.normal(0, 10.0, (2, 200))
+    _, _, st_q, _ = local_magnitude(quiet, RATE, stations, gains, hypo, spans, config)
+    assert set(st_q) == {"XX.A.", "XX.B."}
+    # flat tops: saturated
+    clipped = window.copy()
+    clipped[0] = np.clip(clipped[0], -1.5e4, 1.5e4)
+    *_, flags = local_magnitude(clipped, RATE, stations, gains, hypo, spans, config)
+    assert flags and flags[0].startswith("saturated: clipped records at XX.A.")
+    # no responses: uncalibrated, no value
+    ml_none, _, _, flags = local_magnitude(window, RATE, stations, {}, hypo, spans, config)
+    assert math.isnan(ml_none) and flags[0].startswith("uncalibrated")
+
+
+def test_station_corrections_from_located_events_and_back(tmp_path):
+    """Corrections estimated from SINE's own events (a catalogue) are read back by classify."""
+    from sine_seisbench import DEFAULT_WEIGHTS, SINE
+    from sine_seisbench.example import network_stream
+
+    model = SINE.from_pretrained(DEFAULT_WEIGHTS)
+    stream, inv = network_stream(8, repeat=4)
+    events = model.classify(stream, inventory=inv).events
+    assert len(events) == 4
+    path = tmp_path / "corrections.csv"
+    frame = estimate_station_corrections(events, min_events=3, path=path)
+    assert path.is_file() and set(frame["station"]) == {f"XX.S{i:02d}." for i in range(8)}
+    assert frame["n_P"].min() >= 3 and frame["P"].notna().all()
+    corrections = read_station_corrections(path)
+    assert corrections["XX.S00."]["P"] == pytest.approx(
+        frame.set_index("station").loc["XX.S00.", "P"]
+    )
+    again = model.classify(stream, inventory=inv, station_corrections=path).events
+    assert len(again) == 4
+
+    # with its own delays taken out, the P residuals shrink
+    def rms(catalog):
+        res = [
+            a.time_residual
+            for e in catalog
+            for a in e.preferred_origin().arrivals
+            if a.phase == "P"
+        ]
+        return float(np.sqrt(np.mean(np.square(res))))
+
+    assert rms(again) < rms(events)
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("sta,P\nA,1\n")
+    with pytest.raises(ValueError, match="'station' column"):
+        read_station_corrections(wrong)
