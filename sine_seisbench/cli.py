@@ -744,7 +744,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--stages",
         help="comma-separated subset of picks,continuous,location,speed,iceland,colombia,"
-        "simulated_low_snr (default: all)",
+        "simulated_low_snr,real_events (default: all)",
     )
     p.add_argument(
         "--sine-weights", default=DEFAULT_WEIGHTS, help=WEIGHTS_HELP + ", or 'untrained'"

@@ -78,8 +78,11 @@ def test_quick_suite_on_tiny_fixtures(data_dir, tmp_path, tt):
     cont = pd.read_csv(out / "continuous.csv")
     assert cont["P_references"].iloc[0] == 4
     loc = pd.read_csv(out / "location.csv")
-    assert set(loc["method"]) == {"SINE"} and loc["events"].min() == 5
-    assert (out / "dependence.png").exists() or loc["located"].max() == 0
+    # SINE's own events, and SINE's picks through the classical chain (no published picker in this run);
+    # the tiny fixture has only the demo geometry (3 events in the quick suite)
+    assert set(loc["method"]) == {"SINE", "SINE picks → chain"} and loc["events"].min() == 3
+    assert set(loc["geometry"]) == {"demo"}
+    assert list(out.glob("dependence*.png")) or loc["located"].max() == 0
     assert "benchmark-summary:start" in readme.read_text()
     # Resumable: a second run reads the cached JSON instead of recomputing
     cached = sorted(p.name for p in (out / "raw").glob("*.json"))

@@ -35,7 +35,7 @@ import math
 import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -371,6 +371,8 @@ class Record:
     :param span: The record's real span (UNIX s; without padding).
     :param velocity_model: For SINE and the chain alike (None: Southern California).
     :param velocity: Ground velocity (m/s) for the chain's ML; None when the record is uncalibrated.
+    :param sine_kwargs: SINE's extra ``classify`` arguments (Ridgecrest: ``min_phases=4``, since 3 vertical
+                        stations give at most 3 P and the S seen on Z; 4 phases fix the 4 unknowns).
     """
 
     stream: obspy.Stream
@@ -380,6 +382,8 @@ class Record:
     velocity_model: str | None = None
     velocity: obspy.Stream | None = None
     search_radius_km: float = 100.0
+    #: Extra classify arguments for SINE on this record
+    sine_kwargs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def chain_window_s(self) -> float:
@@ -490,7 +494,7 @@ def run_method(
             search_radius_km=record.search_radius_km,
         )
         return chain_events(results, calibrated=record.velocity is not None)
-    kwargs: dict[str, Any] = {"inventory": record.inventory}
+    kwargs: dict[str, Any] = {"inventory": record.inventory, **record.sine_kwargs}
     if record.velocity_model is not None:
         kwargs["velocity_model"] = record.velocity_model
     return catalog_events(models[method].classify(record.stream, **kwargs).events)
@@ -793,6 +797,7 @@ def ridgecrest_record(folder: Path, quick: bool) -> Record:
         span=_span(stream),
         velocity_model=None,
         velocity=stream,
+        sine_kwargs={"min_phases": 4},
     )
 
 
