@@ -46,6 +46,13 @@ from .traveltimes import TravelTimes
 
 #: Hutton & Boore (1987): -log A0(r) = a log10(r / 100) + b (r - 100) + c, r hypocentral km, A in mm
 HUTTON_BOORE = (1.110, 0.00189, 3.0)
+#: Wood-Anderson seismometer (poles/zeros as used by SCSN, static gain 2080)
+WOOD_ANDERSON = {
+    "poles": [-6.283 + 4.7124j, -6.283 - 4.7124j],
+    "zeros": [0j, 0j],
+    "gain": 1.0,
+    "sensitivity": 2080,
+}
 
 
 @dataclass
@@ -421,8 +428,6 @@ def fit_hypocentre(
 def wood_anderson_mm(velocity: np.ndarray, rate: float) -> float:
     """Peak Wood-Anderson amplitude (mm) of ground velocity (m/s) ``(components, samples)``: the mean over the
     horizontals (the last two rows) of each one's peak."""
-    from .data.simulate import WOOD_ANDERSON
-
     n = velocity.shape[-1]
     f = np.fft.rfftfreq(n, 1 / rate)
     s = 2j * np.pi * f

@@ -182,6 +182,8 @@ class TravelTimes:
         digest = hashlib.sha1(f"{_TABLE_VERSION}|{source}|{grid}".encode()).hexdigest()[:12]
         self.digest = digest
         table_path = cache / f"tt_{digest}.npz"
+        #: The TauP model the table was computed with (built next to the table)
+        self.taup_model = cache / f"model_{digest}.npz"
         if table_path.exists():
             table = dict(np.load(table_path))
         else:

@@ -41,11 +41,10 @@ def stations_frame(n: int = 12, seed: int = 0) -> pd.DataFrame:
 
 
 def test_travel_times_agree_with_taup(tt):
-    import seisbench
     from obspy.geodetics import kilometer2degrees
     from obspy.taup import TauPyModel
 
-    model = TauPyModel(model=str(seisbench.cache_aux_root / "sine_seisbench" / "socal_hk1977.npz"))
+    model = TauPyModel(model=str(tt.taup_model))
     for dist, depth in [(7.5, 4.5), (33.0, 10.0), (71.0, 13.0), (110.0, 20.0)]:
         table = tt(np.array([dist]), depth)
         for phase, names in (("p", ["p", "P", "Pn"]), ("s", ["s", "S", "Sn"])):

@@ -37,6 +37,7 @@ import seisbench
 import seisbench.data as sbd
 from obspy.geodetics import gps2dist_azimuth
 
+from ..locate import HUTTON_BOORE, WOOD_ANDERSON, ml_from_amplitude, wood_anderson_mm  # noqa: F401 (re-exported)
 from ..traveltimes import SOCAL_LAYERS, VP_VS, TravelTimes
 
 DENSITY = 2700.0  # kg/m^3
@@ -45,13 +46,6 @@ CHUNK = 1000  # samples per chunk when screening noise records for earthquakes
 #: Near-surface velocities (km/s) that bend rays towards vertical at the free surface
 SURFACE_VP, SURFACE_VS = 4.0, 2.3
 
-#: Wood-Anderson seismometer (poles/zeros as used by SCSN, static gain 2080)
-WOOD_ANDERSON = {
-    "poles": [-6.283 + 4.7124j, -6.283 - 4.7124j],
-    "zeros": [0j, 0j],
-    "gain": 1.0,
-    "sensitivity": 2080,
-}
 
 #: Overall amplitude factor of the synthetics, calibrated with :func:`calibrate` so that the median of
 #: ML(simulated) - M is zero over events of M1-4 at 10-120 km.
@@ -304,26 +298,14 @@ def moment_magnitude(ml: float) -> float:
 
 
 def wood_anderson_amplitude_mm(velocity: np.ndarray) -> float:
-    """Peak Wood-Anderson amplitude (mm) of ground velocity (m/s) at 100 Hz, mean of the two horizontals."""
-    n = velocity.shape[-1]
-    f = np.fft.rfftfreq(n, 1 / SAMPLING_RATE)
-    s = 2j * np.pi * f
-    poles, zeros = WOOD_ANDERSON["poles"], WOOD_ANDERSON["zeros"]
-    h = np.ones_like(s) * WOOD_ANDERSON["sensitivity"]
-    for z in zeros:
-        h = h * (s - z)
-    for p in poles:
-        h = h / (s - p)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        disp_to_wa = np.where(f > 0, h / s, 0)  # velocity -> displacement -> WA
-    wa = np.fft.irfft(np.fft.rfft(velocity, axis=-1) * disp_to_wa, n, axis=-1)
-    return float(np.mean(np.abs(wa[1:3]).max(axis=-1)) * 1000.0)
+    """Peak Wood-Anderson amplitude (mm) of ground velocity (m/s) at 100 Hz, mean of the two horizontals
+    (:func:`sine_seisbench.locate.wood_anderson_mm`, the event step's measurement)."""
+    return wood_anderson_mm(velocity, SAMPLING_RATE)
 
 
 def local_magnitude(amplitude_mm: float, hypocentral_km: float) -> float:
-    """Southern California ML (Hutton & Boore, 1987)."""
-    r = hypocentral_km
-    return math.log10(amplitude_mm) + 1.110 * math.log10(r / 100.0) + 0.00189 * (r - 100.0) + 3.0
+    """Southern California ML (Hutton & Boore, 1987): :func:`sine_seisbench.locate.ml_from_amplitude`."""
+    return ml_from_amplitude(amplitude_mm, hypocentral_km, HUTTON_BOORE)
 
 
 @dataclass
