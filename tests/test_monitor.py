@@ -87,7 +87,10 @@ def assert_events_match(
         assert (
             abs(msg["longitude"] - o.longitude) * 111.2 * np.cos(np.radians(o.latitude)) <= km_tol
         )
-        assert abs(msg["magnitude"] - ev.magnitudes[0].mag) <= mag_tol
+        if ev.magnitudes:
+            assert abs(msg["magnitude"] - ev.magnitudes[0].mag) <= mag_tol
+        else:  # no responses: no ML on either side (uncalibrated)
+            assert msg["magnitude"] is None
         assert msg["stations"] == ev.origins[0].quality.associated_station_count
 
 
@@ -221,8 +224,10 @@ def test_out_of_order_packets_within_latency_give_the_same_result(model, record)
 
 
 def test_one_event_per_earthquake_updated_not_duplicated(model, record):
-    """With a 1 s stride an event is published as soon as min_stations P picks are final and updated (same
-    id, higher version) as the picks of farther stations become final; each earthquake keeps one id."""
+    """With a 1 s stride each earthquake keeps one id, and its versions run 1, 2, ... without gaps. (With the
+    event step's migration and travel-time fit, the estimate from an early, partly zeroed window equals the
+    complete one on this record, so events are usually published once; with the former event head they were
+    updated as the window filled.)"""
     stream, inv = record
     engine = StreamingClassifier(model, inv, stride_s=1.0)
     out = stream_through(engine, split_packets(stream, 1.0), every=24)
@@ -230,10 +235,11 @@ def test_one_event_per_earthquake_updated_not_duplicated(model, record):
     assert len(events) == 8  # the earthquake repeats 8 times; all are found
     versions = Counter(m["id"] for m in out if m["type"] == "event")
     assert set(versions) == {e["id"] for e in events}
-    assert max(versions.values()) > 1, "no event was updated"
     for ev in events:
         seq = [m["version"] for m in out if m["type"] == "event" and m["id"] == ev["id"]]
         assert seq == list(range(1, len(seq) + 1))
+    times = sorted(obspy.UTCDateTime(e["origin_time"]).timestamp for e in events)
+    assert np.allclose(np.diff(times), 30.0, atol=0.1)  # one event per repeat, none twice
 
 
 def test_a_delayed_station_is_waited_for(model, record):

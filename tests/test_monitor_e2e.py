@@ -231,8 +231,20 @@ def test_redis_restarted_with_persistence(
     broker.publish(packets)
 
     def restart():
-        time.sleep(3.0)
-        redis_srv.restart(kill=True)
+        # mid-stream: as soon as the monitor has published its first output (a fixed delay raced with how fast
+        # the monitor runs)
+        deadline = time.monotonic() + 60.0
+        while time.monotonic() < deadline:
+            try:
+                if broker.outputs():
+                    break
+            except Exception:  # noqa: BLE001 - the stream does not exist yet
+                pass
+            time.sleep(0.05)
+        # down long enough for the monitor to meet the outage (its publishing retries every 0.2-1 s)
+        redis_srv.stop(kill=True)
+        time.sleep(2.0)
+        redis_srv.start()
 
     summary = run_monitor(
         model, inv, stream[0].stats.starttime, broker, tmp_path / "s", during=restart
