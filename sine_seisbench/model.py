@@ -764,7 +764,9 @@ class SINE(WaveformModel):
             key: station.channels.get(0) or next(iter(station.channels.values()))
             for key, station in record.stations.items()
         }
-        return Catalog([candidate_to_event(cand, coordinates, channels, self.name) for cand in merged])
+        return Catalog(
+            [candidate_to_event(cand, coordinates, channels, self.name) for cand in merged]
+        )
 
     def association_window(self, group: list[str], argdict: dict[str, Any]) -> float:
         """Association window (s) of a station group: ``association_window`` or the group's largest station

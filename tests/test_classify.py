@@ -105,7 +105,9 @@ def test_one_earthquake_per_repeat_located_across_overlapping_groups(shipped6):
         assert 0 <= ou.azimuth_max_horizontal_uncertainty < 180
         assert origin.depth_errors.uncertainty > 0 and origin.time_errors.uncertainty > 0
         p_stations = {p.waveform_id.station_code for p in event.picks if p.phase_hint == "P"}
-        assert len(p_stations) >= 6  # the arrivals of the best of the overlapping groups (at most 6 here)
+        assert (
+            len(p_stations) >= 6
+        )  # the arrivals of the best of the overlapping groups (at most 6 here)
         assert len(origin.arrivals) == len(event.picks)
         assert {p.waveform_id.channel_code for p in event.picks} == {"HHZ"}
         pick_ids = {p.resource_id for p in event.picks}

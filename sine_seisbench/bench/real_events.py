@@ -801,6 +801,21 @@ def ridgecrest_record(folder: Path, quick: bool) -> Record:
     )
 
 
+def record_events(
+    record: Record,
+    method: str,
+    models: Mapping[str, Any],
+    travel_times: TravelTimesFactory = default_travel_times,
+) -> dict[str, Any]:
+    """One method's events on a continuous record, with its span and its count of events out of bounds."""
+    events = run_method(method, models, record, travel_times)
+    return {
+        "events": events,
+        "span": list(record.span),
+        "bounds": bounds_count(events, list(record.coordinates.values()), record.span),
+    }
+
+
 def ridgecrest_events(
     method: str,
     models: Mapping[str, Any],
@@ -808,13 +823,7 @@ def ridgecrest_events(
     quick: bool,
     travel_times: TravelTimesFactory = default_travel_times,
 ) -> dict[str, Any]:
-    record = ridgecrest_record(folder, quick)
-    events = run_method(method, models, record, travel_times)
-    return {
-        "events": events,
-        "span": list(record.span),
-        "bounds": bounds_count(events, list(record.coordinates.values()), record.span),
-    }
+    return record_events(ridgecrest_record(folder, quick), method, models, travel_times)
 
 
 def catalogue_rows(
@@ -948,13 +957,7 @@ def colombia_events(
     end: obspy.UTCDateTime,
     travel_times: TravelTimesFactory = default_travel_times,
 ) -> dict[str, Any]:
-    record = colombia_record(folder, end)
-    events = run_method(method, models, record, travel_times)
-    return {
-        "events": events,
-        "span": list(record.span),
-        "bounds": bounds_count(events, list(record.coordinates.values()), record.span),
-    }
+    return record_events(colombia_record(folder, end), method, models, travel_times)
 
 
 def stage_colombia(
