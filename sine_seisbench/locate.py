@@ -74,6 +74,8 @@ class LocatorConfig:
     uncertainty_scale: float = 0.3
     ml_relation: tuple[float, float, float] = HUTTON_BOORE
     ml_saturation: float = 6.0
+    #: Least ratio of a station's WA amplitude to that of the pre-P noise for its ML to count
+    ml_min_snr: float = 2.0
 
     @classmethod
     def from_argdict(cls, get) -> LocatorConfig:
@@ -541,7 +543,7 @@ def local_magnitude(
             else None
         )
         if noise is not None and noise > 0:
-            if signal < 2.0 * noise:
+            if signal < config.ml_min_snr * noise:
                 continue
             signal = math.sqrt(signal**2 - noise**2)
         if signal > 0 and math.isfinite(signal):

@@ -194,6 +194,10 @@ class SINE(WaveformModel):
         "(a, b, c) of -log A0 = a log10(r/100) + b (r - 100) + c; default Hutton & Boore (1987).",
         (1.110, 0.00189, 3.0),
     )
+    _annotate_args["ml_min_snr"] = (
+        "Least ratio of a station's Wood-Anderson amplitude to that of its pre-P noise for its ML to count.",
+        2.0,
+    )
     _annotate_args["ml_saturation"] = (
         "ML at and above which the magnitude is flagged as saturated.",
         6.0,
