@@ -180,16 +180,24 @@ def run_demo(
             "latitude": o.latitude,
             "longitude": o.longitude,
             "depth": o.depth / 1000,
-            "magnitude": m.mag,
+            "magnitude": None if m is None else m.mag,
             "epicentral_error_km": dist,
         }
+        magnitude = (
+            "no ML (uncalibrated)"
+            if m is None
+            else f"ML {m.mag:.1f} (magnitude error {m.mag - truth['magnitude']:+.2f})"
+        )
         print(
             f"SINE event:  {o.time}  lat {o.latitude:.3f}  lon {o.longitude:.3f}  depth {o.depth / 1000:.1f} km "
-            f"M {m.mag:.1f}  (epicentral error {dist:.1f} km, depth error {o.depth / 1000 - truth['depth']:+.1f} km, "
-            f"magnitude error {m.mag - truth['magnitude']:+.2f}); {len(result.events)} event(s) in the catalogue"
+            f"{magnitude}  (epicentral error {dist:.1f} km, depth error {o.depth / 1000 - truth['depth']:+.1f} km); "
+            f"{len(result.events)} event(s) in the catalogue"
         )
     else:
-        print("SINE formed no event (fewer than min_stations P picks).")
+        print(
+            "SINE formed no event (fewer than min_stations P picks, or too few P and S phases for the "
+            "acceptance rule)."
+        )
 
     fig = plt.figure(figsize=(12, 6))
     ax_w = fig.add_axes([0.09, 0.08, 0.52, 0.85])
