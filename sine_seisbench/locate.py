@@ -24,7 +24,7 @@ group, the network's P and S probability curves over the window, the waveforms):
    (overall sensitivity of the channel; velocity or acceleration sensors), corrected for the hypocentral distance
    with Hutton & Boore (1987) (``ml_relation`` configurable) plus static station terms; the network ML is the
    median, its uncertainty the scaled MAD. The pre-P noise's WA amplitude is removed in quadrature and stations
-   whose signal is below twice the noise are left out (noise would bias small events upwards). Without any response the magnitude is *uncalibrated* (none is given);
+   whose signal does not exceed the noise (``ml_min_snr`` 1) are left out. Without any response the magnitude is *uncalibrated* (none is given);
    clipped records or ML above ``ml_saturation`` flag the magnitude as saturated.
 """
 
@@ -75,7 +75,7 @@ class LocatorConfig:
     ml_relation: tuple[float, float, float] = HUTTON_BOORE
     ml_saturation: float = 6.0
     #: Least ratio of a station's WA amplitude to that of the pre-P noise for its ML to count
-    ml_min_snr: float = 2.0
+    ml_min_snr: float = 1.0
 
     @classmethod
     def from_argdict(cls, get) -> LocatorConfig:
@@ -534,8 +534,9 @@ def local_magnitude(
         if was_clipped:
             clipped_at.append(station)
         # the noise before the P wave (as long as the measurement window, at least 2 s): its WA amplitude is
-        # removed in quadrature, and a station whose signal is not twice the noise is left out (it would bias
-        # small events upwards)
+        # removed in quadrature, and a station whose signal is below ml_min_snr x the noise is left out (a high
+        # ratio keeps only the stations that happen to be loud and biases small events upwards: measured 0.16 at
+        # 2, 0.11 at 1 on simulated events)
         n_lo = max(lo - (hi - lo), 0)
         noise = (
             _wa_amplitude(window[s], n_lo, lo, gain, rate)[0]

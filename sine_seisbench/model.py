@@ -195,8 +195,9 @@ class SINE(WaveformModel):
         (1.110, 0.00189, 3.0),
     )
     _annotate_args["ml_min_snr"] = (
-        "Least ratio of a station's Wood-Anderson amplitude to that of its pre-P noise for its ML to count.",
-        2.0,
+        "Least ratio of a station's Wood-Anderson amplitude to that of its pre-P noise for its ML to count "
+        "(a higher value leaves out more distant stations of small events and biases ML upwards).",
+        1.0,
     )
     _annotate_args["ml_saturation"] = (
         "ML at and above which the magnitude is flagged as saturated.",
