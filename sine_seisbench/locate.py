@@ -57,7 +57,9 @@ WOOD_ANDERSON = {
 
 @dataclass
 class LocatorConfig:
-    """Settings of the event step (each is an ``annotate``/``classify`` argument of the same name)."""
+    """Settings of the event step. Those that are also ``annotate``/``classify`` arguments of SINE are taken
+    from there (the thresholds from ``P_threshold``/``S_threshold``); the migration grid and the Huber scale
+    (``migration_*``, ``huber_scale``) keep these defaults."""
 
     min_p_stations: int = 3
     min_phases: int = 5

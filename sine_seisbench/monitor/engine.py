@@ -256,8 +256,6 @@ class StreamingClassifier:
         )
         self.min_stations = int(self.model._argdict_get_with_default(self.argdict, "min_stations"))
         self.pre_p = float(self.model._argdict_get_with_default(self.argdict, "event_pre_p"))
-        self.vp = float(self.model._argdict_get_with_default(self.argdict, "vp"))
-        self.vs = self.vp / float(self.model._argdict_get_with_default(self.argdict, "vp_vs"))
         self.merge_time = float(self.model._argdict_get_with_default(self.argdict, "merge_time"))
         self.merge_distance = float(
             self.model._argdict_get_with_default(self.argdict, "merge_distance")
