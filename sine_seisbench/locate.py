@@ -78,6 +78,8 @@ class LocatorConfig:
     ml_saturation: float = 6.0
     #: Least ratio of a station's WA amplitude to that of the pre-P noise for its ML to count
     ml_min_snr: float = 1.0
+    #: Timing error (s) at which a station's predicted arrival error halves its migration weight
+    arrival_reference_s: float = 0.1
 
     @classmethod
     def from_argdict(cls, get) -> LocatorConfig:
@@ -212,6 +214,7 @@ def migrate(
     first_p_s: float,
     config: LocatorConfig,
     corrections: np.ndarray | None = None,
+    station_weights: np.ndarray | None = None,
 ) -> tuple[float, float, float, float, float]:
     """Best node and origin time of the coalescence of ``curves`` ``(stations, 2, samples)`` (P, S).
 
@@ -220,11 +223,15 @@ def migrate(
     coarse node. Origin times run from ``first_p_s`` minus the largest P travel time of the grid to just after
     ``first_p_s``.
 
+    :param station_weights: ``(stations, 2)`` weights of the P and S curves (default 1).
     :return: east, north, depth (km), origin time (s after the first sample), coalescence.
     """
     n_st = positions.shape[0]
     corrections = np.zeros((n_st, 2)) if corrections is None else corrections
-    weights = torch.as_tensor(np.repeat(available[:, None], 2, 1).astype(np.float32))
+    weights = np.repeat(available[:, None], 2, 1).astype(np.float32)
+    if station_weights is not None:
+        weights = weights * np.asarray(station_weights, dtype=np.float32)
+    weights = torch.as_tensor(weights)
     with torch.no_grad():
         fine = prepare_curves(torch.as_tensor(curves, dtype=torch.float32), rate, config)
         # the coarse search on curves pooled twice as much (half the origin times)
@@ -294,11 +301,14 @@ def soft_arrivals(
     predicted: np.ndarray,
     origin_s: float,
     config: LocatorConfig,
+    arrival_sigma: np.ndarray | None = None,
 ) -> tuple[list[ArrivalEstimate], int, int]:
     """Soft arrival times near ``predicted`` ``(stations, 2)`` arrival times (s after the first sample), and the
     numbers of stations whose P and S curves reach the pick thresholds there (for the acceptance rule).
 
-    The search window is ±(0.3 s + 3 % of the travel time from ``origin_s``); within it the curve's peak, then the p²-weighted mean time and spread within ±0.4 s of the peak.
+    The search window is ±(0.3 s + 3 % of the travel time from ``origin_s``); within it the curve's peak, then the
+    p²-weighted mean time and spread within ±0.4 s of the peak. ``arrival_sigma`` ``(stations, 2)``, the network's
+    timing errors (s), is added to the spreads in quadrature.
     """
     out: list[ArrivalEstimate] = []
     counts = [0, 0]
@@ -327,8 +337,10 @@ def soft_arrivals(
             p2 = np.nan_to_num(curves[s, k, a:b].astype(float)) ** 2
             t = np.arange(a, b) / rate
             mean = float(np.sum(t * p2) / np.sum(p2))
-            spread = float(np.sqrt(np.sum((t - mean) ** 2 * p2) / np.sum(p2)))
-            out.append(ArrivalEstimate(station, phase, mean, max(spread, 1.0 / rate), peak))
+            spread = max(float(np.sqrt(np.sum((t - mean) ** 2 * p2) / np.sum(p2))), 1.0 / rate)
+            if arrival_sigma is not None:  # the network's timing error of this station and phase
+                spread = math.hypot(spread, float(arrival_sigma[s, k]))
+            out.append(ArrivalEstimate(station, phase, mean, spread, peak))
     return out, counts[0], counts[1]
 
 
@@ -727,6 +739,7 @@ def locate_window(
     config: LocatorConfig,
     gains: Mapping[str, Mapping[int, tuple[float, str]]] | None = None,
     corrections: Mapping[str, Mapping[str, float]] | None = None,
+    arrival_sigma: np.ndarray | None = None,
 ) -> EventEstimate | str:
     """Locates the event of one candidate window, or says why there is none.
 
@@ -735,6 +748,9 @@ def locate_window(
     :param positions: ``(stations, 3)`` east, north, up (km) relative to the group's reference point.
     :param available: ``(stations,)`` stations with data in the window.
     :param first_p_s: The candidate's first P pick (s after the window start).
+    :param arrival_sigma: ``(stations, 2)`` P and S timing errors (s) the network predicts (its arrival head), or
+                          None: the migration weights each station and phase by ``1 / (1 + (sigma /
+                          config.arrival_reference_s)^2)`` and the fit adds sigma to each arrival's spread.
     :return: The estimate, or the reason for rejecting the candidate (acceptance rule).
     """
     corrections = corrections or {}
@@ -746,7 +762,12 @@ def locate_window(
     )
     if int(available.sum()) < config.min_p_stations:
         return f"{int(available.sum())} station(s) with data, fewer than min_p_stations={config.min_p_stations}"
-    e, n, z, t0, value = migrate(curves, rate, positions, available, tt, first_p_s, config, corr)
+    weights = None
+    if arrival_sigma is not None:
+        weights = 1.0 / (1.0 + (arrival_sigma / config.arrival_reference_s) ** 2)
+    e, n, z, t0, value = migrate(
+        curves, rate, positions, available, tt, first_p_s, config, corr, weights
+    )
     pos_of = {s: positions[i] for i, s in enumerate(stations)}
     corr_of = {s: (corr[i, 0], corr[i, 1]) for i, s in enumerate(stations)}
 
@@ -755,7 +776,9 @@ def locate_window(
             tt, positions, np.array([x[0]]), np.array([x[1]]), np.array([x[2]]), corr
         )
         predicted = np.stack([tp[0], ts[0]], axis=-1) + x[3]
-        return soft_arrivals(curves, rate, stations, available, predicted, x[3], config)
+        return soft_arrivals(
+            curves, rate, stations, available, predicted, x[3], config, arrival_sigma
+        )
 
     def accepted(n_p: int, n_s: int) -> bool:
         return n_p >= config.min_p_stations and n_p + n_s >= config.min_phases

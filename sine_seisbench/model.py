@@ -43,7 +43,7 @@ from .locate import (
     traveltimes_for,
 )
 from .nn.encoder import StationGraphBranch
-from .nn.heads import EventHead
+from .nn.heads import ArrivalHead, EventHead
 from .nn.phasenet import PhaseNetBackbone
 from .prepare import (
     GridRecord,
@@ -109,6 +109,9 @@ class SINE(WaveformModel):
                                   is known (``remove_sensitivity``). Training and inference follow this one
                                   switch: weights trained without amplitudes (``sine_pn_original``) never see them at
                                   inference either, whatever the inventory holds.
+    :param arrival_head: Whether the network predicts every station's P and S timing errors from the graph
+                         features (:class:`~sine_seisbench.nn.heads.ArrivalHead`), by which the event step weights
+                         stations and phases; without it every station and phase weighs the same.
     """
 
     _annotate_args = WaveformModel._annotate_args.copy()
@@ -241,6 +244,7 @@ class SINE(WaveformModel):
         norm: str = "std",
         calibrated_amplitudes: bool = False,
         picker: str | None = None,
+        arrival_head: bool = False,
         **kwargs,
     ) -> None:
         citation = (
@@ -291,6 +295,14 @@ class SINE(WaveformModel):
             scales=self.event_scales,
             offsets=self.event_offsets,
         )
+        # per-station P/S timing errors for the event step (None: every station and phase weighs the same)
+        self.arrival_head = (
+            ArrivalHead(
+                self.backbone.bottleneck_channels + self.branch.out_features, N_STATION_FEATURES
+            )
+            if arrival_head
+            else None
+        )
 
     # ------------------------------------------------------------------------------------------------
     # Network
@@ -325,7 +337,9 @@ class SINE(WaveformModel):
                             per-station path's; the branch then runs only for the event head).
         :return: ``picks`` ``(batch, stations, len(phases), samples)`` (zero for padded stations), and unless
                  ``event`` is false, ``event_mean`` and ``event_std`` ``(batch, 4)`` for east km, north km,
-                 depth km, magnitude.
+                 depth km, magnitude, and for models with an arrival head ``arrival_sigma``
+                 ``(batch, stations, 2)``, the P and S timing errors (s) the event step weights stations by
+                 (NaN for padded stations).
         """
         b, s, c, t = x.shape
         component_mask = (x != 0).any(-1)
@@ -396,9 +410,12 @@ class SINE(WaveformModel):
                 ],
                 dim=-1,
             )
-            mean, std = self.event_head(
-                torch.cat([h, graph_features], dim=1), station_features, batch, b
-            )
+            features = torch.cat([h, graph_features], dim=1)
+            mean, std = self.event_head(features, station_features, batch, b)
+            if self.arrival_head is not None:
+                sigma = x.new_full((b * s, 2), float("nan"))
+                sigma[valid] = self.arrival_head(features, station_features).to(x.dtype)
+                result["arrival_sigma"] = sigma.view(b, s, 2)
             empty = ~station_mask.any(-1)  # groups without any station with data: no estimate
             if empty.any():
                 mean = mean.masked_fill(empty.unsqueeze(-1), float("nan"))
@@ -802,8 +819,15 @@ class SINE(WaveformModel):
         for start in range(0, len(candidates), batch_size):
             chunk = candidates[start : start + batch_size]
             chunk_windows = windows[start : start + batch_size]
-            out, _ = self._run_groups(chunk_windows, [c.group for c in chunk], argdict, event=False)
+            # the event head's graph features are run only where they give the arrival weights
+            out, _ = self._run_groups(
+                chunk_windows,
+                [c.group for c in chunk],
+                argdict,
+                event=self.arrival_head is not None,
+            )
             picks = out["picks"].cpu().numpy()
+            sigmas = out["arrival_sigma"].cpu().numpy() if "arrival_sigma" in out else None
             for i, cand in enumerate(chunk):
                 positions, _, ref = self._group_inputs(cand.group, argdict)
                 window = chunk_windows[i]
@@ -826,6 +850,7 @@ class SINE(WaveformModel):
                     config,
                     gains,
                     corrections,
+                    None if sigmas is None else np.nan_to_num(sigmas[i, :n_st], nan=0.0),
                 )
                 window_start = cand.first_p - pre_p
                 cand.set_estimate(result, window_start, tt)
@@ -889,6 +914,7 @@ class SINE(WaveformModel):
             norm=self.norm,
             calibrated_amplitudes=self.calibrated_amplitudes,
             picker=self.picker,
+            arrival_head=self.arrival_head is not None,
         )
         return model_args
 

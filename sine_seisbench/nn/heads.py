@@ -85,3 +85,49 @@ class EventHead(nn.Module):
         mean = raw_mean * self.scales + self.offsets
         std = F.softplus(raw_std) * self.scales + self.min_std
         return mean, std
+
+
+class ArrivalHead(nn.Module):
+    """Predicts, for every station, the timing error (s) of its P and S arrivals beyond their curves' spread.
+
+    The event step (:mod:`sine_seisbench.locate`) weights each station and phase by it: in the migration (weight
+    ``1 / (1 + (sigma / reference)^2)``) and in the travel-time fit (added in quadrature to the arrival's spread).
+    It parses the same station features as :class:`EventHead` (bottleneck and graph features, geometry), so what
+    the other stations saw enters each station's weight. Trained by the location loss of ``sine train``
+    (``location_weight``): the Gaussian negative log-likelihood of the soft arrival times' residuals at the true
+    hypocentre, origin time removed.
+
+    :param in_features: Channels of the station feature sequences.
+    :param station_features: Number of per-station scalar features broadcast over time.
+    :param hidden: Hidden width.
+    :param scale_s: Output scale (s) of the softplus.
+    :param min_s: Lower bound (s).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        station_features: int,
+        hidden: int = 32,
+        scale_s: float = 0.2,
+        min_s: float = 0.01,
+    ) -> None:
+        super().__init__()
+        self.parse = nn.Sequential(
+            nn.Conv1d(in_features + station_features, hidden, 3, padding=1),
+            nn.ReLU(),
+        )
+        self.mlp = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 2))
+        self.scale_s = float(scale_s)
+        self.min_s = float(min_s)
+
+    def forward(self, x: torch.Tensor, station_features: torch.Tensor) -> torch.Tensor:
+        """
+        :param x: Feature sequences of the real stations ``(N, F, T)``.
+        :param station_features: ``(N, G)`` scalar features per station.
+        :return: ``(N, 2)`` P and S timing errors (s).
+        """
+        geo = station_features.unsqueeze(-1).expand(-1, -1, x.shape[-1])
+        h = self.parse(torch.cat([x, geo], dim=1))
+        h = torch.cat([h.mean(-1), h.amax(-1)], dim=-1)
+        return F.softplus(self.mlp(h)) * self.scale_s + self.min_s
