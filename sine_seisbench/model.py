@@ -55,6 +55,7 @@ from .prepare import (
     usable_windows,
     window_starts,
 )
+from .progress import progress
 
 #: Name of the shipped weights every entry point uses by default (``weights/README.md`` is their model card).
 DEFAULT_WEIGHTS = "sine_pn_original"
@@ -639,7 +640,11 @@ class SINE(WaveformModel):
                         stack = stacks[key] = Stack(len(self.labels), start, method)
                     stack.add(start, mask_prediction(pred[j].T.astype(np.float64), haves[j]))
 
-        for start in window_starts(record.start, record.end, n, stride):
+        starts = list(window_starts(record.start, record.end, n, stride))
+        # a bar only for long records (sine --quiet / SINE_QUIET=1 silence it)
+        for start in progress(
+            starts, desc="SINE windows", unit="window", disable=len(starts) < 20, leave=False
+        ):
             raw = {
                 key: station.read(start, n)
                 for key, station in record.stations.items()

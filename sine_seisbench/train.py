@@ -15,11 +15,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from .data.pipeline import build_generator, prepare_dataset
 from .model import N_STATION_FEATURES, SINE
 from .nn.heads import ArrivalHead
+from .progress import progress
 
 #: Named SeisBench datasets accepted by ``--dataset`` (any other value is a path to a SeisBench dataset).
 DATASETS = {
@@ -362,7 +362,7 @@ def evaluate_model(
     acc = MetricAccumulator(model.sampling_rate)
     start = time.perf_counter()
     with torch.no_grad():
-        for batch in tqdm(loader, desc=desc, leave=False):
+        for batch in progress(loader, desc=desc, unit="batch", leave=False):
             batch = _to_device(batch, device)
             with torch.autocast(device.type, enabled=device.type == "cuda"):
                 out = forward_batch(model, batch, graph_picks)
@@ -517,7 +517,7 @@ def train(config: TrainConfig) -> dict[str, float]:
                     module.eval()
         acc = MetricAccumulator(model.sampling_rate)
         t0 = time.perf_counter()
-        bar = tqdm(train_loader, desc=f"epoch {epoch}", leave=False)
+        bar = progress(train_loader, desc=f"epoch {epoch}", unit="batch", leave=False)
         for step, batch in enumerate(bar):
             if config.max_steps_per_epoch is not None and step >= config.max_steps_per_epoch:
                 break
