@@ -38,6 +38,7 @@ import seisbench.data as sbd
 from obspy.geodetics import gps2dist_azimuth
 
 from ..locate import HUTTON_BOORE, WOOD_ANDERSON, ml_from_amplitude, wood_anderson_mm  # noqa: F401 (re-exported)
+from ..progress import progress
 from ..traveltimes import SOCAL_LAYERS, VP_VS, TravelTimes
 
 DENSITY = 2700.0  # kg/m^3
@@ -350,99 +351,26 @@ def _inventory_frame(inv: obspy.Inventory) -> pd.DataFrame:
 
 
 def load_station_list(path: str | Path | obspy.Inventory | pd.DataFrame) -> pd.DataFrame:
-    """Stations of a station list in any of the layouts found in ``../shared/data``, one row per station.
-
-    Understood layouts:
-
-    - StationXML (``*.xml``), or a folder of StationXML files (e.g. a gmprocess event folder);
-    - ``western_us_stations.csv``: ``network_code``, ``station_code``, latitude, longitude, elevation (m) and
-      decimal-year ``start_date``/``end_date`` (kept, so that subsets can be drawn from co-operating stations);
-    - CSV/TSV with ``network``, ``station``, latitude, longitude and ``elevation`` or ``elevation_m`` (m)
-      (Iceland, Hengill, Ridgecrest ``stations_phaseno.csv``);
-    - ``ridgecrest_stations.tsv``: ``station`` as ``NET.STA.LOC.CHA-prefix`` and ``elevation(m)``;
-    - the whitespace ``lon lat net sta chan elev_km`` list without header (``central_italy_stations_2016.dat``,
-      REAL's station file);
-    - SeisMonitor's ``stations.json``: ``{station: {"network", "coords": [lat, lon, elevation m], ...}}``.
+    """Stations of a station list, one row per station: anything :func:`sine_seisbench.stations.read_stations`
+    reads (StationXML or a folder of it, CSV/TSV/whitespace tables with the usual column spellings, REAL's
+    ``lon lat net sta chan elev_km`` list, SeisMonitor's ``stations.json``; every station file in
+    ``../shared/data``), an Inventory or a DataFrame.
 
     :return: Columns network, station, latitude, longitude, elevation (m), plus start_date and end_date (decimal
-             years) where the list has them; duplicates of one network.station are merged (the earliest start,
-             the latest end).
-    :raises ValueError: For a layout that is not understood.
+             years) where the list has them (``western_us_stations.csv``); duplicates of one network.station are
+             merged (the earliest start, the latest end).
+    :raises ValueError: For a file that cannot be read or lacks a column (a
+                        :class:`~sine_seisbench.stations.StationFileError` naming the file and the column).
     """
-    if isinstance(path, pd.DataFrame):
-        frame = path.copy()
-    elif isinstance(path, obspy.Inventory):
+    from ..stations import read_stations
+
+    if isinstance(path, obspy.Inventory):
         frame = _inventory_frame(path)
     else:
-        path = Path(path)
-        name = path.name.lower()
-        if path.is_dir():
-            files = sorted(path.glob("*.xml"))
-            if not files:
-                raise ValueError(f"No StationXML files (*.xml) in the folder {path}.")
-            inv = obspy.Inventory()
-            for f in files:
-                inv += obspy.read_inventory(str(f))
-            frame = _inventory_frame(inv)
-        elif name.endswith(".xml"):
-            frame = _inventory_frame(obspy.read_inventory(str(path)))
-        elif name.endswith(".json"):
-            import json
-
-            data = json.loads(path.read_text())
-            frame = pd.DataFrame(
-                [
-                    dict(
-                        network=v["network"],
-                        station=k,
-                        latitude=v["coords"][0],
-                        longitude=v["coords"][1],
-                        elevation=v["coords"][2],
-                    )
-                    for k, v in data.items()
-                ],
-                columns=STATION_COLUMNS,
-            )
-        else:
-            first = path.read_text().lstrip().splitlines()[0].split()
-            try:
-                float(first[0])
-                headerless = True
-            except (ValueError, IndexError):
-                headerless = False
-            if headerless:  # REAL: lon lat net sta chan elev_km
-                raw = pd.read_csv(path, sep=r"\s+", header=None, engine="python")
-                frame = pd.DataFrame(
-                    {
-                        "network": raw[2].astype(str),
-                        "station": raw[3].astype(str),
-                        "latitude": raw[1].astype(float),
-                        "longitude": raw[0].astype(float),
-                        "elevation": raw[5].astype(float) * 1000.0,
-                    }
-                )
-            else:
-                frame = pd.read_csv(path, sep=None, engine="python")
-    frame = frame.rename(
-        columns={
-            "network_code": "network",
-            "station_code": "station",
-            "elevation_m": "elevation",
-            "elevation(m)": "elevation",
-        }
-    )
-    if "network" not in frame.columns and "station" in frame.columns:
-        parts = frame["station"].astype(str).str.split(".")
-        if parts.str.len().min() >= 2:  # NET.STA[.LOC.CHA]
-            frame["network"] = parts.str[0]
-            frame["station"] = parts.str[1]
-    if "elevation" not in frame.columns:
-        frame["elevation"] = 0.0
-    missing = [c for c in STATION_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(
-            f"Station list {path}: columns {missing} not found (have {list(frame.columns)})."
-        )
+        stations = read_stations(
+            path
+        )  # every layout; StationFileError (a ValueError) names the file
+        frame = _inventory_frame(stations) if isinstance(stations, obspy.Inventory) else stations
     frame["network"] = frame["network"].astype(str)
     frame["station"] = frame["station"].astype(str)
     frame["elevation"] = pd.to_numeric(frame["elevation"], errors="coerce").fillna(0.0)
@@ -464,18 +392,16 @@ def load_stations(
     """Stations as a DataFrame (network, station, latitude, longitude, elevation m) from any station list that
     :func:`load_station_list` reads (an Inventory, StationXML, the ``western_us_stations.csv`` layout, ...);
     ``time`` in decimal years selects the stations active then, where the list has start and end dates."""
-    if isinstance(source, pd.DataFrame):
-        frame = source.rename(columns={"network_code": "network", "station_code": "station"})
-        if time is not None and {"start_date", "end_date"} <= set(frame.columns):
-            frame = frame[(frame["start_date"] <= time) & (frame["end_date"] >= time)]
-        frame = frame.drop_duplicates(subset=["network", "station"])
-        return frame[STATION_COLUMNS].reset_index(drop=True)
-    if time is not None and str(source).lower().endswith((".csv", ".tsv", ".txt")):
-        raw = pd.read_csv(source, sep=None, engine="python")
-        if {"start_date", "end_date"} <= set(raw.columns):
-            raw = raw[(raw["start_date"] <= time) & (raw["end_date"] >= time)]
-            return load_stations(raw)
-    return load_station_list(source)[STATION_COLUMNS]
+    from ..stations import read_stations
+
+    if isinstance(source, obspy.Inventory):
+        return load_station_list(source)[STATION_COLUMNS]
+    frame = read_stations(source)
+    if isinstance(frame, obspy.Inventory):
+        return load_station_list(frame)[STATION_COLUMNS]
+    if time is not None and {"start_date", "end_date"} <= set(frame.columns):
+        frame = frame[(frame["start_date"] <= time) & (frame["end_date"] >= time)]
+    return load_station_list(frame)[STATION_COLUMNS]
 
 
 def load_catalog(path: str | Path) -> pd.DataFrame:
@@ -530,6 +456,7 @@ def simulate_dataset(
         }
         written = 0
         attempts = 0
+        bar = progress(total=config.n_events, desc="simulate", unit="event")
         while written < config.n_events and attempts < 20 * config.n_events:
             attempts += 1
             from_region = region is not None and (
@@ -596,6 +523,8 @@ def simulate_dataset(
                 ),
             )
             written += 1
+            bar.update(1)
+        bar.close()
     if written < config.n_events:
         raise ValueError(
             f"Only {written} of {config.n_events} events have at least 3 stations within "
@@ -941,6 +870,7 @@ def simulate_geometries(
             "instrument_response": "restituted to ground velocity (band-limited)",
         }
         written = attempts = 0
+        bar = progress(total=n_events, desc="simulate geometries", unit="event")
         while written < n_events:
             attempts += 1
             if attempts > 200 * n_events + 1000:
@@ -1022,4 +952,6 @@ def simulate_geometries(
                 },
             )
             written += 1
+            bar.update(1)
+        bar.close()
     return out
