@@ -57,7 +57,9 @@ from obspy.core.inventory import Inventory, Network
 from obspy.geodetics import gps2dist_azimuth
 
 from .geometry import Coordinates, StationTable, compact_groups, local_positions, station_key
-from .model import SINE
+from .model import DEFAULT_WEIGHTS, SINE
+from .progress import progress as progress_bar
+from .stations import read_stations
 
 #: Columns of the picks tables (the same as ``sine classify --picks-out``).
 PICK_COLUMNS = ["trace_id", "phase", "time", "probability", "start_time", "end_time"]
@@ -97,14 +99,14 @@ def load_model(weights: str | None) -> SINE:
     return model
 
 
-def get_model(weights: str | None, threads: int | None = None) -> SINE:
-    """The model for ``weights`` from this process's cache (loaded on first use); sets torch's thread count
-    when ``threads`` is given."""
+def get_model(weights: str | None, threads: int | None = None, device: str = "cpu") -> SINE:
+    """The model for ``weights`` on ``device`` from this process's cache (loaded on first use); sets torch's
+    thread count when ``threads`` is given."""
     if threads:
         torch.set_num_threads(int(threads))
-    key = str(weights)
+    key = f"{weights}@{device}" if str(device) != "cpu" else str(weights)
     if key not in _MODELS:
-        _MODELS[key] = load_model(weights)
+        _MODELS[key] = load_model(weights).to(device)
         _LOADS[key] = _LOADS.get(key, 0) + 1
     return _MODELS[key]
 
@@ -274,6 +276,7 @@ class ArchiveSettings:
     sds_format: str = "MSEED"
     torch_threads: int | None = None
     classify_kwargs: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
 
     def compared(self) -> dict[str, Any]:
         kwargs = {k: v for k, v in self.classify_kwargs.items() if k != "batch_size"}
@@ -406,7 +409,7 @@ def run_task(
     if existing is not None:
         return existing
     t_start = time.perf_counter()
-    model = get_model(settings.weights, settings.torch_threads)
+    model = get_model(settings.weights, settings.torch_threads, settings.device)
     stream = read_task_stream(task, settings)
     picks_rows: list[dict[str, Any]] = []
     events: list[Event] = []
@@ -618,15 +621,14 @@ def assemble_day(
 # ----------------------------------------------------------------------------------------------------
 # The driver (on the client)
 # ----------------------------------------------------------------------------------------------------
-def _read_inventory(inventory: str | Path | Inventory | pd.DataFrame) -> Inventory | pd.DataFrame:
+def _read_inventory(
+    inventory: str | Path | Inventory | pd.DataFrame, stations: Iterable[str] | None = None
+) -> Inventory | pd.DataFrame:
+    """A station file in any format :func:`~sine_seisbench.stations.read_stations` reads (an Inventory or a
+    DataFrame is returned as it is); ``stations`` (ids) give the networks of a table without them."""
     if isinstance(inventory, (Inventory, pd.DataFrame)):
         return inventory
-    path = Path(inventory)
-    if not path.exists():
-        raise FileNotFoundError(f"Inventory file {path} does not exist.")
-    if path.suffix.lower() in (".csv", ".tsv", ".txt"):
-        return pd.read_csv(path, sep=None, engine="python")
-    return obspy.read_inventory(str(path))
+    return read_stations(inventory, stream=stations)
 
 
 def _select_inventory(
@@ -672,6 +674,17 @@ def scan_archive(
             if any(fnmatchcase(cha, p) for p in patterns):
                 found.add(f"{net}.{sta}.{loc}")
     return sorted(found)
+
+
+class _LazyStations:
+    """The ``NET.STA.LOC`` ids of :func:`scan_archive`, listed only when iterated (a station table without a
+    network column takes its networks from them)."""
+
+    def __init__(self, *args: Any) -> None:
+        self.args = args
+
+    def __iter__(self) -> Any:
+        return iter(scan_archive(*self.args))
 
 
 def _check_settings(out: Path, settings: ArchiveSettings) -> None:
@@ -729,7 +742,7 @@ def annotate_archive(
     start: str | obspy.UTCDateTime,
     end: str | obspy.UTCDateTime,
     out: str | Path,
-    weights: str | None = None,
+    weights: str | None = DEFAULT_WEIGHTS,
     scheduler: Any = None,
     workers: int | None = None,
     chunk: str | float = "1h",
@@ -744,6 +757,7 @@ def annotate_archive(
     memory_limit: str | None = None,
     sds_type: str = "D",
     sds_format: str = "MSEED",
+    device: str = "cpu",
     **classify_kwargs: Any,
 ) -> ArchiveResult:
     """Picks and events for an SDS archive between ``start`` and ``end``, written to ``out`` per day.
@@ -754,7 +768,8 @@ def annotate_archive(
                       longitude, elevation): coordinates (and responses) of the stations.
     :param out: Output folder: ``picks/DAY.csv`` (or ``.parquet``), ``events/DAY.xml`` (QuakeML),
                 ``manifest.json``, ``run.json`` and the per-task files in ``chunks/``.
-    :param weights: SINE weights (path, shipped or pretrained name); None for untrained weights.
+    :param weights: SINE weights (path, shipped or pretrained name; default: the shipped
+                    :data:`~sine_seisbench.DEFAULT_WEIGHTS`); None or ``"untrained"`` for untrained weights.
     :param scheduler: None/``"synchronous"`` (this process, no Dask), ``"local"`` (a ``LocalCluster`` of
                       ``workers`` processes with one thread each), a scheduler address
                       (``tcp://host:8786``) or a ``distributed.Client``.
@@ -769,10 +784,13 @@ def annotate_archive(
                           bit-identical across schedulers and worker counts for the same value; another thread
                           count changes event estimates at float32 rounding level (about 1e-7 relative).
     :param retries: Dask retries of a task that raised (tasks of a lost worker are rescheduled anyway).
-    :param progress: Show a progress bar over the chunks (stderr).
+    :param progress: Show a progress bar over the chunks (stderr; also silenced by
+                     :func:`sine_seisbench.progress.set_quiet` or ``SINE_QUIET=1``).
     :param drop_unlocated: Leave out archive stations missing from the inventory (with a warning) instead of
                            raising an error that names them.
     :param memory_limit: Memory limit per worker of the local cluster (Dask syntax, e.g. ``"4GiB"``).
+    :param device: Torch device of the model in every task (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; the
+                   workers must have it). Results on another device differ at float32 rounding level.
     :param classify_kwargs: Passed to :meth:`SINE.classify` (``min_stations``, ``P_threshold``, ...).
     :return: An :class:`ArchiveResult`.
     """
@@ -786,11 +804,13 @@ def annotate_archive(
     if not archive.is_dir():
         raise FileNotFoundError(f"SDS archive {archive} does not exist or is not a folder.")
     out = Path(out)
-    inventory = _read_inventory(inventory)
+    inventory = _read_inventory(
+        inventory, _LazyStations(archive, start, end, channels, sds_type, sds_format)
+    )
     if weights is not None and Path(weights).with_name(Path(weights).name + ".json").exists():
         weights = str(Path(weights).resolve())  # workers may run elsewhere
 
-    model = get_model(weights)  # validates the weights before any work is sent out
+    model = get_model(weights, device=device)  # validates the weights and device before any work
     model._verify_argdict(classify_kwargs)
     chunk_s = parse_duration(chunk)
     window_s = (model.in_samples - 1) / model.sampling_rate
@@ -835,6 +855,7 @@ def annotate_archive(
         sds_format=sds_format,
         torch_threads=torch_threads,
         classify_kwargs=dict(classify_kwargs),
+        device=str(device),
     )
     out.mkdir(parents=True, exist_ok=True)
     _check_settings(out, settings)
@@ -923,9 +944,7 @@ def _run_synchronous(
     inventory: Inventory | pd.DataFrame,
     progress: bool,
 ) -> dict[str, str]:
-    from tqdm import tqdm
-
-    for task in tqdm(tasks, desc="chunks", unit="chunk", disable=not progress, file=sys.stderr):
+    for task in progress_bar(tasks, desc="chunks", unit="chunk", disable=not progress):
         run_task(task, settings, inventory)
     return {}
 
@@ -939,7 +958,6 @@ def _run_dask(
     retries: int,
 ) -> dict[str, str]:
     from distributed import as_completed
-    from tqdm import tqdm
 
     token = uuid.uuid4().hex[:8]
     # A task, not scattered data: if the workers holding it die, the scheduler recomputes it.
@@ -957,9 +975,7 @@ def _run_dask(
         for task in tasks
     }
     failed: dict[str, str] = {}
-    with tqdm(
-        total=len(futures), desc="chunks", unit="chunk", disable=not progress, file=sys.stderr
-    ) as bar:
+    with progress_bar(total=len(futures), desc="chunks", unit="chunk", disable=not progress) as bar:
         for future in as_completed(futures):
             if future.status != "finished":
                 try:

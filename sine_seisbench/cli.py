@@ -13,6 +13,8 @@ import argparse
 import glob
 import os
 import sys
+import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -22,14 +24,16 @@ import torch
 
 from .errors import MissingFileError, UserError, did_you_mean, one_line
 from .model import DEFAULT_WEIGHTS, SINE
+from .progress import is_quiet, set_quiet
+from .stations import STATION_COLUMNS, fdsn_inventory, read_stations  # noqa: F401 - STATION_COLUMNS re-exported
 
 #: Suffixes of the two files of saved weights (``NAME.json`` and ``NAME.pt``).
 WEIGHT_SUFFIXES = (".json", ".pt")
+#: The ``--weights`` value for untrained (randomly initialised) weights.
+UNTRAINED = "untrained"
 #: SINE weights published in SeisBench's online repository: only these names may be downloaded. None are
 #: published yet, so ``--weights`` never goes to the network.
 PUBLISHED_WEIGHTS: tuple[str, ...] = ()
-#: Columns a CSV station file needs (``location`` is optional).
-STATION_COLUMNS = ("network", "station", "latitude", "longitude", "elevation")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -54,6 +58,8 @@ def resolve_weights(spec: str, option: str = "--weights") -> str:
     :return: The path without suffix when the files exist, else the name.
     :raises UserError: When the path lacks a file or the name is unknown (listing the available names).
     """
+    if spec == UNTRAINED:
+        return spec
     path = Path(spec).expanduser()
     base = path.with_suffix("") if path.suffix in WEIGHT_SUFFIXES else path
     files = [base.with_name(base.name + s) for s in WEIGHT_SUFFIXES]
@@ -87,14 +93,15 @@ def resolve_weights(spec: str, option: str = "--weights") -> str:
 def load_weights(spec: str | None, option: str = "--weights", command: str = "sine") -> SINE:
     """The one weights loader of every ``sine`` command.
 
-    :param spec: See :func:`resolve_weights`; None for untrained weights (with a warning on stderr).
+    :param spec: See :func:`resolve_weights`; None or ``"untrained"`` for untrained weights (with a warning on
+                 stderr). The commands default to :data:`~sine_seisbench.DEFAULT_WEIGHTS`.
     :param option: The option the weights were given to (for the messages).
     :param command: The command (for the warning).
     :raises UserError: See :func:`resolve_weights`; also when the files cannot be loaded as SINE weights.
     """
-    if spec is None:
+    if spec is None or spec == UNTRAINED:
         print(
-            f"{command}: no {option} given; using untrained SINE weights (outputs are not meaningful).",
+            f"{command}: using untrained SINE weights (outputs are not meaningful).",
             file=sys.stderr,
         )
         return SINE()
@@ -113,6 +120,59 @@ def load_weights(spec: str | None, option: str = "--weights", command: str = "si
             shipped[resolved]
         )  # straight from the package: nothing written to SeisBench's cache
     return SINE.from_pretrained(resolved)
+
+
+def resolve_device(spec: str | None, option: str = "--device") -> torch.device:
+    """The torch device of ``--device``: ``auto`` (CUDA when available, else the CPU), ``cpu``, ``cuda``,
+    ``cuda:N`` or ``mps``.
+
+    :raises UserError: One line when the device is not one of these or is not available on this machine.
+    """
+    text = (spec or "auto").strip().lower()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError) as e:
+        raise UserError(
+            f"{option} {spec}: not a device; give auto, cpu, cuda, cuda:N or mps"
+        ) from e
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = (
+                f"this torch ({torch.__version__}) is built without CUDA"
+                if torch.version.cuda is None
+                else "no CUDA GPU is visible"
+            )
+            raise UserError(f"{option} {spec}: CUDA is not available ({why}); use --device cpu")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise UserError(
+                f"{option} {spec}: there is no GPU {device.index} (this machine has {count}: "
+                f"{', '.join(f'cuda:{i}' for i in range(count))})"
+            )
+    elif device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise UserError(
+                f"{option} {spec}: Apple's MPS is not available on this machine; use --device cpu"
+            )
+    elif device.type != "cpu":
+        raise UserError(f"{option} {spec}: unsupported device; give auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+def available_devices() -> list[str]:
+    """The torch devices of this machine, e.g. ``["cpu", "cuda:0 (NVIDIA H200)"]``."""
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += [
+            f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())
+        ]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
 
 
 def _load_model(weights: str | None) -> SINE:
@@ -218,36 +278,34 @@ def read_waveforms(files: list[str]) -> obspy.Stream:
     return stream
 
 
-def read_inventory(path: str, option: str = "--inventory") -> obspy.Inventory | pd.DataFrame:
-    """Station coordinates: a StationXML file (ObsPy Inventory) or a CSV/TSV file with the columns
-    :data:`STATION_COLUMNS` (elevation in metres; ``location`` optional).
+def read_inventory(
+    path: str | list[str],
+    option: str = "--inventory",
+    stream: obspy.Stream | Iterable[str] | None = None,
+) -> obspy.Inventory | pd.DataFrame:
+    """Station coordinates (and responses) from a station file: see :func:`sine_seisbench.stations.read_stations`
+    for the formats (StationXML and ObsPy's other formats, CSV/TSV/whitespace tables with the usual column
+    spellings, a folder or glob pattern of StationXML files). The file's warnings (e.g. no elevation column)
+    are printed as one ``sine: warning:`` line each.
 
-    :raises UserError: When the file is missing, unreadable, malformed or lacks a column.
+    :param stream: The waveforms (or trace ids): they give the networks of a table without a network column.
+    :raises UserError: When the file is missing, unreadable, malformed or lacks a column (one line naming the
+                       file, the column and its accepted spellings).
     """
-    check_input_file(path, "station file", option)
-    if path.lower().endswith((".csv", ".tsv", ".txt")):
+    if isinstance(path, str) and not glob.has_magic(path) and not Path(path).is_dir():
+        check_input_file(path, "station file", option)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         try:
-            frame = pd.read_csv(path, sep=None, engine="python")
-        except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
-            raise UserError(
-                f"cannot read station file {path} ({one_line(e)}); give a CSV file"
-            ) from e
-        missing = [c for c in STATION_COLUMNS if c not in frame.columns]
-        if missing:
-            raise UserError(
-                f"station file {path} lacks the column(s) {', '.join(missing)}; add them (it needs "
-                f"{', '.join(STATION_COLUMNS)}, elevation in metres, and optionally location)"
-            )
-        return frame
-    try:
-        return obspy.read_inventory(path)
-    except (
-        Exception
-    ) as e:  # ObsPy raises many types for a file it cannot read; the file is the user's
-        raise UserError(
-            f"cannot read station file {path} ({one_line(e)}); give StationXML or a CSV file with the columns "
-            f"{', '.join(STATION_COLUMNS)}"
-        ) from e
+            inventory = read_stations(path, stream=stream)
+        except UserError as e:
+            raise type(e)(f"{option}: {e}") from e
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            print(f"sine: warning: {one_line(str(w.message))}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return inventory
 
 
 _read_inventory = read_inventory  # the name ``sine monitor`` imported before
@@ -275,8 +333,9 @@ def check_located(
         shown = ", ".join(missing[:10]) + (
             f" and {len(missing) - 10} more" if len(missing) > 10 else ""
         )
+        where = path if " " in path else f"station file {path}"
         raise UserError(
-            f"station file {path} has no coordinates for station(s) {shown}; add them, or pass "
+            f"{where} has no coordinates for station(s) {shown}; add them, or pass "
             "--drop-unlocated to leave them out"
         )
 
@@ -332,9 +391,14 @@ def count_flops(model: SINE, stations: int | None = None) -> float:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    model = load_weights(args.weights) if args.weights else SINE()
+    model = load_weights(args.weights, command="sine info")
     params = sum(p.numel() for p in model.parameters())
-    print(f"SINE: {params:,} parameters")
+    weights = args.weights if args.weights not in (None, UNTRAINED) else "untrained"
+    print(f"SINE: {params:,} parameters (weights: {weights}; default weights: {DEFAULT_WEIGHTS})")
+    print(
+        f"torch {torch.__version__}: devices {', '.join(available_devices())}; --device auto uses "
+        f"{resolve_device('auto')}; {torch.get_num_threads()} CPU threads"
+    )
     print(
         f"window: {model.in_samples} samples at {model.sampling_rate} Hz, groups of {model.max_stations}"
     )
@@ -343,15 +407,26 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def _read_network(args: argparse.Namespace) -> tuple[Any, Any]:
-    """Checks and reads ``args.waveforms`` and ``args.inventory`` (and that ``--weights`` names weights)
-    before any work; every station must be located unless ``--drop-unlocated``."""
+    """Checks and reads ``args.waveforms`` and the stations (``--inventory`` or ``--fdsn``; and that
+    ``--weights`` names weights) before any work; every station must be located unless ``--drop-unlocated``."""
     files = waveform_files(args.waveforms)
-    check_input_file(args.inventory, "station file", "--inventory")
+    fdsn = getattr(args, "fdsn", None)
+    if fdsn and args.inventory:
+        raise UserError("give --inventory or --fdsn, not both")
+    if not fdsn and not args.inventory:
+        raise UserError("give the stations with --inventory FILE (or --fdsn URL)")
+    if args.inventory and not glob.has_magic(args.inventory) and not Path(args.inventory).is_dir():
+        check_input_file(args.inventory, "station file", "--inventory")
     if args.weights:
         resolve_weights(args.weights)
-    inventory = read_inventory(args.inventory)
     stream = read_waveforms(files)
-    check_located(stream, inventory, args.inventory, args.drop_unlocated)
+    if fdsn:
+        inventory = fdsn_inventory(fdsn, stream)
+        where = f"the FDSN service {fdsn}"
+    else:
+        inventory = read_inventory(args.inventory, stream=stream)
+        where = f"station file {args.inventory}"
+    check_located(stream, inventory, where, args.drop_unlocated)
     return stream, inventory
 
 
@@ -359,6 +434,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     for option, path in (("--picks-out", args.picks_out), ("--events-out", args.events_out)):
         if path:
             check_output_file(path, option)
+    device = resolve_device(args.device)
     if args.example:
         from .example import network_stream
 
@@ -367,10 +443,10 @@ def cmd_classify(args: argparse.Namespace) -> int:
         stream, inventory = network_stream(args.example_stations)
         print(f"example: {len(stream)} traces of ObsPy's real BW.RJOB record on a virtual network")
     else:
-        if not args.waveforms or not args.inventory:
-            raise UserError("give waveform files and --inventory, or --example")
+        if not args.waveforms or not (args.inventory or args.fdsn):
+            raise UserError("give waveform files and --inventory (or --fdsn), or --example")
         stream, inventory = _read_network(args)
-    model = load_weights(args.weights, command="sine classify")
+    model = load_weights(args.weights, command="sine classify").to(device)
     kwargs = {
         "inventory": inventory,
         "batch_size": args.batch_size,
@@ -408,8 +484,9 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     if not args.waveforms:
         raise UserError("give waveform files, or --archive SDS_ROOT")
     check_output_file(args.out, "--out")
+    device = resolve_device(args.device)
     stream, inventory = _read_network(args)
-    model = load_weights(args.weights, command="sine annotate")
+    model = load_weights(args.weights, command="sine annotate").to(device)
     annotations = model.annotate(
         stream,
         inventory=inventory,
@@ -435,16 +512,22 @@ def _annotate_archive(args: argparse.Namespace) -> int:
         raise MissingFileError(
             f"SDS archive {args.archive} does not exist or is not a folder; check the path given to --archive"
         )
+    if args.fdsn:
+        raise UserError("--fdsn works on waveform files; with --archive give --inventory")
+    if not args.inventory:
+        raise UserError("with --archive give the stations with --inventory FILE")
     check_output_folder(args.out, "--out")
-    inventory = read_inventory(args.inventory)
+    device = resolve_device(args.device)
     weights = resolve_weights(args.weights) if args.weights is not None else None
-    kwargs = {"batch_size": args.batch_size}
-    kwargs.update(_classify_kwargs(args))
-    if weights is None:
+    if weights == UNTRAINED:
+        weights = None
         print(
-            "sine annotate: no --weights given; using untrained SINE weights (outputs are not meaningful).",
+            "sine annotate: using untrained SINE weights (outputs are not meaningful).",
             file=sys.stderr,
         )
+    inventory = read_inventory(args.inventory, stream=_ArchiveIds(args))
+    kwargs = {"batch_size": args.batch_size}
+    kwargs.update(_classify_kwargs(args))
     try:
         result = annotate_archive(
             args.archive,
@@ -462,9 +545,10 @@ def _annotate_archive(args: argparse.Namespace) -> int:
             picks_format=args.picks_format,
             torch_threads=args.torch_threads,
             retries=args.retries,
-            progress=not args.no_progress,
+            progress=not (args.no_progress or is_quiet()),
             drop_unlocated=args.drop_unlocated,
             memory_limit=args.memory_limit,
+            device=str(device),
             **kwargs,
         )
     except ValueError as e:  # a bad time, duration, or stations missing from the inventory
@@ -483,10 +567,28 @@ def _annotate_archive(args: argparse.Namespace) -> int:
     return 0
 
 
+class _ArchiveIds:
+    """The ``NET.STA.LOC`` ids of an SDS archive's stations in ``--start``..``--end``, listed only when a station
+    file without a network column needs them (see :func:`read_inventory`)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+
+    def __iter__(self) -> Any:
+        from .archive import scan_archive
+
+        try:
+            start, end = obspy.UTCDateTime(self.args.start), obspy.UTCDateTime(self.args.end)
+        except (TypeError, ValueError) as e:
+            raise UserError(f"--start/--end: {one_line(e)}; give times such as 2019-07-06") from e
+        return iter(scan_archive(self.args.archive, start, end, self.args.channels))
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, train
 
     check_output_folder(Path(args.out).parent, "--out")
+    resolve_device(args.device)
     init = resolve_weights(args.init, "--init") if args.init else None
     config = TrainConfig(
         dataset=args.dataset,
@@ -523,6 +625,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .train import METRIC_COLUMNS, evaluate
 
     weights = resolve_weights(args.weights)
+    resolve_device(args.device)
     out = args.out or f"{weights}.{args.split}.metrics.csv"
     check_output_file(out, "--out")
     metrics = evaluate(
@@ -561,21 +664,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from .data.simulate import SimulationConfig, load_catalog, load_stations, simulate_dataset
 
     check_output_folder(args.out, "--out")
-    check_input_file(args.stations, "station file", "--stations")
     if args.catalog:
         check_input_file(args.catalog, "catalog", "--catalog")
     for path in args.noise:
         check_input_file(path, "noise file", "--noise")
+    table = read_inventory(args.stations, "--stations")
     try:
-        stations = load_stations(args.stations, time=args.station_year)
-    except KeyError as e:
+        stations = load_stations(table, time=args.station_year)
+    except UserError as e:
+        raise UserError(f"--stations: {e}") from e
+    except (KeyError, ValueError, TypeError) as e:
         raise UserError(
-            f"station file {args.stations} lacks the column(s) {one_line(e)}; it needs network (or network_code), "
-            "station (or station_code), latitude, longitude, elevation"
-        ) from e
-    except (ValueError, TypeError, UnicodeDecodeError) as e:
-        raise UserError(
-            f"cannot read station file {args.stations} ({one_line(e)}); give StationXML (.xml) or a CSV file"
+            f"cannot use station file {args.stations} ({one_line(e)}); give StationXML or a table with network, "
+            "station, latitude, longitude, elevation"
         ) from e
     if args.bbox:
         lat0, lat1, lon0, lon1 = args.bbox
@@ -658,16 +759,50 @@ def _check_names(given: str | None, valid: list[str], option: str) -> list[str] 
 
 
 WEIGHTS_HELP = (
-    "shipped or published weights name (e.g. "
-    + DEFAULT_WEIGHTS
-    + ") or the path of NAME.json/NAME.pt (with or without "
-    "the suffix)"
+    "SINE weights: a shipped or published name, the path of NAME.json/NAME.pt (with or without the suffix), "
+    "or 'untrained'"
 )
+DEVICE_HELP = (
+    "torch device: auto (cuda when a GPU is available, else cpu), cpu, cuda, cuda:N or mps; `sine info` lists "
+    "this machine's devices"
+)
+STATIONS_HELP = (
+    "station file: StationXML (or another format ObsPy reads, or a folder/glob of StationXML files), or a "
+    "CSV/TSV/whitespace table with network, station, latitude, longitude and optionally elevation (m, or "
+    "elev_km), location, channel, in the usual spellings (lat, lon, elev, net, sta, ...)"
+)
+FDSN_HELP = (
+    "instead of --inventory: get the stations of the waveforms (responses included) from this FDSN web "
+    "service, e.g. https://service.iris.edu or IRIS (needs a network connection)"
+)
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Appends ``(default: X)`` to the help of every option with a default value (flags, positionals and
+    options without a default state theirs in words, e.g. ``(default: not written)``)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in text
+            or not action.option_strings
+            or action.nargs == 0
+            or default is None
+            or default is argparse.SUPPRESS
+            or default == []
+        ):
+            return text
+        return text + " (default: %(default)s)"
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse's parser, reporting a command-line mistake as one line (with a pointer to ``--help``) and exit
     status 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
@@ -676,10 +811,10 @@ class _Parser(argparse.ArgumentParser):
 def _add_event_options(parser: Any) -> None:
     """The pick and event options shared by ``classify`` and ``annotate --archive`` (a parser or group)."""
     parser.add_argument(
-        "--min-stations", type=int, help="stations needed for an event (SINE's default 3)"
+        "--min-stations", type=int, help="stations needed for an event (default: SINE's, 3)"
     )
-    parser.add_argument("--p-threshold", type=float, help="P pick threshold (SINE's default 0.3)")
-    parser.add_argument("--s-threshold", type=float, help="S pick threshold (SINE's default 0.3)")
+    parser.add_argument("--p-threshold", type=float, help="P pick threshold (default: SINE's, 0.3)")
+    parser.add_argument("--s-threshold", type=float, help="S pick threshold (default: SINE's, 0.3)")
     parser.add_argument(
         "--velocity-model",
         help="1-D velocity model of the event step: a text table depth_km, vp, vs (e.g. QuakeMigrate's) or a "
@@ -691,33 +826,40 @@ def _add_event_options(parser: Any) -> None:
     )
 
 
+def _add_weights(parser: Any, device: bool = True) -> None:
+    """``--weights`` (the shipped default weights unless told otherwise) and ``--device``."""
+    parser.add_argument("--weights", default=DEFAULT_WEIGHTS, help=WEIGHTS_HELP)
+    if device:
+        parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="sine",
-        description="SINE multi-station earthquake monitoring. A mistake in the input is reported as one line "
-        "and exit status 2.",
+        description="SINE multi-station earthquake monitoring. Every command uses the shipped "
+        f"'{DEFAULT_WEIGHTS}' weights unless --weights says otherwise. A mistake in the input is reported as "
+        "one line and exit status 2.",
     )
     parser.add_argument(
         "--debug",
         action="store_true",
         help="show the full traceback of any error (also after the command)",
     )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bars (also after the command, or with the environment variable SINE_QUIET=1)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser(
         "demo", help="simulate an earthquake, classify it, compare with the truth, plot"
     )
-    p.add_argument(
-        "--weights", default=DEFAULT_WEIGHTS, help=WEIGHTS_HELP + f" (default: {DEFAULT_WEIGHTS})"
-    )
+    p.add_argument("--weights", default=DEFAULT_WEIGHTS, help=WEIGHTS_HELP)
     p.add_argument("--untrained", action="store_true", help="use untrained weights")
     p.add_argument("--out", default="sine_demo.png", help="figure file (its folder must exist)")
-    p.add_argument(
-        "--seed", type=int, default=7, help="random seed of the simulated event (default 7)"
-    )
-    p.add_argument(
-        "--magnitude", type=float, default=2.8, help="magnitude of the event (default 2.8)"
-    )
+    p.add_argument("--seed", type=int, default=7, help="random seed of the simulated event")
+    p.add_argument("--magnitude", type=float, default=2.8, help="magnitude of the event")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(
@@ -738,19 +880,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--models",
         help="comma-separated subset of SINE,SINE-graph,PhaseNet,EQTransformer (SINE-graph: the same weights "
-        "with graph_picks=True; default SINE,PhaseNet,EQTransformer)",
+        "with graph_picks=True; default: SINE,PhaseNet,EQTransformer)",
     )
-    p.add_argument("--datasets", help="comma-separated labelled dataset names under DATA/datasets")
+    p.add_argument(
+        "--datasets",
+        help="comma-separated labelled dataset names under DATA/datasets (default: all there)",
+    )
     p.add_argument(
         "--stages",
         help="comma-separated subset of picks,continuous,location,speed,iceland,colombia,"
         "simulated_low_snr,real_events (default: all)",
     )
+    p.add_argument("--sine-weights", default=DEFAULT_WEIGHTS, help=WEIGHTS_HELP)
     p.add_argument(
-        "--sine-weights", default=DEFAULT_WEIGHTS, help=WEIGHTS_HELP + ", or 'untrained'"
-    )
-    p.add_argument(
-        "--sim-data", help="simulated SeisBench dataset whose test split is used for location"
+        "--sim-data",
+        help="simulated SeisBench dataset whose test split is used for location (default: simulated on the "
+        "fly)",
     )
     p.add_argument(
         "--print-summary",
@@ -759,39 +904,40 @@ def build_parser() -> argparse.ArgumentParser:
         "--out is edited",
     )
     p.add_argument("--force", action="store_true", help="recompute cached results")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.set_defaults(func=cmd_benchmark)
 
-    p = sub.add_parser("info", help="parameter count and FLOPs")
-    p.add_argument("--weights", help=WEIGHTS_HELP + " (default: untrained)")
+    p = sub.add_parser(
+        "info", help="parameter count, FLOPs, torch devices and threads, default weights"
+    )
+    p.add_argument("--weights", default=DEFAULT_WEIGHTS, help=WEIGHTS_HELP)
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("classify", help="picks and located events for a multi-station stream")
     p.add_argument(
         "waveforms", nargs="*", help="waveform files readable by ObsPy (or glob patterns)"
     )
-    p.add_argument(
-        "--inventory", help="StationXML, or CSV with network,station,latitude,longitude,elevation"
-    )
+    p.add_argument("--inventory", help=STATIONS_HELP + " (default: none; give it or --fdsn)")
+    p.add_argument("--fdsn", metavar="URL", help=FDSN_HELP + " (default: none)")
     p.add_argument("--example", action="store_true", help="run on the built-in example network")
     p.add_argument(
-        "--example-stations",
-        type=int,
-        default=8,
-        help="stations of the example network (default 8)",
+        "--example-stations", type=int, default=8, help="stations of the example network"
     )
-    p.add_argument("--weights", help=WEIGHTS_HELP + " (default: untrained)")
-    p.add_argument(
-        "--batch-size", type=int, default=64, help="station groups per batch (default 64)"
-    )
+    _add_weights(p)
+    p.add_argument("--batch-size", type=int, default=64, help="station groups per batch")
     _add_event_options(p)
     p.add_argument(
         "--drop-unlocated",
         action="store_true",
         help="leave out stations missing from the inventory (with a warning) instead of failing",
     )
-    p.add_argument("--picks-out", help="CSV file for the picks (its folder must exist)")
-    p.add_argument("--events-out", help="QuakeML file for the events (its folder must exist)")
+    p.add_argument(
+        "--picks-out", help="CSV file for the picks (its folder must exist; default: not written)"
+    )
+    p.add_argument(
+        "--events-out",
+        help="QuakeML file for the events (its folder must exist; default: not written)",
+    )
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser(
@@ -803,14 +949,11 @@ def build_parser() -> argparse.ArgumentParser:
         "waveforms", nargs="*", help="waveform files or glob patterns (not with --archive)"
     )
     p.add_argument(
-        "--inventory",
-        required=True,
-        help="StationXML, or CSV with network,station,latitude,longitude,elevation",
+        "--inventory", help=STATIONS_HELP + " (default: none; give it, or --fdsn without --archive)"
     )
-    p.add_argument("--weights", help=WEIGHTS_HELP + " (default: untrained)")
-    p.add_argument(
-        "--batch-size", type=int, default=64, help="station groups per batch (default 64)"
-    )
+    p.add_argument("--fdsn", metavar="URL", help=FDSN_HELP + " (default: none; not with --archive)")
+    _add_weights(p)
+    p.add_argument("--batch-size", type=int, default=64, help="station groups per batch")
     p.add_argument(
         "--out",
         required=True,
@@ -824,28 +967,34 @@ def build_parser() -> argparse.ArgumentParser:
         "annotate(drop_unlocated=True)",
     )
     g = p.add_argument_group("archive processing (sine annotate --archive)")
-    g.add_argument("--archive", help="SDS archive root: picks and events per day instead of traces")
-    g.add_argument("--start", help="start time (UTC), e.g. 2019-07-06")
-    g.add_argument("--end", help="end time (UTC, exclusive)")
+    g.add_argument(
+        "--archive",
+        help="SDS archive root: picks and events per day instead of traces (default: none, files are "
+        "annotated)",
+    )
+    g.add_argument(
+        "--start", help="start time (UTC), e.g. 2019-07-06 (default: none; needed with --archive)"
+    )
+    g.add_argument("--end", help="end time (UTC, exclusive) (default: none; needed with --archive)")
     g.add_argument(
         "--scheduler",
         default="synchronous",
-        help="synchronous (this process, default), local (a Dask LocalCluster of --workers "
-        "processes) or a Dask scheduler address such as tcp://host:8786",
+        help="synchronous (this process), local (a Dask LocalCluster of --workers processes) or a Dask "
+        "scheduler address such as tcp://host:8786",
     )
     g.add_argument(
-        "--workers", type=int, help="worker processes of --scheduler local (default: cores)"
+        "--workers", type=int, help="worker processes of --scheduler local (default: the cores)"
     )
-    g.add_argument("--chunk", default="1h", help="chunk length, e.g. 1h, 30min, 600s (default 1h)")
+    g.add_argument("--chunk", default="1h", help="chunk length, e.g. 1h, 30min, 600s")
     g.add_argument(
         "--pad", help="data read on each side of a chunk (default: 4 model windows, 120 s)"
     )
     g.add_argument(
         "--stations-per-task",
         type=int,
-        help="split the network into station groups of at most this many stations (default: all)",
+        help="split the network into station groups of at most this many stations (default: all in one)",
     )
-    g.add_argument("--channels", default="*", help="channel patterns, e.g. 'HH?,EH?' (default all)")
+    g.add_argument("--channels", default="*", help="channel patterns, e.g. 'HH?,EH?'")
     g.add_argument(
         "--picks-format", choices=["csv", "parquet"], default="csv", help="picks file format"
     )
@@ -854,12 +1003,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--torch-threads",
         type=int,
         default=1,
-        help="torch threads per task (default 1; the same value gives bit-identical results on any "
-        "scheduler)",
+        help="torch threads per task (the same value gives bit-identical results on any scheduler)",
     )
     g.add_argument("--retries", type=int, default=2, help="Dask retries of a failing task")
-    g.add_argument("--memory-limit", help="memory per worker of --scheduler local, e.g. 4GiB")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument(
+        "--memory-limit",
+        help="memory per worker of --scheduler local, e.g. 4GiB (default: Dask's 'auto')",
+    )
+    g.add_argument("--no-progress", action="store_true", help="no progress bar (as sine --quiet)")
     p.set_defaults(func=cmd_annotate)
 
     p = sub.add_parser("train", help="train or fine-tune SINE on a SeisBench dataset")
@@ -871,11 +1022,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", required=True, help="output weights path without suffix, e.g. weights/NAME"
     )
-    p.add_argument("--init", help="start from these weights: " + WEIGHTS_HELP)
+    p.add_argument(
+        "--init", help="start from these weights: " + WEIGHTS_HELP + " (default: a new model)"
+    )
     p.add_argument(
         "--picker",
         help="start from a published PhaseNet's weights (seisbench PhaseNet.from_pretrained name, e.g. "
-        "original, instance, stead, scedc, ethz)",
+        "original, instance, stead, scedc, ethz; default: none)",
     )
     p.add_argument(
         "--freeze-backbone",
@@ -885,20 +1038,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--real-dataset",
         help="SeisBench dataset of real windows with trace_label_source 'pseudo'/'none' "
-        "(benchmarks/build_training_data.py), trained with distillation",
+        "(benchmarks/build_training_data.py), trained with distillation (default: none)",
     )
     p.add_argument(
         "--distill-weight",
         type=float,
         default=1.0,
-        help="weight of the distillation term on real windows (default 1.0)",
+        help="weight of the distillation term on real windows",
     )
-    p.add_argument("--epochs", type=int, default=20, help="maximum epochs (default 20)")
+    p.add_argument("--epochs", type=int, default=20, help="maximum epochs")
     p.add_argument("--batch-size", type=int, default=8, help="events (station groups) per batch")
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--resume", action="store_true", help="continue from OUT.checkpoint.pt")
     p.add_argument(
         "--patience", type=int, default=5, help="early stopping: epochs without dev improvement"
@@ -910,13 +1063,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-stations", type=int, default=16, help="stations per group (new models only)"
     )
     p.add_argument(
-        "--noise-dataset", help="SeisBench dataset of noise traces for RealNoise augmentation"
+        "--noise-dataset",
+        help="SeisBench dataset of noise traces for RealNoise augmentation (default: none)",
     )
-    p.add_argument("--max-steps-per-epoch", type=int, help="cap on training steps per epoch")
+    p.add_argument(
+        "--max-steps-per-epoch",
+        type=int,
+        help="cap on training steps per epoch (default: no cap)",
+    )
     p.add_argument(
         "--time-budget",
         type=float,
-        help="minutes of training steps; then the epoch is evaluated, saved if best, and training stops",
+        help="minutes of training steps; then the epoch is evaluated, saved if best, and training stops "
+        "(default: no limit)",
     )
     p.set_defaults(func=cmd_train)
 
@@ -927,49 +1086,61 @@ def build_parser() -> argparse.ArgumentParser:
         "--split", default="test", choices=["train", "dev", "test"], help="dataset split"
     )
     p.add_argument("--batch-size", type=int, default=8, help="events (station groups) per batch")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
-    p.add_argument("--out", help="CSV file for the metrics (default WEIGHTS.SPLIT.metrics.csv)")
+    p.add_argument("--out", help="CSV file for the metrics (default: WEIGHTS.SPLIT.metrics.csv)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
         "simulate", help="simulated multi-station events on real geometry with real noise"
     )
     p.add_argument(
-        "--stations", required=True, help="StationXML or CSV (e.g. western_us_stations.csv)"
+        "--stations",
+        required=True,
+        help=STATIONS_HELP + "; e.g. western_us_stations.csv",
     )
     p.add_argument(
-        "--station-year", type=float, help="decimal year: keep stations operating then (CSV)"
+        "--station-year",
+        type=float,
+        help="decimal year: keep stations operating then (tables with start_date/end_date; default: all)",
     )
     p.add_argument(
         "--bbox",
         type=float,
         nargs=4,
         metavar=("LAT0", "LAT1", "LON0", "LON1"),
-        help="keep stations inside this box",
+        help="keep stations inside this box (default: all)",
     )
-    p.add_argument("--catalog", help="ComCat-style CSV to draw hypocentres and magnitudes from")
+    p.add_argument(
+        "--catalog",
+        help="ComCat-style CSV to draw hypocentres and magnitudes from (default: none; give it or --region)",
+    )
     p.add_argument(
         "--region",
         type=float,
         nargs=4,
         metavar=("LAT0", "LAT1", "LON0", "LON1"),
-        help="draw hypocentres uniformly in this box (Gutenberg-Richter magnitudes)",
+        help="draw hypocentres uniformly in this box (Gutenberg-Richter magnitudes; default: none)",
     )
     p.add_argument(
         "--region-fraction",
         type=float,
         default=0.5,
-        help="fraction of events drawn in --region rather than from --catalog (default 0.5)",
+        help="fraction of events drawn in --region rather than from --catalog",
     )
-    p.add_argument("--noise", nargs="*", default=[], help="miniSEED files to cut real noise from")
-    p.add_argument("--events", type=int, default=200, help="number of events (default 200)")
-    p.add_argument("--max-stations", type=int, default=16, help="stations per event (default 16)")
+    p.add_argument(
+        "--noise",
+        nargs="*",
+        default=[],
+        help="miniSEED files to cut real noise from (default: none, coloured Gaussian noise)",
+    )
+    p.add_argument("--events", type=int, default=200, help="number of events")
+    p.add_argument("--max-stations", type=int, default=16, help="stations per event")
     p.add_argument(
         "--max-distance", type=float, default=120.0, help="maximum epicentral distance (km)"
     )
-    p.add_argument("--samples", type=int, default=6000, help="samples per trace (default 6000)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--samples", type=int, default=6000, help="samples per trace")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--out", required=True, help="output dataset folder (created if missing)")
     p.set_defaults(func=cmd_simulate)
 
@@ -991,13 +1162,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_monitor_parsers(sub)
     for (
         command
-    ) in sub.choices.values():  # --debug also after the command: sine classify ... --debug
+    ) in sub.choices.values():  # also after the command: sine classify ... --debug --quiet
+        command.formatter_class = _HelpFormatter
         command.add_argument(
             "--debug",
             action="store_true",
             default=argparse.SUPPRESS,
             help="show the full traceback of any error",
         )
+        if "--quiet" not in command._option_string_actions:
+            command.add_argument(
+                "--quiet",
+                action="store_true",
+                default=argparse.SUPPRESS,
+                help="no progress bars",
+            )
     return parser
 
 
@@ -1010,6 +1189,8 @@ def main(argv: list[str] | None = None) -> int:
     """Runs ``sine``; a :class:`UserError` (or an OSError naming a file) becomes one line on stderr and exit
     status 2 unless ``--debug`` is given."""
     args = build_parser().parse_args(argv)
+    quiet = bool(getattr(args, "quiet", False))
+    previous = set_quiet(True) if quiet else None
     try:
         return args.func(args)
     except UserError as e:
@@ -1020,6 +1201,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug or not e.filename:
             raise
         return _error(args.command, f"{e.filename}: {e.strerror or e}; check the path")
+    finally:
+        if quiet:
+            set_quiet(previous)
 
 
 if __name__ == "__main__":

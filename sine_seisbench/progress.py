@@ -31,11 +31,16 @@ QUIET_ENV = "SINE_QUIET"
 _quiet: bool | None = None  # None: follow the environment variable
 
 
-def set_quiet(quiet: bool | None = True) -> None:
+def set_quiet(quiet: bool | None = True) -> bool | None:
     """Silences (``True``) or shows (``False``) every progress bar of this process; ``None`` goes back to the
-    environment variable :data:`QUIET_ENV`."""
+    environment variable :data:`QUIET_ENV`.
+
+    :return: The previous setting (pass it to :func:`set_quiet` to restore it).
+    """
     global _quiet
+    previous = _quiet
     _quiet = None if quiet is None else bool(quiet)
+    return previous
 
 
 def is_quiet() -> bool:

@@ -100,9 +100,9 @@ def test_missing_inventory_file(tmp_path, network, capsys):
 
 def test_station_file_without_a_needed_column(tmp_path, network, capsys):
     wave, _, csv = network
-    pd.read_csv(csv).drop(columns=["elevation"]).to_csv(csv, index=False)
+    pd.read_csv(csv).drop(columns=["latitude"]).to_csv(csv, index=False)
     code = main(["classify", str(wave), "--inventory", str(csv)])
-    one_error_line(code, capsys.readouterr().err, str(csv), "elevation")
+    one_error_line(code, capsys.readouterr().err, str(csv), "latitude", "lat/", "--inventory")
 
 
 def test_publish_missing_file(tmp_path, capsys):
@@ -260,7 +260,7 @@ def test_command_line_mistake_is_one_line(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["annotate", "waves.mseed"])
     assert exit_info.value.code == 2
-    one_error_line(2, capsys.readouterr().err, "--inventory", "sine annotate --help")
+    one_error_line(2, capsys.readouterr().err, "--out", "sine annotate --help")
 
 
 def test_real_process_prints_one_line_and_a_traceback_only_with_debug(tmp_path):

@@ -36,6 +36,7 @@ import seisbench.models as sbm
 
 from ..geometry import station_key
 from ..model import DEFAULT_WEIGHTS
+from ..progress import progress
 from . import continuous as cont
 from . import multistation as ms
 from . import real_events as real
@@ -840,8 +841,23 @@ def run_benchmark(
         "",
     ]
     summary_lines = []
+    stage_bar = progress(
+        total=len([s for s in STAGES if s in stages]), desc="benchmark", unit="stage"
+    )
+    started: list[str] = []
+
+    def _stage(name: str) -> bool:
+        """True when stage ``name`` runs; moves the stage bar on."""
+        if name not in stages:
+            return False
+        if started:
+            stage_bar.update(1)
+        started.append(name)
+        stage_bar.set_postfix_str(name)
+        return True
+
     with tempfile.TemporaryDirectory() as tmp:
-        if "picks" in stages:
+        if _stage("picks"):
             rows = stage_picks(models_loaded, data_dir, datasets, cache, seed, quick, log)
             if rows:
                 pd.DataFrame(rows).to_csv(out / "pick_tasks.csv", index=False)
@@ -866,7 +882,7 @@ def run_benchmark(
                         "Pick-benchmark task 3, P within 0.1 s:\n\n"
                         + markdown_table(rows, ["dataset", "model", "task3.P.within_0.1s"])
                     )
-        if "continuous" in stages:
+        if _stage("continuous"):
             rows = stage_continuous(models_loaded, data_dir, cache, quick, log, tt)
             if rows:
                 pd.DataFrame(rows).to_csv(out / "continuous.csv", index=False)
@@ -886,7 +902,7 @@ def run_benchmark(
                 summary_lines.append(
                     markdown_table(rows, ["record", "model", "P_recall", "P_residual_std_s"])
                 )
-        if "location" in stages:
+        if _stage("location"):
             test_sets = {}
             for geometry in ("demo", "central_italy", "iceland"):
                 try:
@@ -958,25 +974,28 @@ def run_benchmark(
                         ],
                     )
                 )
-        if "speed" in stages:
+        if _stage("speed"):
             rows = stage_speed(models_loaded, data_dir, quick, log)
             if rows:
                 sections += ["## Annotate speed", "", markdown_table(rows, list(rows[0])), ""]
                 summary_lines.append(
                     markdown_table(rows, ["model", "station_hours_per_s", "ratio_to_PhaseNet"])
                 )
-        if "iceland" in stages:
+        if _stage("iceland"):
             sections += _iceland_section(models_loaded, data_dir, cache, out, log, summary_lines)
-        if "colombia" in stages:
+        if _stage("colombia"):
             sections += _colombia_section(models_loaded, data_dir, cache, quick, out, log)
-        if "simulated_low_snr" in stages:
+        if _stage("simulated_low_snr"):
             sections += _low_snr_section(
                 models_loaded, data_dir, cache, quick, tt, seed, tmp, out, log, summary_lines
             )
-        if "real_events" in stages:
+        if _stage("real_events"):
             sections += _real_events_section(
                 models_loaded, data_dir, cache, quick, out, log, summary_lines
             )
+    if started:
+        stage_bar.update(1)
+    stage_bar.close()
     if messages:
         sections += ["## Skipped", ""] + [f"- {m}" for m in messages]
     report = out / f"benchmark_{suite}.md"

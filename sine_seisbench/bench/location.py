@@ -20,10 +20,10 @@ import obspy
 import seisbench.data as sbd
 import seisbench.util as sbu
 from obspy.geodetics import gps2dist_azimuth
-from tqdm.auto import tqdm
 
 from ..demo import dataset_to_stream
 from ..geometry import Coordinates
+from ..progress import progress
 
 #: Method name of SINE's own picks fed to the classical chain (PyOcto association)
 SINE_PICKS_CHAIN = "SINE picks → chain"
@@ -353,7 +353,9 @@ def location_benchmark(
     extra = {} if geometry is None else {"geometry": geometry}
     rows = []
     events = list(event_streams(dataset, max_events))
-    for truth, stream, inventory in tqdm(events, desc=f"location {geometry or ''}".strip()):
+    for truth, stream, inventory in progress(
+        events, desc=f"location {geometry or ''}".strip(), unit="event"
+    ):
         clean_picks: dict[str, tuple[sbu.PickList, tuple[str, ...]]] | None = None
         for drop, noise in conditions:
             st = degrade(stream, rng, drop, noise)

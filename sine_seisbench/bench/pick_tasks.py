@@ -44,9 +44,9 @@ import pandas as pd
 import seisbench.models as sbm
 import torch
 from scipy.stats import rankdata
-from tqdm.auto import tqdm
 
 from ..model import SINE
+from ..progress import progress as progress_bar
 
 #: Phase names of the ``trace_{phase}_arrival_sample`` columns and the class they count as (pick-benchmark's
 #: set of labels; other columns are ignored).
@@ -603,7 +603,7 @@ def evaluate_pick_tasks(
                     e.g. ``WaveformDataset(path, component_order="ZNE", sampling_rate=100)``.
     :param seed: Seed of the random window positions.
     :param tasks: Subset of ``(1, 2, 3)``.
-    :param progress: Show a tqdm progress bar over the traces.
+    :param progress: Show a progress bar over the traces (see :mod:`sine_seisbench.progress`).
     :param batch_size: Windows per forward pass.
     :param context: ``"trace"`` (pick-benchmark: the rest of the model input is the trace around the target
                     window) or ``"zeros"`` (the target window alone, zero-padded).
@@ -666,7 +666,7 @@ def evaluate_pick_tasks(
         borders.clear()
 
     indices = np.flatnonzero(np.isin(splits, ["dev", "test"]))
-    bar = tqdm(
+    bar = progress_bar(
         indices,
         desc=f"pick tasks {_model_name(model)} {_dataset_name(dataset)}",
         disable=not progress,

@@ -13,6 +13,7 @@ import obspy
 
 from ..errors import UserError, one_line
 from ..model import DEFAULT_WEIGHTS
+from ..progress import progress
 from .config import (
     build_sink,
     build_source,
@@ -25,16 +26,11 @@ from .config import (
 )
 
 
-def _model(weights: str | None) -> Any:
+def _model(weights: str | None, device: Any = "cpu") -> Any:
+    """The weights (default: the shipped :data:`~sine_seisbench.DEFAULT_WEIGHTS`) on ``device``."""
     from ..cli import load_weights
 
-    if weights is None:
-        weights = DEFAULT_WEIGHTS
-        print(
-            f"sine monitor: no weights given; using the shipped '{DEFAULT_WEIGHTS}' weights",
-            file=sys.stderr,
-        )
-    return load_weights(weights)
+    return load_weights(weights or DEFAULT_WEIGHTS, command="sine monitor").to(device)
 
 
 def _check_outputs(sinks: list[dict[str, Any]], state: str | None) -> None:
@@ -51,12 +47,13 @@ def _check_outputs(sinks: list[dict[str, Any]], state: str | None) -> None:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    from ..cli import read_inventory, resolve_weights
+    from ..cli import read_inventory, resolve_device, resolve_weights
     from .engine import StreamingClassifier
     from .service import Monitor
 
+    quiet = bool(getattr(args, "quiet", False))
     logging.basicConfig(
-        level=logging.INFO if not args.quiet else logging.WARNING,
+        level=logging.INFO if not quiet else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -88,9 +85,10 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         classify_args[key] = json.loads(value) if value[:1] in "[{0123456789-tfn" else value
     state_spec = args.state or cfg.get("state")
     _check_outputs(sink_cfgs, state_spec)
-    weights = args.weights or cfg.get("weights")
-    if weights:
-        resolve_weights(weights)
+    weights = args.weights or cfg.get("weights") or DEFAULT_WEIGHTS
+    resolve_weights(weights)
+    device_spec = args.device or cfg.get("device") or "auto"
+    device = resolve_device(device_spec, "--device" if args.device else f"{args.config} device")
     # every engine option of the config file (a new engine option needs no change here); flags override
     engine_args = {k: cfg[k] for k in engine_options() if k in cfg}
     flags = {
@@ -114,7 +112,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         source = build_source(source_cfg)
     except FileNotFoundError as e:  # no waveform files match / no SDS archive
         raise UserError(f"source {source_spec}: {one_line(e)}; check the path") from e
-    model = _model(weights)
+    model = _model(weights, device)
     engine = StreamingClassifier(model, table, live=False, **engine_args, **classify_args)
     engine.live = bool(getattr(source, "live", False))
     sinks = [build_sink(s) for s in sink_cfgs]
@@ -167,7 +165,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     t0_wall = time.time()
     t0_data = min(p.stats.starttime for p in packets).timestamp if packets else 0.0
     batch: list[bytes] = []
-    for p in packets:
+    for p in progress(packets, desc="publish", unit="packet"):
         if args.speed:
             due = t0_wall + (p.stats.endtime.timestamp + p.stats.delta - t0_data) / args.speed
             if due > time.time():
@@ -191,40 +189,84 @@ def add_parsers(sub: Any) -> None:
         help="continuous monitoring: picks and events from files, SDS, SeedLink, Redis or Kafka",
         description="Runs SINE in overlapping windows over incoming multi-station data and publishes picks "
         "and events as they happen (see sine_seisbench.monitor.config for the config file and the "
-        "source/sink syntax).",
+        "source/sink syntax). Flags override the config file.",
     )
-    p.add_argument("--config", help="TOML/YAML config file")
-    p.add_argument("--inventory", help="StationXML or CSV with the stations' coordinates")
-    p.add_argument("--weights", help=f"pretrained name or path (default: {DEFAULT_WEIGHTS})")
+    p.add_argument("--config", help="TOML/YAML config file (default: none, flags only)")
     p.add_argument(
-        "--source", help="files:GLOB, sds:ROOT?start=..&end=.., seedlink://, redis://, kafka://"
+        "--inventory",
+        help="station file: StationXML or a CSV/TSV table with network, station, latitude, longitude, "
+        "elevation in the usual spellings (default: the config's inventory)",
+    )
+    p.add_argument(
+        "--weights",
+        help=f"weights name or path, or 'untrained' (default: the config's weights, else {DEFAULT_WEIGHTS})",
+    )
+    p.add_argument(
+        "--device",
+        help="torch device: auto (cuda when a GPU is available, else cpu), cpu, cuda, cuda:N or mps "
+        "(default: the config's device, else auto)",
+    )
+    p.add_argument(
+        "--source",
+        help="files:GLOB, sds:ROOT?start=..&end=.., seedlink://, redis://, kafka:// (default: the config's "
+        "source)",
     )
     p.add_argument(
         "--sink",
         action="append",
-        help="jsonl:-, jsonl:PATH, quakeml:DIR, redis://, kafka:// (repeat)",
+        help="jsonl:-, jsonl:PATH, quakeml:DIR, redis://, kafka:// (repeat; default: the config's sinks, "
+        "else jsonl:-)",
     )
-    p.add_argument("--state", help="checkpoint file (or redis://...?key=) for restarts")
-    p.add_argument("--stride", type=float, help="seconds between window starts")
-    p.add_argument("--max-latency", type=float, help="seconds a window waits for late stations")
+    p.add_argument(
+        "--state",
+        help="checkpoint file (or redis://...?key=) for restarts (default: the config's state, else none)",
+    )
+    p.add_argument(
+        "--stride",
+        type=float,
+        help="seconds between window starts (default: config stride_s, else the window minus its overlap)",
+    )
+    p.add_argument(
+        "--max-latency",
+        type=float,
+        help="seconds a window waits for late stations (default: config max_latency_s, else the engine's)",
+    )
     p.add_argument(
         "--max-packet-skew",
         type=float,
-        help="dead-letter packets dated more than this many seconds from the stream's newest data; "
-        "default 86400 (config: max_packet_skew_s)",
+        help="dead-letter packets dated more than this many seconds from the stream's newest data "
+        "(default: config max_packet_skew_s, else 86400)",
     )
-    p.add_argument("--anchor", help="time of window 0 (default: the UNIX epoch grid)")
     p.add_argument(
-        "--speed", type=float, help="replay speed for files/sds (1 = real time; 0 = fastest)"
+        "--anchor", help="time of window 0 (default: config anchor, else the UNIX epoch grid)"
     )
-    p.add_argument("--set", action="append", help="SINE argument KEY=VALUE (e.g. P_threshold=0.4)")
-    p.add_argument("--max-seconds", type=float, help="stop after this many seconds")
+    p.add_argument(
+        "--speed",
+        type=float,
+        help="replay speed for files/sds: 1 = real time, 0 = fastest (default: the source's speed option)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        help="SINE argument KEY=VALUE, e.g. P_threshold=0.4 (repeat; default: the config's [classify])",
+    )
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        help="stop after this many seconds (default: run until stopped)",
+    )
     p.add_argument(
         "--stop-when-idle",
         type=float,
-        help="finish (flush, commit, exit) once the source sent nothing for this many seconds",
+        help="finish (flush, commit, exit) once the source sent nothing for this many seconds (default: "
+        "never)",
     )
-    p.add_argument("--quiet", action="store_true", help="log warnings only")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log warnings only, no progress bars",
+    )
     p.set_defaults(func=cmd_monitor)
 
     p = sub.add_parser(
@@ -236,12 +278,15 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument("--packet", type=float, default=1.0, help="packet length (s)")
     p.add_argument(
-        "--speed", type=float, default=None, help="1 = real time; default: as fast as possible"
+        "--speed",
+        type=float,
+        default=None,
+        help="1 = real time (default: as fast as possible)",
     )
     p.add_argument(
         "--format",
         choices=["json", "mseed"],
         default="mseed",
-        help="packet encoding (default mseed)",
+        help="packet encoding",
     )
     p.set_defaults(func=cmd_publish)

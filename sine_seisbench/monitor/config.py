@@ -2,8 +2,9 @@
 
 Example (``monitor.toml``)::
 
-    weights = "sine_pn_original"       # name for SINE.from_pretrained or a path given to SINE.load
-    inventory = "stations.xml"         # StationXML (coordinates; responses used for remove_sensitivity)
+    weights = "sine_pn_original"       # the shipped default; a name for SINE.from_pretrained or a path
+    inventory = "stations.xml"         # StationXML (responses used for remove_sensitivity) or a CSV/TSV table
+    device = "auto"                    # cuda when a GPU is available, else cpu (or cpu, cuda:1, mps)
     stride_s = 15.01                   # seconds between window starts (default: window - overlap)
     max_latency_s = 10                 # how long a window waits for late stations
     max_packet_skew_s = 86400          # packets dated further from the stream's time are dead-lettered
@@ -109,8 +110,9 @@ def load_config(path: str | None, validate: bool = True) -> dict[str, Any]:
 #: Top-level config keys of the service itself; the engine's options (see :func:`engine_options`) are valid
 #: top-level keys too.
 SERVICE_KEYS = {
-    "weights": "name for SINE.from_pretrained or a weights path",
-    "inventory": "StationXML/CSV with the stations' coordinates",
+    "weights": "shipped/pretrained name or a weights path (default: sine_seisbench.DEFAULT_WEIGHTS)",
+    "inventory": "station file: StationXML or a CSV/TSV table (see sine_seisbench.stations)",
+    "device": "torch device: auto (cuda when available, else cpu), cpu, cuda, cuda:N or mps",
     "state": "engine checkpoint file or redis://...?key=",
     "source": "the source (a table or a string)",
     "sinks": "the sinks (a list of tables or strings)",
