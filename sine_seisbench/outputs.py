@@ -558,7 +558,7 @@ def read_events_csv(path: str | os.PathLike) -> pd.DataFrame:
     if missing:
         raise UserError(
             f"events file {path} lacks the column(s) {', '.join(missing)}; it needs {', '.join(required)} "
-            "(as written by sine classify --events-csv), or give QuakeML"
+            "(as written by sine classify --events), or give QuakeML"
         )
     for column in EVENT_COLUMNS:
         if column not in frame.columns:

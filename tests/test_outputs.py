@@ -22,7 +22,6 @@ from sine_seisbench.outputs import (
     annotation_channel,
     band_code,
     events_frame,
-    frame_to_catalog,
     frame_to_picks,
     picks_frame,
     read_annotations,
