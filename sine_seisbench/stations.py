@@ -519,8 +519,13 @@ def read_stations(
         return pd.concat(frames, ignore_index=True)
     path = files[0]
     label = str(source) if not isinstance(source, (list, tuple)) else str(path)
-    if _looks_like_xml(path) or _looks_like_obspy_text(path):
+    if _looks_like_xml(path):
         return _read_obspy(path, label)
+    if _looks_like_obspy_text(path):
+        try:
+            return _read_obspy(path, label)
+        except StationFileError:  # ObsPy's reader needs start times; the table reader does not
+            pass
     is_table = path.suffix.lower() in _TABLE_SUFFIXES or path.suffix.lower() == ".json"
     try:
         raw = _read_text_table(path, label)
