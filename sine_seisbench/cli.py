@@ -312,10 +312,17 @@ _read_inventory = read_inventory  # the name ``sine monitor`` imported before
 
 
 def check_located(
-    stream: obspy.Stream, inventory: obspy.Inventory | pd.DataFrame, path: str, drop_unlocated: bool
+    stream: obspy.Stream,
+    inventory: obspy.Inventory | pd.DataFrame,
+    source: str,
+    drop_unlocated: bool,
 ) -> None:
-    """Raises :class:`UserError` naming the stations of ``stream`` without coordinates in the inventory file
-    ``path`` unless ``drop_unlocated`` (then SINE leaves them out with a warning, as the API does)."""
+    """Raises :class:`UserError` naming the stations of ``stream`` without coordinates in the inventory unless
+    ``drop_unlocated`` (then SINE leaves them out with a warning, as the API does).
+
+    :param source: Where the inventory came from, for the message (``"station file X"``, ``"the FDSN service
+                   URL"``).
+    """
     from .geometry import StationTable, station_key
 
     if drop_unlocated:
@@ -333,9 +340,8 @@ def check_located(
         shown = ", ".join(missing[:10]) + (
             f" and {len(missing) - 10} more" if len(missing) > 10 else ""
         )
-        where = path if " " in path else f"station file {path}"
         raise UserError(
-            f"{where} has no coordinates for station(s) {shown}; add them, or pass "
+            f"{source} has no coordinates for station(s) {shown}; add them, or pass "
             "--drop-unlocated to leave them out"
         )
 
@@ -590,6 +596,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_output_folder(Path(args.out).parent, "--out")
     resolve_device(args.device)
     init = resolve_weights(args.init, "--init") if args.init else None
+    init = None if init == UNTRAINED else init
     config = TrainConfig(
         dataset=args.dataset,
         out=args.out,
@@ -625,6 +632,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .train import METRIC_COLUMNS, evaluate
 
     weights = resolve_weights(args.weights)
+    if weights == UNTRAINED:
+        raise UserError(
+            "--weights: sine evaluate needs trained weights (a name or NAME.json/NAME.pt)"
+        )
     resolve_device(args.device)
     out = args.out or f"{weights}.{args.split}.metrics.csv"
     check_output_file(out, "--out")

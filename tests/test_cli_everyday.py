@@ -486,3 +486,19 @@ def test_sine_constructor_stays_untrained():
     fresh = SINE().state_dict()
     common = [k for k in fresh if k in shipped and fresh[k].shape == shipped[k].shape]
     assert common and any(not torch.equal(fresh[k], shipped[k]) for k in common)
+
+
+def test_publish_progress_and_quiet(network, monkeypatch, capsys, loud):
+    """sine publish shows a bar over its packets (the broker replaced by a list)."""
+    from sine_seisbench.monitor import redis_io
+
+    wave, _, _ = network
+    sent = []
+    monkeypatch.setattr(redis_io, "publish_packets", lambda url, stream, batch: sent.extend(batch))
+    argv = ["publish", str(wave), "--to", "redis://127.0.0.1:1/0?stream=w", "--packet", "10"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    n = len(sent)
+    assert n > 0 and re.search(rf"publish: 100%.* {n}/{n} ", err) and f"{n} packets sent" in err
+    assert main(["--quiet"] + argv) == 0
+    assert "100%" not in capsys.readouterr().err and len(sent) == 2 * n
