@@ -437,7 +437,12 @@ def _read_network(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    for option, path in (("--picks-out", args.picks_out), ("--events-out", args.events_out)):
+    outputs = (
+        ("--picks", args.picks_out),
+        ("--events-csv", args.events_csv),
+        ("--quakeml", args.events_out),
+    )
+    for option, path in outputs:
         if path:
             check_output_file(path, option)
     device = resolve_device(args.device)
@@ -462,24 +467,16 @@ def cmd_classify(args: argparse.Namespace) -> int:
     out = model.classify(stream, **kwargs)
     print(out.picks)
     print(out.events)
+    from .outputs import write_events_csv, write_picks_csv, write_quakeml
+
     if args.picks_out:
-        rows = [
-            {
-                "trace_id": p.trace_id,
-                "phase": p.phase,
-                "time": str(p.peak_time),
-                "probability": p.peak_value,
-                "start_time": str(p.start_time),
-                "end_time": str(p.end_time),
-            }
-            for p in out.picks
-        ]
-        pd.DataFrame(
-            rows, columns=["trace_id", "phase", "time", "probability", "start_time", "end_time"]
-        ).to_csv(args.picks_out, index=False)
+        write_picks_csv(out.picks, args.picks_out, catalog=out.events, stream=stream)
         print(f"picks written to {args.picks_out}")
+    if args.events_csv:
+        write_events_csv(out.events, args.events_csv)
+        print(f"events written to {args.events_csv}")
     if args.events_out:
-        out.events.write(args.events_out, format="QUAKEML")
+        write_quakeml(out.events, args.events_out)
         print(f"events written to {args.events_out}")
     return 0
 
@@ -499,10 +496,11 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         drop_unlocated=args.drop_unlocated,
     )
-    for tr in annotations:
-        tr.data = tr.data.astype("float32")
-    annotations.write(args.out, format="MSEED")
-    print(f"{len(annotations)} annotation traces written to {args.out}")
+    from .outputs import write_annotations
+
+    written = write_annotations(annotations, args.out)
+    codes = ", ".join(sorted({tr.stats.channel for tr in written}))
+    print(f"{len(written)} annotation traces written to {args.out} (channels {codes})")
     return 0
 
 
@@ -943,11 +941,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave out stations missing from the inventory (with a warning) instead of failing",
     )
     p.add_argument(
-        "--picks-out", help="CSV file for the picks (its folder must exist; default: not written)"
+        "--picks",
+        "--picks-out",
+        dest="picks_out",
+        help="CSV file for the picks: network, station, location, channel, phase, time, probability, "
+        "uncertainty_s, event_id (its folder must exist; default: not written)",
     )
     p.add_argument(
+        "--events-csv",
+        help="CSV file for the events: id, origin time, latitude, longitude, depth and their errors, "
+        "magnitude, type, stations, gap, RMS (its folder must exist; default: not written)",
+    )
+    p.add_argument(
+        "--quakeml",
         "--events-out",
-        help="QuakeML file for the events (its folder must exist; default: not written)",
+        dest="events_out",
+        help="QuakeML file for the events, with creation info (its folder must exist; default: not "
+        "written)",
     )
     p.set_defaults(func=cmd_classify)
 
@@ -1171,6 +1181,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .monitor.cli import add_parsers as add_monitor_parsers
 
     add_monitor_parsers(sub)
+    from .plot import add_plot_parser
+
+    add_plot_parser(sub)
     for (
         command
     ) in sub.choices.values():  # also after the command: sine classify ... --debug --quiet
