@@ -595,6 +595,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     resolve_device(args.device)
     init = resolve_weights(args.init, "--init") if args.init else None
     init = None if init == UNTRAINED else init
+    parts = ("backbone", "branch", "event_head", "arrival_head")
+    unknown = [p for p in args.trainable or [] if p not in parts]
+    if unknown:
+        raise UserError(
+            f"--trainable: unknown part(s) {', '.join(unknown)}; choose among {', '.join(parts)}"
+        )
     config = TrainConfig(
         dataset=args.dataset,
         out=args.out,
@@ -618,6 +624,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         noise_dataset=args.noise_dataset,
         max_steps_per_epoch=args.max_steps_per_epoch,
         time_budget_s=args.time_budget * 60 if args.time_budget else None,
+        location_weight=args.location_weight,
+        arrival_head=args.arrival_head,
+        trainable=args.trainable,
+        graph_picks=None if args.graph_picks is None else args.graph_picks == "on",
     )
     best = train(config)
     print(
@@ -1080,6 +1090,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pick-weight", type=float, default=1.0, help="weight of the pick loss")
     p.add_argument("--event-weight", type=float, default=0.1, help="weight of the event loss")
     p.add_argument("--uncertainty-weighting", action="store_true", help="learn the task weights")
+    p.add_argument(
+        "--location-weight",
+        type=float,
+        default=0.0,
+        help="weight of the location loss: the event step's soft-arrival misfit at the true hypocentre, "
+        "through the pick curves and the arrival head (0: off)",
+    )
+    p.add_argument(
+        "--arrival-head",
+        action="store_true",
+        help="add an arrival head (per-station P/S timing errors weighting the event step) if the model has "
+        "none",
+    )
+    p.add_argument(
+        "--trainable",
+        nargs="+",
+        metavar="PART",
+        help="train only these parts (backbone, branch, event_head, arrival_head); default: all but a "
+        "frozen backbone",
+    )
+    p.add_argument(
+        "--graph-picks",
+        choices=("on", "off"),
+        help="whether the losses see picks with the graph branch's residual (default: on, as before; 'off' "
+        "as the shipped weights make picks)",
+    )
     p.add_argument(
         "--max-stations", type=int, default=16, help="stations per group (new models only)"
     )

@@ -118,3 +118,33 @@ def test_event_step_follows_the_arrival_weights(tt):
     assert error(weighted) < 0.5 * error(plain), (error(weighted), error(plain))
     spread = {(a.station, a.phase): a.sigma for a in weighted.arrivals}
     assert spread[(STATIONS[0], "P")] >= 1.0
+
+
+def test_sine_train_trains_only_the_arrival_head_with_the_location_loss(tmp_path):
+    """``sine train --arrival-head --trainable arrival_head --location-weight 1``: the location loss is logged,
+    only the arrival head changes, the saved weights carry it."""
+    import pandas as pd
+
+    from sine_seisbench.cli import main
+    from sine_seisbench.data.fixture import write_event_dataset
+
+    data = tmp_path / "data"
+    write_event_dataset(data, n_events=10, n_stations=5, seed=1)
+    torch.manual_seed(0)
+    init = tmp_path / "init"
+    SINE(max_stations=8).save(init)
+    out = tmp_path / "joint"
+    argv = ["train", "--dataset", str(data), "--init", str(init), "--out", str(out)]
+    argv += ["--epochs", "1", "--batch-size", "4", "--arrival-head", "--trainable", "arrival_head"]
+    argv += ["--location-weight", "1", "--graph-picks", "off", "--seed", "0"]
+    assert main(argv) == 0
+    metrics = pd.read_csv(f"{out}.metrics.csv")
+    assert np.isfinite(metrics["loss_location"]).all()
+    before = SINE.load(init).state_dict()
+    after = SINE.load(out)
+    assert after.arrival_head is not None
+    for key, value in before.items():
+        assert torch.equal(value, after.state_dict()[key]), key
+    # a part that does not exist is named
+    bad = argv[:-6] + ["--trainable", "arow_head", "--seed", "0"]
+    assert main(bad) == 2
