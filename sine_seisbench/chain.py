@@ -7,7 +7,7 @@ model adds over a conventional processing chain fed with the same picks:
   with each station's first S pick after its P attached; or :func:`associate_pyocto`: PyOcto's space-partitioning
   associator (Münchmeyer, 2024) with travel-time tables of the same 1-D model.
 - :func:`locate`: grid-search hypocentre in the project's 1-D Southern California model
-  (:class:`~sine_seisbench.data.simulate.TravelTimes`), coarse then fine, with the origin time solved analytically
+  (:class:`~sine_seisbench.traveltimes.TravelTimes`), coarse then fine, with the origin time solved analytically
   at every node and a robust L1 misfit (or classical least squares).
 - :func:`local_magnitude`: ML from Wood-Anderson amplitudes with the Southern California relation of Hutton &
   Boore (1987), the median over stations.
@@ -29,18 +29,15 @@ import obspy
 import pandas as pd
 import seisbench.util as sbu
 
-from ..data.simulate import (
-    SAMPLING_RATE,
-    SOCAL_LAYERS,
-    VP_VS,
-    TravelTimes,
-    wood_anderson_amplitude_mm,
-)
-from ..data.simulate import local_magnitude as hutton_boore_ml
-from ..events import associate, hypocentral_distance_km
-from ..geometry import Coordinates, project, reference_point, station_key, unproject
+from .events import associate, hypocentral_distance_km
+from .geometry import Coordinates, project, reference_point, station_key, unproject
+from .locate import HUTTON_BOORE, ml_from_amplitude, wood_anderson_mm
+from .traveltimes import SOCAL_LAYERS, VP_VS, TravelTimes
 
 logger = logging.getLogger(__name__)
+
+#: The sampling rate (Hz) of the magnitude step: records at other rates are resampled to it.
+SAMPLING_RATE = 100.0
 
 #: A pick as :func:`locate` takes it: station ``NET.STA.LOC``, phase ``"P"``/``"S"``, time and weight.
 PickTuple = tuple[str, str, obspy.UTCDateTime, float]
@@ -408,9 +405,9 @@ def local_magnitude(
     For every station with coordinates and at least one horizontal component (channel code ending N/E or 1/2;
     a single horizontal stands in for both), the ZNE ground velocity (m/s) in the window from predicted P −
     ``pre_p_s`` to predicted S + ``post_s_s`` is demeaned, tapered (0.5 s) and passed to
-    :func:`~sine_seisbench.data.simulate.wood_anderson_amplitude_mm`; the station magnitude follows with the
-    hypocentral distance. Stations whose records do not cover the window, or hold gaps of non-finite samples,
-    are skipped.
+    :func:`~sine_seisbench.locate.wood_anderson_mm` at 100 Hz; the station magnitude follows with the
+    hypocentral distance (:func:`~sine_seisbench.locate.ml_from_amplitude`, Hutton & Boore). Stations whose
+    records do not cover the window, or hold gaps of non-finite samples, are skipped.
 
     :param stream: Ground velocity in m/s, ideally at 100 Hz (other rates are resampled).
     :param tt: Travel times for the window; without it straight rays at ``vp_km_s`` and Vp/Vs 1.73 are used.
@@ -450,10 +447,10 @@ def local_magnitude(
             taper = 0.5 * (1 - np.cos(np.pi * np.arange(ramp) / ramp))
             zne[:, :ramp] *= taper
             zne[:, -ramp:] *= taper[::-1]
-        amplitude = wood_anderson_amplitude_mm(zne)
+        amplitude = wood_anderson_mm(zne, SAMPLING_RATE)
         if not (math.isfinite(amplitude) and amplitude > 0):
             continue
-        station_ml[sta] = float(hutton_boore_ml(amplitude, max(r, 1.0)))
+        station_ml[sta] = float(ml_from_amplitude(amplitude, max(r, 1.0), HUTTON_BOORE))
     if not station_ml:
         return float("nan"), station_ml
     return float(np.median(list(station_ml.values()))), station_ml

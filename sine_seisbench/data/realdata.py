@@ -4,22 +4,22 @@ A *record* is a set of continuous (or event) waveforms of one network with stati
 cut into consecutive windows of ``window_s`` seconds that hold all of its stations (one ``source_id`` per
 window, 100 Hz, ZNE). The teacher (a SeisBench picker, e.g. ``PhaseNet.from_pretrained("original")``) picks the
 whole record; its P picks are associated across stations and located with the project's classical chain
-(:func:`sine_seisbench.bench.chain.associate_picks` / :func:`~sine_seisbench.bench.chain.locate` in the 1-D
-model of :class:`~sine_seisbench.data.simulate.TravelTimes`). A teacher pick becomes a label only where at least
+(:func:`sine_seisbench.chain.associate_picks` / :func:`~sine_seisbench.chain.locate` in the 1-D
+model of :class:`~sine_seisbench.traveltimes.TravelTimes`). A teacher pick becomes a label only where at least
 ``min_stations`` stations agree on one located event: a P pick whose residual is below ``max_p_residual_s``, and
 that station's S pick of the same event if its residual is below ``max_s_residual_s``
 (:func:`confirm_picks`). Windows holding such an event get ``trace_label_source = "pseudo"``; the others get
 ``"none"`` (no trusted labels; arrivals NaN; for distillation only).
 
-The evaluation records of ``../shared/data`` never enter: :func:`check_not_evaluation` refuses them, by path and
-by stream id and time, and :func:`build_real_dataset` applies it to every file and every trace it reads.
+The evaluation records of the benchmark data never enter: :func:`~sine_seisbench.data.evaluation.check_not_evaluation`
+refuses them, by path and by stream id and time, and :func:`build_real_dataset` applies it to every file and every
+trace it reads.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,122 +31,21 @@ import pandas as pd
 import seisbench.data as sbd
 import seisbench.util as sbu
 
-from ..bench.chain import Location, PickTuple, associate_picks, locate
-from ..bench.chain import local_magnitude as chain_local_magnitude
+from ..chain import Location, PickTuple, associate_picks, locate
+from ..chain import local_magnitude as chain_local_magnitude
 from ..geometry import Coordinates, station_key
+from .evaluation import (  # noqa: F401 (EVALUATION_RECORDS, EvaluationRecord re-exported)
+    EVALUATION_RECORDS,
+    EvaluationRecord,
+    check_not_evaluation,
+)
+from .layout import DataLayout, as_layout
 from .simulate import SAMPLING_RATE, TravelTimes, aperture_km, load_station_list
 
 logger = logging.getLogger(__name__)
 
 #: Components in the written order and the channel letters that map to them.
 _COMPONENT_INDEX = {"Z": 0, "N": 1, "1": 1, "E": 2, "2": 2}
-
-
-@dataclass(frozen=True)
-class EvaluationRecord:
-    """A record kept for evaluation.
-
-    :param markers: Path fragments that identify its files.
-    :param ids: ``NET.STA.`` (or ``NET.``) prefixes of its stream ids.
-    :param start: Start of the evaluation span (stream ids, and paths when ``split_by_time``).
-    :param end: End of the evaluation span (exclusive).
-    :param split_by_time: The record is split by time: its files are refused only where they reach into the
-                          span; otherwise every file of it is refused.
-    """
-
-    name: str
-    markers: tuple[str, ...]
-    ids: tuple[str, ...] = ()
-    start: obspy.UTCDateTime | None = None
-    end: obspy.UTCDateTime | None = None
-    split_by_time: bool = False
-
-
-#: The evaluation records of ``../shared/data`` (see DATA.md).
-EVALUATION_RECORDS: tuple[EvaluationRecord, ...] = (
-    EvaluationRecord("stead50", ("stead50",)),
-    EvaluationRecord("ncedc154", ("ncedc154",)),
-    EvaluationRecord(
-        "pnw_2022-02-06",
-        ("pnw_2022-02-06",),
-        ("PB.B204.", "UW.SHW."),
-        obspy.UTCDateTime("2022-02-06T00:00:00"),
-        obspy.UTCDateTime("2022-02-07T00:00:00"),
-    ),
-    EvaluationRecord(
-        "ridgecrest_2019-07-06T08",
-        ("ridgecrest_2019-07-06T08",),
-        ("CI.WNM.", "CI.WRV2.", "CI.WVP2."),
-        obspy.UTCDateTime("2019-07-06T08:00:00"),
-        obspy.UTCDateTime("2019-07-06T09:00:00"),
-    ),
-    EvaluationRecord(
-        "events/iceland_qm_2014-08-24",
-        ("iceland_qm_2014-08-24",),
-        ("Z7.",),
-        obspy.UTCDateTime("2014-08-24T00:00:00"),
-        obspy.UTCDateTime("2014-08-24T00:15:00"),
-    ),
-    EvaluationRecord(
-        "colombia_2019-12-24 after 23:00",
-        ("colombia_2019-12-24",),
-        ("CM.",),
-        obspy.UTCDateTime("2019-12-24T23:00:00"),
-        obspy.UTCDateTime("2019-12-25T01:00:00"),
-        split_by_time=True,
-    ),
-)
-
-_NAME_TIMES = re.compile(r"__(\d{8}T\d{6})Z__(\d{8}T\d{6})Z")
-
-
-def _times_from_name(text: str) -> tuple[obspy.UTCDateTime | None, obspy.UTCDateTime | None]:
-    """Start and end of a ``NET.STA.LOC.CHA__YYYYMMDDTHHMMSSZ__YYYYMMDDTHHMMSSZ.mseed`` file name."""
-    match = _NAME_TIMES.search(Path(text).name)
-    if not match:
-        return None, None
-    return obspy.UTCDateTime(match.group(1)), obspy.UTCDateTime(match.group(2))
-
-
-def check_not_evaluation(
-    path_or_stream_id: str | Path,
-    start: obspy.UTCDateTime | str | None = None,
-    end: obspy.UTCDateTime | str | None = None,
-) -> None:
-    """Refuses evaluation data.
-
-    :param path_or_stream_id: A file path (or glob) or a stream id ``NET.STA.LOC.CHA``.
-    :param start: Start of the span to be used; for a path without it, the start in the file name (if any).
-    :param end: End of the span (exclusive); as ``start``.
-    :raises ValueError: Naming the record, for stead50, ncedc154, pnw_2022-02-06, ridgecrest_2019-07-06T08,
-                        events/iceland_qm_2014-08-24 (their files, or their stations' ids within their spans),
-                        and for Colombia (path or ``CM.`` id) at or after 2019-12-24T23:00 (before 01:00), or
-                        when the span of Colombia data is unknown.
-    """
-    text = str(path_or_stream_id)
-    name_start, name_end = _times_from_name(text)
-    t0 = obspy.UTCDateTime(start) if start is not None else name_start
-    t1 = obspy.UTCDateTime(end) if end is not None else name_end
-    stream_id = Path(text).name.split("__")[0]
-    for rec in EVALUATION_RECORDS:
-        marker = any(m.lower() in text.lower() for m in rec.markers)
-        ident = any((stream_id + ".").startswith(p) for p in rec.ids)
-        if not (marker or ident):
-            continue
-        if marker and not rec.split_by_time:
-            raise ValueError(
-                f"{text} belongs to the evaluation record {rec.name}: not for training."
-            )
-        if t0 is None or t1 is None:
-            raise ValueError(
-                f"{text} may belong to the evaluation record {rec.name} (evaluation span {rec.start} - "
-                f"{rec.end}); give the time range to be used."
-            )
-        if t0 < rec.end and t1 > rec.start:
-            raise ValueError(
-                f"{text} ({t0} - {t1}) overlaps the evaluation record {rec.name} ({rec.start} - {rec.end}): "
-                "not for training."
-            )
 
 
 @dataclass
@@ -173,8 +72,10 @@ class RealRecord:
     exclude: dict[str, str] = field(default_factory=dict)
 
 
-def default_training_records(data_dir: str | Path) -> list[RealRecord]:
-    """The real records of ``../shared/data`` allowed for training (absent ones are left out).
+def default_training_records(data_dir: DataLayout | str | Path) -> list[RealRecord]:
+    """The real records of the benchmark data allowed for training (absent ones are left out).
+
+    :param data_dir: The data's :class:`~sine_seisbench.data.layout.DataLayout`, or its root folder.
 
     - Colombia 2019-12-24 19:00-23:00 at the 7 HH stations (the 23:00-01:00 files are evaluation data); CLEJA
       is left out (HN accelerometer at 200 Hz, from 19:03:36: acceleration, not the velocity the teacher and
@@ -184,9 +85,9 @@ def default_training_records(data_dir: str | Path) -> list[RealRecord]:
       removed with their StationXML;
     - opsdata-coal-node's 5 events (12 geophones, 500 Hz, 15 s each) when that package is installed.
     """
-    data_dir = Path(data_dir)
+    layout = as_layout(data_dir)
     records: list[RealRecord] = []
-    colombia = data_dir / "continuous" / "colombia_2019-12-24"
+    colombia = layout.colombia
     if colombia.is_dir():
         files = []
         exclude = {}
@@ -216,7 +117,7 @@ def default_training_records(data_dir: str | Path) -> list[RealRecord]:
                 exclude=exclude,
             )
         )
-    hengill = data_dir / "continuous" / "hengill_2018-12-30"
+    hengill = layout.hengill
     if hengill.is_dir():
         records.append(
             RealRecord(
@@ -226,7 +127,7 @@ def default_training_records(data_dir: str | Path) -> list[RealRecord]:
             )
         )
     for event in ("hv70907436", "nc51194936"):
-        folder = data_dir / "events" / "gmprocess_multi" / event
+        folder = layout.gmprocess / event
         if folder.is_dir():
             inv = obspy.Inventory()
             for f in sorted(folder.glob("*.xml")):

@@ -14,14 +14,14 @@ Physics, per event and station:
   0.03 Hz broadband, and a 40 Hz low-pass).
 - Amplitudes calibrated so that the local magnitude measured on a Wood-Anderson simulation of the output with the
   Southern California relation of Hutton & Boore (1987) matches the event magnitude (see :func:`local_magnitude`).
-- Noise: windows cut from real records (any miniSEED files, e.g. ``../shared/data/continuous``) or, without
+- Noise: windows cut from real records (any miniSEED files, e.g. the benchmark data's ``continuous/``) or, without
   records, coloured Gaussian noise; noise levels drawn from a log-normal distribution in m/s. Random gaps, dead
   components and Z-only stations.
 
 Geometry: :func:`simulate_dataset` records catalogue/region events at the nearest stations of one list;
 :func:`simulate_geometries` draws every event on its own random subset (3-16 stations, 5-150 km aperture) of one
-of many real station lists (:func:`load_station_list` reads every layout in ``../shared/data``), with noise from
-records outside the evaluation data (:func:`default_noise_paths`).
+of many real station lists (:func:`load_station_list` reads every station file of the benchmark data,
+:func:`default_station_lists`), with noise from records outside the evaluation data (:func:`default_noise_paths`).
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ from obspy.geodetics import gps2dist_azimuth
 from ..locate import HUTTON_BOORE, WOOD_ANDERSON, ml_from_amplitude, wood_anderson_mm  # noqa: F401 (re-exported)
 from ..progress import progress
 from ..traveltimes import SOCAL_LAYERS, VP_VS, TravelTimes
+from .evaluation import check_not_evaluation
+from .layout import DataLayout, as_layout
 
 DENSITY = 2700.0  # kg/m^3
 SAMPLING_RATE = 100.0
@@ -353,8 +355,8 @@ def _inventory_frame(inv: obspy.Inventory) -> pd.DataFrame:
 def load_station_list(path: str | Path | obspy.Inventory | pd.DataFrame) -> pd.DataFrame:
     """Stations of a station list, one row per station: anything :func:`sine_seisbench.stations.read_stations`
     reads (StationXML or a folder of it, CSV/TSV/whitespace tables with the usual column spellings, REAL's
-    ``lon lat net sta chan elev_km`` list, SeisMonitor's ``stations.json``; every station file in
-    ``../shared/data``), an Inventory or a DataFrame.
+    ``lon lat net sta chan elev_km`` list, SeisMonitor's ``stations.json``; every station file of the
+    benchmark data), an Inventory or a DataFrame.
 
     :return: Columns network, station, latitude, longitude, elevation (m), plus start_date and end_date (decimal
              years) where the list has them (``western_us_stations.csv``); duplicates of one network.station are
@@ -687,32 +689,37 @@ def aperture_km(latitude: np.ndarray, longitude: np.ndarray) -> float:
     return float(max(_haversine_km(a, b, lat, lon).max() for a, b in zip(lat, lon, strict=True)))
 
 
-def default_station_lists(data_dir: str | Path) -> dict[str, Path]:
-    """Every real station list of ``../shared/data`` (name → path), for :func:`simulate_geometries`; lists that
-    are absent are left out. The Iceland station list is geometry only (its waveforms are evaluation data)."""
-    data_dir = Path(data_dir)
+def default_station_lists(data_dir: DataLayout | str | Path) -> dict[str, Path]:
+    """Every real station list of the benchmark data (name → path), for :func:`simulate_geometries`; lists
+    that are absent are left out. The Iceland station list is geometry only (its waveforms are evaluation
+    data).
+
+    :param data_dir: The data's :class:`~sine_seisbench.data.layout.DataLayout`, or its root folder.
+    """
+    layout = as_layout(data_dir)
     lists = {
-        "western_us": data_dir / "stations" / "western_us_stations.csv",
-        "ridgecrest": data_dir / "stations" / "ridgecrest_stations.tsv",
-        "central_italy": data_dir / "stations" / "central_italy_stations_2016.dat",
-        "iceland_dyke": data_dir / "events" / "iceland_qm_2014-08-24" / "stations.csv",
-        "hengill": data_dir / "continuous" / "hengill_2018-12-30" / "stations.csv",
-        "colombia": data_dir / "continuous" / "colombia_2019-12-24" / "stations" / "stations.json",
-        "hawaii_gmprocess": data_dir / "events" / "gmprocess_multi" / "hv70907436",
+        "western_us": layout.western_us_stations,
+        "ridgecrest": layout.ridgecrest_stations,
+        "central_italy": layout.central_italy_stations,
+        "iceland_dyke": layout.iceland / "stations.csv",
+        "hengill": layout.hengill / "stations.csv",
+        "colombia": layout.colombia / "stations" / "stations.json",
+        "hawaii_gmprocess": layout.gmprocess / "hv70907436",
     }
     return {k: v for k, v in lists.items() if v.exists()}
 
 
-def default_noise_paths(data_dir: str | Path) -> list[str]:
+def default_noise_paths(data_dir: DataLayout | str | Path) -> list[str]:
     """Noise records for :class:`NoiseBank` outside every evaluation record: the Colombia HH stations from
     21:00 to 23:00 (one glob per station, so that the three components stay together; the 19-21 h files hold
     the Mw 6.0 mainshock) and the 20 Hengill stations (5 min, 200 Hz, resampled by the bank). Each file is
-    checked with :func:`sine_seisbench.data.realdata.check_not_evaluation`."""
-    from .realdata import check_not_evaluation
+    checked with :func:`sine_seisbench.data.evaluation.check_not_evaluation`.
 
-    data_dir = Path(data_dir)
+    :param data_dir: The data's :class:`~sine_seisbench.data.layout.DataLayout`, or its root folder.
+    """
+    layout = as_layout(data_dir)
     out: list[str] = []
-    colombia = data_dir / "continuous" / "colombia_2019-12-24" / "waveforms"
+    colombia = layout.colombia / "waveforms"
     for folder in sorted(colombia.glob("*")) if colombia.is_dir() else []:
         files = sorted(folder.glob("CM.*.HH?__20191224T2[01]*__20191224T2[23]*.mseed"))
         for f in files:
@@ -720,7 +727,7 @@ def default_noise_paths(data_dir: str | Path) -> list[str]:
         if files:
             head, *tail = files[0].name.split("__")
             out.append(str(folder / "__".join([head[:-1] + "?", *tail])))
-    hengill = data_dir / "continuous" / "hengill_2018-12-30" / "waveforms"
+    hengill = layout.hengill / "waveforms"
     if hengill.is_dir():
         stations = sorted({f.name.split("__")[0][:-1] for f in hengill.glob("*.mseed")})
         for sta in stations:
