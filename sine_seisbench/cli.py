@@ -13,8 +13,6 @@ import argparse
 import glob
 import os
 import sys
-import warnings
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -22,328 +20,33 @@ import obspy
 import pandas as pd
 import torch
 
+from .cli_support import (  # noqa: F401 - the shared helpers, re-exported for callers of the old place
+    DEVICE_HELP,
+    FDSN_HELP,
+    PUBLISHED_WEIGHTS,
+    STATIONS_HELP,
+    UNTRAINED,
+    WEIGHT_SUFFIXES,
+    WEIGHTS_HELP,
+    available_devices,
+    check_input_file,
+    check_located,
+    check_output_file,
+    check_output_folder,
+    load_weights,
+    read_inventory,
+    read_waveforms,
+    resolve_device,
+    resolve_weights,
+    waveform_files,
+    weight_names,
+)
 from .errors import MissingFileError, UserError, did_you_mean, one_line
 from .model import DEFAULT_WEIGHTS, SINE
+from .monitor.cli import add_parsers as add_monitor_parsers
+from .plot import add_plot_parser
 from .progress import is_quiet, set_quiet
-from .stations import STATION_COLUMNS, fdsn_inventory, read_stations  # noqa: F401 - STATION_COLUMNS re-exported
-
-#: Suffixes of the two files of saved weights (``NAME.json`` and ``NAME.pt``).
-WEIGHT_SUFFIXES = (".json", ".pt")
-#: The ``--weights`` value for untrained (randomly initialised) weights.
-UNTRAINED = "untrained"
-#: SINE weights published in SeisBench's online repository: only these names may be downloaded. None are
-#: published yet, so ``--weights`` never goes to the network.
-PUBLISHED_WEIGHTS: tuple[str, ...] = ()
-
-
-# ----------------------------------------------------------------------------------------------------
-# Weights
-# ----------------------------------------------------------------------------------------------------
-def weight_names() -> list[str]:
-    """Weights names ``--weights`` accepts: the shipped ones, the published ones and those already in
-    SeisBench's cache (read without network access)."""
-    names = set(SINE.shipped_weights()) | set(PUBLISHED_WEIGHTS)
-    folder = SINE._model_path()
-    if folder.is_dir():
-        names |= {n for n in (SINE._parse_weight_filename(f)[0] for f in folder.iterdir()) if n}
-    return sorted(names)
-
-
-def resolve_weights(spec: str, option: str = "--weights") -> str:
-    """Checks a weights name or path without loading it.
-
-    :param spec: A name (see :func:`weight_names`) or a path to ``NAME.json``/``NAME.pt``, with or without
-                 the suffix.
-    :param option: The option it was given to (for the messages).
-    :return: The path without suffix when the files exist, else the name.
-    :raises UserError: When the path lacks a file or the name is unknown (listing the available names).
-    """
-    if spec == UNTRAINED:
-        return spec
-    path = Path(spec).expanduser()
-    base = path.with_suffix("") if path.suffix in WEIGHT_SUFFIXES else path
-    files = [base.with_name(base.name + s) for s in WEIGHT_SUFFIXES]
-    if all(f.is_file() for f in files):
-        unreadable = [f for f in files if not os.access(f, os.R_OK)]
-        if unreadable:
-            raise UserError(f"weights file {unreadable[0]} cannot be read (permission denied)")
-        return str(base)
-    names = weight_names()
-    looks_like_path = (
-        path.suffix in WEIGHT_SUFFIXES
-        or "/" in spec
-        or os.sep in spec
-        or any(f.exists() for f in files)
-    )
-    if looks_like_path or path.exists():
-        missing = [str(f) for f in files if not f.is_file()]
-        raise MissingFileError(
-            f"{option} {spec}: weights file {missing[0]} does not exist; weights are the pair NAME.json + "
-            f"NAME.pt written by `sine train` or SINE.save (give NAME, with or without suffix) or one of the "
-            f"names {', '.join(names)}"
-        )
-    if spec in names:
-        return spec
-    raise UserError(
-        f"{option}: unknown weights {spec!r}{did_you_mean(spec, names)} (available names: {', '.join(names)}; "
-        "or give the path of NAME.json/NAME.pt)"
-    )
-
-
-def load_weights(spec: str | None, option: str = "--weights", command: str = "sine") -> SINE:
-    """The one weights loader of every ``sine`` command.
-
-    :param spec: See :func:`resolve_weights`; None or ``"untrained"`` for untrained weights (with a warning on
-                 stderr). The commands default to :data:`~sine_seisbench.DEFAULT_WEIGHTS`.
-    :param option: The option the weights were given to (for the messages).
-    :param command: The command (for the warning).
-    :raises UserError: See :func:`resolve_weights`; also when the files cannot be loaded as SINE weights.
-    """
-    if spec is None or spec == UNTRAINED:
-        print(
-            f"{command}: using untrained SINE weights (outputs are not meaningful).",
-            file=sys.stderr,
-        )
-        return SINE()
-    resolved = resolve_weights(spec, option)
-    shipped = SINE.shipped_weights()
-    if Path(resolved + ".json").is_file():
-        try:
-            return SINE.load(resolved)
-        except (ValueError, KeyError, TypeError, RuntimeError, EOFError) as e:
-            raise UserError(
-                f"{option} {spec}: {resolved}.json/.pt cannot be loaded as SINE weights ({one_line(e)}); give "
-                "weights written by `sine train` or SINE.save"
-            ) from e
-    if resolved in shipped:
-        return SINE.load(
-            shipped[resolved]
-        )  # straight from the package: nothing written to SeisBench's cache
-    return SINE.from_pretrained(resolved)
-
-
-def resolve_device(spec: str | None, option: str = "--device") -> torch.device:
-    """The torch device of ``--device``: ``auto`` (CUDA when available, else the CPU), ``cpu``, ``cuda``,
-    ``cuda:N`` or ``mps``.
-
-    :raises UserError: One line when the device is not one of these or is not available on this machine.
-    """
-    text = (spec or "auto").strip().lower()
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(text)
-    except (RuntimeError, ValueError) as e:
-        raise UserError(
-            f"{option} {spec}: not a device; give auto, cpu, cuda, cuda:N or mps"
-        ) from e
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            why = (
-                f"this torch ({torch.__version__}) is built without CUDA"
-                if torch.version.cuda is None
-                else "no CUDA GPU is visible"
-            )
-            raise UserError(f"{option} {spec}: CUDA is not available ({why}); use --device cpu")
-        count = torch.cuda.device_count()
-        if device.index is not None and device.index >= count:
-            raise UserError(
-                f"{option} {spec}: there is no GPU {device.index} (this machine has {count}: "
-                f"{', '.join(f'cuda:{i}' for i in range(count))})"
-            )
-    elif device.type == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise UserError(
-                f"{option} {spec}: Apple's MPS is not available on this machine; use --device cpu"
-            )
-    elif device.type != "cpu":
-        raise UserError(f"{option} {spec}: unsupported device; give auto, cpu, cuda, cuda:N or mps")
-    return device
-
-
-def available_devices() -> list[str]:
-    """The torch devices of this machine, e.g. ``["cpu", "cuda:0 (NVIDIA H200)"]``."""
-    devices = ["cpu"]
-    if torch.cuda.is_available():
-        devices += [
-            f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())
-        ]
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        devices.append("mps")
-    return devices
-
-
-def _load_model(weights: str | None) -> SINE:
-    """Kept for callers of the old name: :func:`load_weights`."""
-    return load_weights(weights)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Inputs and outputs, checked before any work starts
-# ----------------------------------------------------------------------------------------------------
-def check_input_file(path: str | os.PathLike, what: str, option: str) -> Path:
-    """``path`` as a Path if it is a readable file.
-
-    :param what: What the file is (for the messages), e.g. ``"inventory"``.
-    :param option: The option or argument it was given to.
-    :raises UserError: When it is missing, a folder or unreadable.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise MissingFileError(f"{what} {path} does not exist; check the path given to {option}")
-    if p.is_dir():
-        raise UserError(f"{what} {path} is a folder; give a file to {option}")
-    if not os.access(p, os.R_OK):
-        raise UserError(f"{what} {path} cannot be read (permission denied); check its permissions")
-    return p
-
-
-def check_output_file(path: str | os.PathLike, option: str) -> None:
-    """Checks that the file ``path`` can be written: its folder exists and is writable.
-
-    :raises UserError: When the folder is missing or not writable, or ``path`` is a folder.
-    """
-    p = Path(path)
-    if p.is_dir():
-        raise UserError(f"{option} {path} is a folder; give a file name")
-    folder = p.parent
-    if not folder.is_dir():
-        raise UserError(
-            f"the folder {folder} of {option} {path} does not exist; create it first (mkdir -p {folder})"
-        )
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UserError(
-            f"the folder {folder} of {option} {path} is not writable; choose another folder"
-        )
-
-
-def check_output_folder(path: str | os.PathLike, option: str) -> None:
-    """Checks that the folder ``path`` exists or can be created (the command creates it with its parents).
-
-    :raises UserError: When ``path`` or an ancestor is a file, or the nearest existing ancestor is not writable.
-    """
-    p = Path(path).absolute()
-    existing = p
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UserError(
-            f"{option} {path}: {existing} is a file, not a folder; choose another output folder"
-        )
-    if existing == p:
-        if not os.access(p, os.W_OK | os.X_OK):
-            raise UserError(f"{option} {path} is not writable; choose another output folder")
-    elif not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(
-            f"{option} {path} cannot be created: {existing} is not writable; choose another output folder"
-        )
-
-
-def waveform_files(patterns: list[str], option: str = "WAVEFORMS") -> list[str]:
-    """The files named by ``patterns`` (paths or glob patterns), each checked to exist and be readable."""
-    files: list[str] = []
-    for pattern in patterns:
-        if glob.has_magic(pattern):
-            matches = sorted(glob.glob(pattern))
-            if not matches:
-                raise MissingFileError(
-                    f"no waveform file matches {pattern}; check the pattern given to {option}"
-                )
-            files += matches
-        else:
-            files.append(pattern)
-    for f in files:
-        check_input_file(f, "waveform file", option)
-    return files
-
-
-def read_waveforms(files: list[str]) -> obspy.Stream:
-    """The traces of ``files`` (see :func:`waveform_files`).
-
-    :raises UserError: Naming the first file ObsPy cannot read.
-    """
-    stream = obspy.Stream()
-    for f in files:
-        try:
-            stream += obspy.read(f)
-        except (
-            Exception
-        ) as e:  # ObsPy raises many types for a file it cannot read; the file is the user's
-            raise UserError(
-                f"cannot read waveform file {f} ({one_line(e)}); give miniSEED, SAC or another format ObsPy "
-                "reads"
-            ) from e
-    return stream
-
-
-def read_inventory(
-    path: str | list[str],
-    option: str = "--inventory",
-    stream: obspy.Stream | Iterable[str] | None = None,
-) -> obspy.Inventory | pd.DataFrame:
-    """Station coordinates (and responses) from a station file: see :func:`sine_seisbench.stations.read_stations`
-    for the formats (StationXML and ObsPy's other formats, CSV/TSV/whitespace tables with the usual column
-    spellings, a folder or glob pattern of StationXML files). The file's warnings (e.g. no elevation column)
-    are printed as one ``sine: warning:`` line each.
-
-    :param stream: The waveforms (or trace ids): they give the networks of a table without a network column.
-    :raises UserError: When the file is missing, unreadable, malformed or lacks a column (one line naming the
-                       file, the column and its accepted spellings).
-    """
-    if isinstance(path, str) and not glob.has_magic(path) and not Path(path).is_dir():
-        check_input_file(path, "station file", option)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            inventory = read_stations(path, stream=stream)
-        except UserError as e:
-            raise type(e)(f"{option}: {e}") from e
-    for w in caught:
-        if issubclass(w.category, UserWarning):
-            print(f"sine: warning: {one_line(str(w.message))}", file=sys.stderr)
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return inventory
-
-
-_read_inventory = read_inventory  # the name ``sine monitor`` imported before
-
-
-def check_located(
-    stream: obspy.Stream,
-    inventory: obspy.Inventory | pd.DataFrame,
-    source: str,
-    drop_unlocated: bool,
-) -> None:
-    """Raises :class:`UserError` naming the stations of ``stream`` without coordinates in the inventory unless
-    ``drop_unlocated`` (then SINE leaves them out with a warning, as the API does).
-
-    :param source: Where the inventory came from, for the message (``"station file X"``, ``"the FDSN service
-                   URL"``).
-    """
-    from .geometry import StationTable, station_key
-
-    if drop_unlocated:
-        return
-    table = StationTable.from_any(inventory)
-    missing = sorted(
-        {
-            station_key(tr.id)
-            for tr in stream
-            if "coordinates" not in tr.stats
-            and table.get(station_key(tr.id), tr.stats.starttime) is None
-        }
-    )
-    if missing:
-        shown = ", ".join(missing[:10]) + (
-            f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-        )
-        raise UserError(
-            f"{source} has no coordinates for station(s) {shown}; add them, or pass "
-            "--drop-unlocated to leave them out"
-        )
+from .stations import STATION_COLUMNS, fdsn_inventory  # noqa: F401 - STATION_COLUMNS re-exported
 
 
 def _classify_kwargs(args: argparse.Namespace) -> dict:
@@ -399,7 +102,7 @@ def count_flops(model: SINE, stations: int | None = None) -> float:
 def cmd_info(args: argparse.Namespace) -> int:
     model = load_weights(args.weights, command="sine info")
     params = sum(p.numel() for p in model.parameters())
-    weights = args.weights if args.weights not in (None, UNTRAINED) else "untrained"
+    weights = args.weights or DEFAULT_WEIGHTS
     print(f"SINE: {params:,} parameters (weights: {weights}; default weights: {DEFAULT_WEIGHTS})")
     print(
         f"torch {torch.__version__}: devices {', '.join(available_devices())}; --device auto uses "
@@ -457,7 +160,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         if not args.waveforms or not (args.inventory or args.fdsn):
             raise UserError("give waveform files and --inventory (or --fdsn), or --example")
         stream, inventory = _read_network(args)
-    model = load_weights(args.weights, command="sine classify").to(device)
+    model = load_weights(args.weights, device=device, command="sine classify")
     kwargs = {
         "inventory": inventory,
         "batch_size": args.batch_size,
@@ -489,7 +192,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     check_output_file(args.out, "--out")
     device = resolve_device(args.device)
     stream, inventory = _read_network(args)
-    model = load_weights(args.weights, command="sine annotate").to(device)
+    model = load_weights(args.weights, device=device, command="sine annotate")
     annotations = model.annotate(
         stream,
         inventory=inventory,
@@ -522,9 +225,10 @@ def _annotate_archive(args: argparse.Namespace) -> int:
         raise UserError("with --archive give the stations with --inventory FILE")
     check_output_folder(args.out, "--out")
     device = resolve_device(args.device)
-    weights = resolve_weights(args.weights) if args.weights is not None else None
+    weights = resolve_weights(
+        args.weights
+    )  # the archive loads them once per worker (seeded if untrained)
     if weights == UNTRAINED:
-        weights = None
         print(
             "sine annotate: using untrained SINE weights (outputs are not meaningful).",
             file=sys.stderr,
@@ -727,7 +431,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     check_output_file(args.out, "--out")
-    model = SINE() if args.untrained else load_weights(args.weights, command="sine demo")
+    model = load_weights(UNTRAINED if args.untrained else args.weights, command="sine demo")
     run_demo(weights=model, out=args.out, seed=args.seed, magnitude=args.magnitude)
     return 0
 
@@ -738,6 +442,15 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     check_output_folder(args.out, "--out")
     models = _check_names(args.models, [*SINE_VARIANTS, *PUBLISHED], "--models")
     stages = _check_names(args.stages, list(STAGES), "--stages")
+    data = args.data or os.environ.get(DATA_ENV)
+    if not data:
+        raise UserError(
+            f"give the benchmark data folder (datasets/, continuous/, events/, stations/) with --data DIR or "
+            f"the environment variable {DATA_ENV}"
+        )
+    if not Path(data).is_dir():
+        where = "--data" if args.data else f"the environment variable {DATA_ENV}"
+        raise MissingFileError(f"benchmark data folder {data} does not exist; check {where}")
     if args.sim_data and not Path(args.sim_data).exists():
         raise MissingFileError(
             f"simulated dataset {args.sim_data} does not exist; check --sim-data"
@@ -747,7 +460,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         weights = resolve_weights(weights, "--sine-weights")
     report = run_benchmark(
         suite=args.suite,
-        data_dir=args.data,
+        data_dir=data,
         out=args.out,
         models=models,
         datasets=args.datasets.split(",") if args.datasets else None,
@@ -764,6 +477,10 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The environment variable ``sine benchmark`` reads its data folder from when ``--data`` is not given.
+DATA_ENV = "SINE_DATA"
+
+
 def _check_names(given: str | None, valid: list[str], option: str) -> list[str] | None:
     """The comma-separated ``given`` as a list, each checked against ``valid``."""
     if not given:
@@ -775,25 +492,6 @@ def _check_names(given: str | None, valid: list[str], option: str) -> list[str] 
                 f"{option}: unknown name {n!r}{did_you_mean(n, valid)} (valid: {', '.join(valid)})"
             )
     return names
-
-
-WEIGHTS_HELP = (
-    "SINE weights: a shipped or published name, the path of NAME.json/NAME.pt (with or without the suffix), "
-    "or 'untrained'"
-)
-DEVICE_HELP = (
-    "torch device: auto (cuda when a GPU is available, else cpu), cpu, cuda, cuda:N or mps; `sine info` lists "
-    "this machine's devices"
-)
-STATIONS_HELP = (
-    "station file: StationXML (or another format ObsPy reads, or a folder/glob of StationXML files), or a "
-    "CSV/TSV/whitespace table with network, station, latitude, longitude and optionally elevation (m, or "
-    "elev_km), location, channel, in the usual spellings (lat, lon, elev, net, sta, ...)"
-)
-FDSN_HELP = (
-    "instead of --inventory: get the stations of the waveforms (responses included) from this FDSN web "
-    "service, e.g. https://service.iris.edu or IRIS (needs a network connection)"
-)
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -889,7 +587,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--suite", choices=["quick", "full"], default="quick", help="quick (minutes) or full suite"
     )
     p.add_argument(
-        "--data", default="../shared/data", help="folder with datasets/, continuous/, stations/"
+        "--data",
+        default=None,
+        help="benchmark data folder with datasets/, continuous/, events/, stations/ (default: the environment "
+        f"variable {DATA_ENV}; one of them is needed)",
     )
     p.add_argument(
         "--out",
@@ -1214,11 +915,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_import_sine)
 
-    from .monitor.cli import add_parsers as add_monitor_parsers
-
     add_monitor_parsers(sub)
-    from .plot import add_plot_parser
-
     add_plot_parser(sub)
     for (
         command

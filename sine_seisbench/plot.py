@@ -29,6 +29,7 @@ from obspy.core.event import Catalog, Event, Origin
 from obspy.core.inventory import Inventory
 from obspy.geodetics import gps2dist_azimuth
 
+from .cli_support import check_input_file, read_inventory, read_waveforms, waveform_files
 from .errors import UserError
 from .geometry import Coordinates, StationTable, reference_point
 from .outputs import (
@@ -722,8 +723,6 @@ def _sorted_catalog(catalog: Catalog) -> Catalog:
 def cmd_plot(args: argparse.Namespace) -> int:
     """``sine plot``: checks every input and the output before reading anything heavy; mistakes raise
     :class:`~sine_seisbench.errors.UserError`."""
-    from .cli import check_input_file, read_inventory, read_waveforms, waveform_files
-
     out = check_figure_path(args.out, "--out")
     start = _time_option(args.start, "--start")
     end = _time_option(args.end, "--end")

@@ -352,3 +352,21 @@ def test_benchmark_writes_only_into_out(data_dir, tmp_path, monkeypatch, capsys)
 def test_benchmark_unknown_stage(tmp_path, capsys):
     code = main(["benchmark", "--out", str(tmp_path / "r"), "--stages", "sped"])
     one_error_line(code, capsys.readouterr().err, "'sped'", "did you mean 'speed'")
+
+
+def test_benchmark_needs_a_data_folder(tmp_path, capsys, monkeypatch):
+    """The installed package names no development folder: --data or SINE_DATA, else one line."""
+    from sine_seisbench.cli import DATA_ENV, build_parser
+
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    assert build_parser().parse_args(["benchmark"]).data is None
+    out = str(tmp_path / "r")
+    code = main(["benchmark", "--out", out, "--stages", "speed"])
+    one_error_line(code, capsys.readouterr().err, "--data DIR", DATA_ENV)
+    code = main(["benchmark", "--data", str(tmp_path / "nowhere"), "--out", out])
+    one_error_line(
+        code, capsys.readouterr().err, str(tmp_path / "nowhere"), "does not exist", "--data"
+    )
+    monkeypatch.setenv(DATA_ENV, str(tmp_path / "elsewhere"))
+    code = main(["benchmark", "--out", out])
+    one_error_line(code, capsys.readouterr().err, str(tmp_path / "elsewhere"), DATA_ENV)

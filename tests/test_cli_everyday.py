@@ -172,7 +172,7 @@ def test_monitor_and_archive_default_to_the_shipped_weights(monkeypatch):
     )
     loaded = []
     monkeypatch.setattr(
-        "sine_seisbench.cli.load_weights",
+        "sine_seisbench.monitor.cli.load_weights",
         lambda spec, **kw: loaded.append(spec) or SINE(max_stations=4),
     )
     monitor_cli._model(None)

@@ -11,6 +11,16 @@ from typing import Any
 
 import obspy
 
+from ..cli_support import (
+    check_output_file,
+    check_output_folder,
+    load_weights,
+    read_inventory,
+    read_waveforms,
+    resolve_device,
+    resolve_weights,
+    waveform_files,
+)
 from ..errors import UserError, one_line
 from ..model import DEFAULT_WEIGHTS
 from ..progress import progress
@@ -28,15 +38,11 @@ from .config import (
 
 def _model(weights: str | None, device: Any = "cpu") -> Any:
     """The weights (default: the shipped :data:`~sine_seisbench.DEFAULT_WEIGHTS`) on ``device``."""
-    from ..cli import load_weights
-
-    return load_weights(weights or DEFAULT_WEIGHTS, command="sine monitor").to(device)
+    return load_weights(weights or DEFAULT_WEIGHTS, device=device, command="sine monitor")
 
 
 def _check_outputs(sinks: list[dict[str, Any]], state: str | None) -> None:
     """Output files and folders of the sinks and the checkpoint, checked before the service starts."""
-    from ..cli import check_output_file, check_output_folder
-
     for sink in sinks:
         if sink["type"] == "jsonl" and sink.get("path", "-") != "-":
             check_output_file(sink["path"], "--sink jsonl:")
@@ -47,7 +53,6 @@ def _check_outputs(sinks: list[dict[str, Any]], state: str | None) -> None:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    from ..cli import read_inventory, resolve_device, resolve_weights
     from .engine import StreamingClassifier
     from .service import Monitor
 
@@ -132,7 +137,6 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     """Cuts records into packets and publishes them to Redis or Kafka (optionally at real-time speed)."""
-    from ..cli import read_waveforms, waveform_files
     from .schema import encode_packet, split_packets
 
     target = parse_spec(args.to, "sink")
