@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .geometry import GeographicGroupingHelper, StationTable
+from .loader import load_weights
 from .model import DEFAULT_WEIGHTS, SINE
 
-__all__ = ["DEFAULT_WEIGHTS", "SINE", "GeographicGroupingHelper", "StationTable"]
+__all__ = ["DEFAULT_WEIGHTS", "SINE", "GeographicGroupingHelper", "StationTable", "load_weights"]
 __version__ = "0.1.0"

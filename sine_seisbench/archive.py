@@ -57,6 +57,7 @@ from obspy.core.inventory import Inventory, Network
 from obspy.geodetics import gps2dist_azimuth
 
 from .geometry import Coordinates, StationTable, compact_groups, local_positions, station_key
+from .loader import UNTRAINED, load_weights
 from .model import DEFAULT_WEIGHTS, SINE
 from .progress import progress as progress_bar
 from .stations import read_stations
@@ -72,6 +73,8 @@ _Q = "http://quakeml.org/xmlns/quakeml/1.2"
 _BED = "http://quakeml.org/xmlns/bed/1.2"
 
 _MODELS: dict[str, SINE] = {}
+#: Seed of untrained weights: every worker draws the same ones.
+UNTRAINED_SEED = 0
 _LOADS: dict[str, int] = {}
 
 
@@ -79,24 +82,17 @@ _LOADS: dict[str, int] = {}
 # The model, once per process
 # ----------------------------------------------------------------------------------------------------
 def load_model(weights: str | None) -> SINE:
-    """Loads SINE weights: a path (without ``.json``/``.pt``), a shipped name such as ``sine_pn_original`` (read
-    straight from the package, so workers never race on SeisBench's cache), another pretrained name, or
-    ``None``/``"untrained"`` for untrained weights drawn with a fixed seed (identical in every process)."""
-    if weights in (None, "untrained"):
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
-            model = SINE()
-    else:
-        path = Path(weights)
-        shipped = SINE.shipped_weights()
-        if path.with_name(path.name + ".json").exists():
-            model = SINE.load(path)
-        elif weights in shipped:
-            model = SINE.load(shipped[weights])
-        else:
-            model = SINE.from_pretrained(weights)
-    model.eval()
-    return model
+    """The archive's weights through the one loader (:func:`sine_seisbench.loader.load_weights`): a path (without
+    ``.json``/``.pt``), a shipped name such as ``sine_pn_original`` (read straight from the package, so workers
+    never race on SeisBench's cache), another pretrained name, or ``None``/``"untrained"`` for untrained weights
+    drawn with the fixed seed :data:`UNTRAINED_SEED` (identical in every process)."""
+    return load_weights(_canonical_weights(weights) or UNTRAINED, untrained_seed=UNTRAINED_SEED)
+
+
+def _canonical_weights(weights: str | os.PathLike | None) -> str | None:
+    """How the archive records ``weights`` (settings, manifest, model cache): None for untrained weights (as
+    earlier runs recorded them), else the spec as a string."""
+    return None if weights is None or os.fspath(weights) == UNTRAINED else os.fspath(weights)
 
 
 def get_model(weights: str | None, threads: int | None = None, device: str = "cpu") -> SINE:
@@ -104,6 +100,7 @@ def get_model(weights: str | None, threads: int | None = None, device: str = "cp
     thread count when ``threads`` is given."""
     if threads:
         torch.set_num_threads(int(threads))
+    weights = _canonical_weights(weights)
     key = f"{weights}@{device}" if str(device) != "cpu" else str(weights)
     if key not in _MODELS:
         _MODELS[key] = load_model(weights).to(device)
@@ -807,6 +804,7 @@ def annotate_archive(
     inventory = _read_inventory(
         inventory, _LazyStations(archive, start, end, channels, sds_type, sds_format)
     )
+    weights = _canonical_weights(weights)
     if weights is not None and Path(weights).with_name(Path(weights).name + ".json").exists():
         weights = str(Path(weights).resolve())  # workers may run elsewhere
 

@@ -22,6 +22,7 @@ from obspy.core.inventory import (
 from obspy.geodetics import gps2dist_azimuth
 
 from .data.simulate import SimulationConfig, TravelTimes, simulate_dataset
+from .loader import load_weights
 from .model import DEFAULT_WEIGHTS, SINE
 
 #: Centre of the demo network (the 2019 Ridgecrest sequence)
@@ -103,7 +104,11 @@ def run_demo(
     seed: int = 7,
     magnitude: float = 2.8,
 ) -> dict:
-    """Simulates an event, classifies it and writes a figure; returns the truth and the estimate."""
+    """Simulates an event, classifies it and writes a figure; returns the truth and the estimate.
+
+    :param weights: A SINE, or weights for :func:`sine_seisbench.loader.load_weights`: a shipped or published
+                    name, the path of ``NAME.json``/``NAME.pt``, ``"untrained"``, or None for the default weights.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -112,7 +117,7 @@ def run_demo(
     if isinstance(weights, SINE):
         model = weights
     else:
-        model = SINE.from_pretrained(weights) if weights else SINE()
+        model = load_weights(weights)
     model.eval()
     stations = demo_network(seed=seed)
     rng = np.random.default_rng(seed)

@@ -19,6 +19,7 @@ before any network access.
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 from pathlib import Path
 from typing import Any
@@ -137,7 +138,14 @@ def load_weights(
     elif Path(resolved + ".json").is_file():
         try:
             model = SINE.load(resolved)
-        except (ValueError, KeyError, TypeError, RuntimeError, EOFError) as e:
+        except (
+            ValueError,
+            KeyError,
+            TypeError,
+            RuntimeError,
+            EOFError,
+            pickle.UnpicklingError,
+        ) as e:
             raise UserError(
                 f"{option} {spec}: {resolved}.json/.pt cannot be loaded as SINE weights ({one_line(e)}); give "
                 "weights written by `sine train` or SINE.save"

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from .data.pipeline import build_generator, prepare_dataset
+from .loader import load_weights
 from .model import N_STATION_FEATURES, SINE
 from .nn.heads import ArrivalHead
 from .progress import progress
@@ -402,11 +403,10 @@ def initial_model(config: TrainConfig) -> SINE:
     return SINE(max_stations=config.max_stations)
 
 
-def _load_init(init: str) -> SINE:
-    path = Path(init)
-    if path.with_name(path.name + ".json").exists():
-        return SINE.load(path)
-    return SINE.from_pretrained(init)
+def _load_init(init: str, option: str = "--init") -> SINE:
+    """``--init``/``--weights`` through the one loader (:func:`sine_seisbench.loader.load_weights`): shipped names
+    are read from the package (nothing is written to SeisBench's cache)."""
+    return load_weights(init, option)
 
 
 def _rng_state() -> dict:
@@ -618,7 +618,7 @@ def evaluate(
 ) -> dict[str, float]:
     """Metrics of saved weights on a dataset split (``sine evaluate``)."""
     dev = resolve_device(device)
-    model = _load_init(weights).to(dev)
+    model = _load_init(weights, "--weights").to(dev)
     data = prepare_dataset(open_dataset(dataset))
     subset = getattr(data, split)()
     generator = build_generator(subset, model.max_stations, model.in_samples, False)
