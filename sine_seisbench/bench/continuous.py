@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import seisbench.util as sbu
 from obspy.geodetics import gps2dist_azimuth
 
 from ..geometry import station_key
+from ..stations import read_stations
 
 
 @dataclass
@@ -74,6 +76,16 @@ def pnw_references(folder: Path) -> list[Reference]:
                 )
             )
     return refs
+
+
+def phaseno_stations(folder: Path) -> pd.DataFrame:
+    """Coordinates of the Ridgecrest record's stations from its ``stations_phaseno.csv`` (read with
+    :func:`~sine_seisbench.stations.read_stations`), one row per network and station, elevation 0 m (the file
+    has none); the file's other columns (``id``, ``channel``, ...) are kept."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"station file .* has no elevation column")
+        frame = read_stations(folder / "stations_phaseno.csv")
+    return frame.drop_duplicates(subset=["network", "station"]).assign(elevation=0.0)
 
 
 def read_records(folder: Path, patterns: tuple[str, ...] = ("*.ms", "*.mseed")) -> obspy.Stream:

@@ -34,7 +34,9 @@ import seisbench
 import seisbench.data as sbd
 import seisbench.models as sbm
 
+from ..data.layout import DataLayout, as_layout
 from ..geometry import station_key
+from ..loader import UNTRAINED, load_weights
 from ..model import DEFAULT_WEIGHTS
 from ..progress import progress
 from . import continuous as cont
@@ -65,10 +67,14 @@ SUMMARY_START = "<!-- benchmark-summary:start -->"
 SUMMARY_END = "<!-- benchmark-summary:end -->"
 
 
-def seed_cache(data_dir: Path) -> None:
-    """Copies the published weights of ``DATA/seisbench_cache`` into SeisBench's cache where missing, so
-    ``from_pretrained`` works offline (users with internet download them instead)."""
-    src = data_dir / "seisbench_cache" / "models" / "v3"
+def seed_cache(data: DataLayout | str | Path) -> None:
+    """Copies the published weights of the data's ``seisbench_cache`` (``DATA/seisbench_cache``) into
+    SeisBench's cache where missing, so ``from_pretrained`` works offline (users with internet download them
+    instead).
+
+    :param data: The benchmark data's :class:`~sine_seisbench.data.layout.DataLayout`, or its root folder.
+    """
+    src = as_layout(data).seisbench_cache / "models" / "v3"
     if not src.is_dir():
         return
     for path in src.rglob("*"):
@@ -80,17 +86,13 @@ def seed_cache(data_dir: Path) -> None:
 
 
 def load_models(names: list[str], sine_weights: str | None) -> dict:
-    from ..model import SINE
-
+    """The benchmark's models by name: SINE's variants with ``sine_weights`` through the one weights loader
+    (:func:`sine_seisbench.loader.load_weights`; None or ``"untrained"``: a new, randomly initialised SINE per
+    variant), the published pickers from SeisBench."""
     models = {}
     for name in names:
         if is_sine(name):
-            if sine_weights:
-                from ..cli import load_weights  # the one weights loader of the sine commands
-
-                models[name] = load_weights(sine_weights, "--sine-weights")
-            else:
-                models[name] = SINE()
+            models[name] = load_weights(sine_weights or UNTRAINED, "--sine-weights")
             models[name].default_args.update(SINE_VARIANTS[name])
         elif name in PUBLISHED:
             cls_name, weights = PUBLISHED[name]
@@ -151,16 +153,23 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
 
 
 def stage_picks(
-    models, data_dir: Path, datasets: list[str] | None, cache: Cache, seed: int, quick: bool, log
+    models,
+    data: DataLayout | str | Path,
+    datasets: list[str] | None,
+    cache: Cache,
+    seed: int,
+    quick: bool,
+    log,
 ):
     from .pick_tasks import evaluate_pick_tasks
 
+    layout = as_layout(data)
     rows = []
-    folders = sorted(p for p in (data_dir / "datasets").glob("*") if (p / "metadata.csv").exists())
+    folders = sorted(p for p in layout.datasets.glob("*") if (p / "metadata.csv").exists())
     if datasets:
         folders = [p for p in folders if p.name in datasets]
     if not folders:
-        log(f"picks: no labelled datasets under {data_dir / 'datasets'}; stage skipped")
+        log(f"picks: no labelled datasets under {layout.datasets}; stage skipped")
     for folder in folders:
         ds = sbd.WaveformDataset(folder, component_order="ZNE", sampling_rate=100)
         for name, model in models.items():
@@ -193,10 +202,11 @@ def _coordinates_from_csv(stations_csv: Path, stream) -> pd.DataFrame:
     return table[[(n, s) in keys for n, s in zip(table.network, table.station, strict=True)]]
 
 
-def stage_continuous(models, data_dir: Path, cache: Cache, quick: bool, log, tt):
+def stage_continuous(models, data: DataLayout | str | Path, cache: Cache, quick: bool, log, tt):
+    layout = as_layout(data)
     rows = []
-    pnw = data_dir / "continuous" / "pnw_2022-02-06"
-    stations_csv = data_dir / "stations" / "western_us_stations.csv"
+    pnw = layout.pnw
+    stations_csv = layout.western_us_stations
     if pnw.is_dir() and stations_csv.exists():
         stream = cont.read_records(pnw)
         if quick:  # half an hour, from 2 h in where the record is long enough (an active period of the PNW day)
@@ -227,14 +237,13 @@ def stage_continuous(models, data_dir: Path, cache: Cache, quick: bool, log, tt)
     else:
         log(f"continuous: {pnw} or {stations_csv} not found; PNW skipped")
 
-    rc = data_dir / "continuous" / "ridgecrest_2019-07-06T08"
+    rc = layout.ridgecrest
     if rc.is_dir():
         stream = cont.read_records(rc)
         if quick:
             t0 = min(tr.stats.starttime for tr in stream)
             stream.trim(t0, t0 + 900)
-        frame = pd.read_csv(rc / "stations_phaseno.csv")
-        frame = frame.drop_duplicates(subset=["network", "station"]).assign(elevation=0.0)
+        frame = cont.phaseno_stations(rc)
         coords = {
             f"{r.network}.{r.station}.": (r.latitude, r.longitude, 0.0) for r in frame.itertuples()
         }
@@ -287,7 +296,7 @@ def simulated_test_set(
     tmp: Path,
     tt,
     geometry: str = "demo",
-    data_dir: Path | None = None,
+    data_dir: DataLayout | str | Path | None = None,
 ) -> sbd.WaveformDataset:
     """Simulated test events on one station geometry: ``"demo"``, ``"central_italy"`` or ``"iceland"``.
 
@@ -299,8 +308,10 @@ def simulated_test_set(
     noise from :func:`~sine_seisbench.data.simulate.default_noise_paths` where ``data_dir`` has it. Each geometry
     has its own seed, so event ids differ between geometries.
 
-    :raises ValueError: For an unknown geometry.
-    :raises FileNotFoundError: When the station list of a real geometry is not under ``data_dir``.
+    :param data_dir: The benchmark data (a :class:`~sine_seisbench.data.layout.DataLayout` or its root folder);
+                     needed by the real geometries only.
+    :raises ValueError: For an unknown geometry, or a real geometry without ``data_dir``.
+    :raises FileNotFoundError: When the station list of a real geometry is not in ``data_dir``.
     """
     from ..data.simulate import (
         STATION_COLUMNS,
@@ -311,14 +322,18 @@ def simulated_test_set(
     )
     from ..demo import CENTRE, demo_network
 
-    station_lists = {  # under DATA; None: the demo network
+    station_lists = {  # the data layout's station list; None: the demo network
         "demo": None,
-        "central_italy": "stations/central_italy_stations_2016.dat",
-        "iceland": "events/iceland_qm_2014-08-24/stations.csv",
+        "central_italy": lambda layout: layout.central_italy_stations,
+        "iceland": lambda layout: layout.iceland / "stations.csv",
     }
     if geometry not in station_lists:
         raise ValueError(
             f"Unknown geometry {geometry!r}; choose one of {', '.join(station_lists)}."
+        )
+    if geometry != "demo" and data_dir is None:
+        raise ValueError(
+            f"The {geometry} geometry needs data_dir: the benchmark data's root folder or a DataLayout."
         )
     noise_paths: list[str] = []
     if geometry == "demo":
@@ -328,7 +343,8 @@ def simulated_test_set(
         stations = demo_network(12, seed=11)
         region = (CENTRE[0] - 0.3, CENTRE[0] + 0.3, CENTRE[1] - 0.3, CENTRE[1] + 0.3)
     else:
-        path = Path(data_dir or "../shared/data") / station_lists[geometry]
+        layout = as_layout(data_dir)
+        path = station_lists[geometry](layout)
         if not path.exists():
             raise FileNotFoundError(f"Station list of the {geometry} geometry not found: {path}")
         stations = load_station_list(path)[STATION_COLUMNS]
@@ -341,8 +357,8 @@ def simulated_test_set(
             float(lon.min()) - pad_lon,
             float(lon.max()) + pad_lon,
         )
-        if data_dir is not None and Path(data_dir).is_dir():
-            noise_paths = default_noise_paths(data_dir)
+        if layout.root.is_dir():
+            noise_paths = default_noise_paths(layout)
     seed = 1234 + list(station_lists).index(geometry)
     path = simulate_dataset(
         tmp / f"sim_test_{geometry}",
@@ -451,9 +467,10 @@ def _plot_dependence(summary: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def stage_speed(models, data_dir: Path, quick: bool, log):
-    rc = data_dir / "continuous" / "pnw_2022-02-06"
-    stations_csv = data_dir / "stations" / "western_us_stations.csv"
+def stage_speed(models, data: DataLayout | str | Path, quick: bool, log):
+    layout = as_layout(data)
+    rc = layout.pnw
+    stations_csv = layout.western_us_stations
     if not rc.is_dir():
         log("speed: no continuous records; stage skipped")
         return []
@@ -491,9 +508,9 @@ def stage_speed(models, data_dir: Path, quick: bool, log):
 
 
 def _iceland_section(
-    models, data_dir: Path, cache: Cache, out: Path, log, summary: list[str]
+    models, data: DataLayout | Path, cache: Cache, out: Path, log, summary: list[str]
 ) -> list[str]:
-    rows = ms.stage_iceland(models, data_dir, cache, log)
+    rows = ms.stage_iceland(models, data, cache, log)
     if not rows:
         return []
     pd.DataFrame(rows).to_csv(out / "iceland.csv", index=False)
@@ -530,9 +547,9 @@ def _iceland_section(
 
 
 def _colombia_section(
-    models, data_dir: Path, cache: Cache, quick: bool, out: Path, log
+    models, data: DataLayout | Path, cache: Cache, quick: bool, out: Path, log
 ) -> list[str]:
-    rows = ms.stage_colombia(models, data_dir, cache, quick, log)
+    rows = ms.stage_colombia(models, data, cache, quick, log)
     if not rows:
         return []
     pd.DataFrame(rows).to_csv(out / "colombia.csv", index=False)
@@ -558,7 +575,7 @@ def _colombia_section(
 
 def _low_snr_section(
     models,
-    data_dir: Path,
+    data: DataLayout | Path,
     cache: Cache,
     quick: bool,
     tt,
@@ -568,7 +585,7 @@ def _low_snr_section(
     log,
     summary: list[str],
 ) -> list[str]:
-    rows = ms.stage_simulated_low_snr(models, data_dir, cache, quick, tt, seed, Path(tmp), log)
+    rows = ms.stage_simulated_low_snr(models, data, cache, quick, tt, seed, Path(tmp), log)
     if not rows:
         return []
     pd.DataFrame(rows).to_csv(out / "simulated_low_snr.csv", index=False)
@@ -608,11 +625,11 @@ def _low_snr_section(
 
 
 def _real_events_section(
-    models, data_dir: Path, cache: Cache, quick: bool, out: Path, log, summary: list[str]
+    models, data: DataLayout | Path, cache: Cache, quick: bool, out: Path, log, summary: list[str]
 ) -> list[str]:
     """The ``real_events`` stage (:mod:`sine_seisbench.bench.real_events`): located events of SINE and of the
     pickers' chains on the Iceland, gmprocess, Ridgecrest and Colombia records, and the out-of-bounds counts."""
-    result = real.stage_real_events(models, data_dir, cache, quick, log)
+    result = real.stage_real_events(models, data, cache, quick, log)
     tables = {k: result[k] for k in ("iceland", "gmprocess", "ridgecrest", "colombia", "bounds")}
     if not any(tables.values()):
         return []
@@ -792,8 +809,9 @@ def refresh_readme(readme: Path, summary_md: str) -> None:
 
 def run_benchmark(
     suite: str = "quick",
-    data_dir: str | Path = "../shared/data",
-    out: str | Path = "benchmarks/results",
+    *,
+    data_dir: DataLayout | str | Path,
+    out: str | Path,
     models: list[str] | None = None,
     datasets: list[str] | None = None,
     stages: list[str] | None = None,
@@ -808,14 +826,18 @@ def run_benchmark(
     README-ready summary ``OUT/summary_SUITE.md``; nothing is written outside ``out`` (the SeisBench cache
     aside) unless ``readme`` is given.
 
+    :param data_dir: Where the benchmark data are: a :class:`~sine_seisbench.data.layout.DataLayout`, or the
+                     root folder of the documented layout (:data:`~sine_seisbench.data.layout.LAYOUT`). Stages
+                     whose part of the data is absent are skipped and listed in the report.
+    :param out: The output folder (created if missing).
     :param readme: A README whose summary block (between the benchmark-summary markers) is refreshed; None
                    (default) leaves every file outside ``out`` alone.
     :return: The report's path.
     """
-    from ..data.simulate import TravelTimes
+    from ..traveltimes import TravelTimes
 
     quick = suite == "quick"
-    data_dir, out = Path(data_dir), Path(out)
+    layout, out = as_layout(data_dir), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     messages: list[str] = []
 
@@ -823,9 +845,9 @@ def run_benchmark(
         print(msg)
         messages.append(msg)
 
-    if not data_dir.is_dir():
-        log(f"data folder {data_dir} not found: real-data stages are skipped")
-    seed_cache(data_dir)
+    if not layout.root.is_dir():
+        log(f"data folder {layout.root} not found: real-data stages are skipped")
+    seed_cache(layout)
     models_loaded = load_models(models or ["SINE", "PhaseNet", "EQTransformer"], sine_weights)
     cache = Cache(out, force, {name: weights_digest(m) for name, m in models_loaded.items()})
     stages = stages or list(STAGES)
@@ -858,7 +880,7 @@ def run_benchmark(
 
     with tempfile.TemporaryDirectory() as tmp:
         if _stage("picks"):
-            rows = stage_picks(models_loaded, data_dir, datasets, cache, seed, quick, log)
+            rows = stage_picks(models_loaded, layout, datasets, cache, seed, quick, log)
             if rows:
                 pd.DataFrame(rows).to_csv(out / "pick_tasks.csv", index=False)
                 cols = [
@@ -883,7 +905,7 @@ def run_benchmark(
                         + markdown_table(rows, ["dataset", "model", "task3.P.within_0.1s"])
                     )
         if _stage("continuous"):
-            rows = stage_continuous(models_loaded, data_dir, cache, quick, log, tt)
+            rows = stage_continuous(models_loaded, layout, cache, quick, log, tt)
             if rows:
                 pd.DataFrame(rows).to_csv(out / "continuous.csv", index=False)
                 cols = [
@@ -912,7 +934,7 @@ def run_benchmark(
                         Path(tmp),
                         tt,
                         geometry=geometry,
-                        data_dir=data_dir,
+                        data_dir=layout,
                     )
                 except FileNotFoundError as err:
                     log(f"location: {err}; geometry skipped")
@@ -975,23 +997,23 @@ def run_benchmark(
                     )
                 )
         if _stage("speed"):
-            rows = stage_speed(models_loaded, data_dir, quick, log)
+            rows = stage_speed(models_loaded, layout, quick, log)
             if rows:
                 sections += ["## Annotate speed", "", markdown_table(rows, list(rows[0])), ""]
                 summary_lines.append(
                     markdown_table(rows, ["model", "station_hours_per_s", "ratio_to_PhaseNet"])
                 )
         if _stage("iceland"):
-            sections += _iceland_section(models_loaded, data_dir, cache, out, log, summary_lines)
+            sections += _iceland_section(models_loaded, layout, cache, out, log, summary_lines)
         if _stage("colombia"):
-            sections += _colombia_section(models_loaded, data_dir, cache, quick, out, log)
+            sections += _colombia_section(models_loaded, layout, cache, quick, out, log)
         if _stage("simulated_low_snr"):
             sections += _low_snr_section(
-                models_loaded, data_dir, cache, quick, tt, seed, tmp, out, log, summary_lines
+                models_loaded, layout, cache, quick, tt, seed, tmp, out, log, summary_lines
             )
         if _stage("real_events"):
             sections += _real_events_section(
-                models_loaded, data_dir, cache, quick, out, log, summary_lines
+                models_loaded, layout, cache, quick, out, log, summary_lines
             )
     if started:
         stage_bar.update(1)

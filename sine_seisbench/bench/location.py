@@ -5,7 +5,7 @@ Methods compared on every event (rows of :func:`location_benchmark`):
 
 - ``"SINE"``: SINE's own events (``classify(...).events``), with the coverage of its uncertainty ellipse;
 - ``"<picker> chain"`` and ``"<picker> chain (PyOcto)"``: each published picker's picks through
-  :func:`~sine_seisbench.bench.chain.run_chain` with the greedy and with PyOcto's associator;
+  :func:`~sine_seisbench.chain.run_chain` with the greedy and with PyOcto's associator;
 - ``"SINE picks → chain"``: SINE's own picks (``classify(...).picks``) through the chain with PyOcto, which
   separates what SINE's picks are worth from what its joint event head adds.
 """
@@ -21,9 +21,11 @@ import seisbench.data as sbd
 import seisbench.util as sbu
 from obspy.geodetics import gps2dist_azimuth
 
+from ..chain import run_chain
 from ..demo import dataset_to_stream
 from ..geometry import Coordinates
 from ..progress import progress
+from ..stations import inventory_frame, read_stations
 
 #: Method name of SINE's own picks fed to the classical chain (PyOcto association)
 SINE_PICKS_CHAIN = "SINE picks → chain"
@@ -180,11 +182,14 @@ def sine_estimate(model, stream: obspy.Stream, inventory, truth: dict, **kwargs)
 
 def inventory_coordinates(inventory) -> dict[str, Coordinates]:
     """``NET.STA.`` → coordinates of every station of an Inventory (the simulated records have no location
-    code)."""
+    code), or of anything else :func:`~sine_seisbench.stations.read_stations` reads."""
+    stations = read_stations(inventory)
+    frame = inventory_frame(stations) if isinstance(stations, obspy.Inventory) else stations
     return {
-        f"{n.code}.{s.code}.": Coordinates(s.latitude, s.longitude, s.elevation)
-        for n in inventory
-        for s in n
+        f"{r.network}.{r.station}.": Coordinates(
+            float(r.latitude), float(r.longitude), float(r.elevation)
+        )
+        for r in frame.itertuples(index=False)
     }
 
 
@@ -202,11 +207,9 @@ def chain_estimate(
     """The classical chain: the picker's picks → association → grid-search location → ML; the located event
     nearest to the true origin time (within 10 s).
 
-    :param associator: ``"greedy"`` or ``"pyocto"`` (see :func:`~sine_seisbench.bench.chain.run_chain`).
+    :param associator: ``"greedy"`` or ``"pyocto"`` (see :func:`~sine_seisbench.chain.run_chain`).
     :param picks: Picks already made on ``stream`` (``picker`` is then not run; it may be None).
     """
-    from .chain import run_chain
-
     coordinates = inventory_coordinates(inventory)
     if picks is None:
         picks = picker.classify(stream).picks

@@ -32,7 +32,9 @@ import obspy
 import pandas as pd
 import seisbench.models as sbm
 
+from ..data.layout import DataLayout, as_layout
 from ..geometry import station_key
+from ..stations import read_stations
 
 #: Threshold sweep of every stage.
 THRESHOLDS: tuple[float, ...] = tuple(round(float(t), 2) for t in np.arange(0.02, 0.985, 0.01))
@@ -218,9 +220,10 @@ def _row_at(curve: list[dict], threshold: float) -> dict:
 # Iceland
 # ----------------------------------------------------------------------------------------------------------------
 def iceland_inventory(folder: Path) -> pd.DataFrame:
-    """Station coordinates of the Iceland set in the DataFrame form SINE takes (elevation in m)."""
-    frame = pd.read_csv(folder / "stations.csv", dtype={"network": str, "station": str})
-    return frame.rename(columns={"elevation_m": "elevation"}).assign(location="")
+    """Station coordinates of the Iceland set (``stations.csv``, read with
+    :func:`~sine_seisbench.stations.read_stations`) in the DataFrame form SINE takes (elevation in m), location
+    code empty."""
+    return read_stations(folder / "stations.csv").assign(location="")
 
 
 def iceland_references(folder: Path) -> pd.DataFrame:
@@ -317,10 +320,10 @@ def iceland_rows(
 
 
 def stage_iceland(
-    models: dict[str, Any], data_dir: Path, cache: ResultCache, log: Log
+    models: dict[str, Any], data: DataLayout | str | Path, cache: ResultCache, log: Log
 ) -> list[dict[str, Any]]:
     """The ``iceland`` stage: rows of :func:`iceland_rows` for every model (cached per model)."""
-    folder = Path(data_dir) / "events" / "iceland_qm_2014-08-24"
+    folder = as_layout(data).iceland
     if not (folder / "picks.csv").exists() or not (folder / "benchmark").is_dir():
         log(f"iceland: {folder} (picks.csv, benchmark/) not found; stage skipped")
         return []
@@ -428,10 +431,14 @@ def colombia_rows(
 
 
 def stage_colombia(
-    models: dict[str, Any], data_dir: Path, cache: ResultCache, quick: bool, log: Log
+    models: dict[str, Any],
+    data: DataLayout | str | Path,
+    cache: ResultCache,
+    quick: bool,
+    log: Log,
 ) -> list[dict[str, Any]]:
     """The ``colombia`` stage (23:00-01:00 UTC only; 23:00-23:20 in the quick suite) at threshold 0.3."""
-    folder = Path(data_dir) / "continuous" / "colombia_2019-12-24"
+    folder = as_layout(data).colombia
     if not (folder / "waveforms").is_dir():
         log(f"colombia: {folder / 'waveforms'} not found; stage skipped")
         return []
@@ -446,7 +453,7 @@ def stage_colombia(
         return state["stream"]
 
     inv_path = folder / "stations" / "inv.xml"
-    inventory = obspy.read_inventory(str(inv_path)) if inv_path.exists() else None
+    inventory = read_stations(inv_path) if inv_path.exists() else None
     if any(n.startswith("SINE") for n in models) and inventory is None:
         log(f"colombia: {inv_path} not found; SINE left out (it needs station coordinates)")
     picks = {}
@@ -496,20 +503,11 @@ class SimEvent:
 
 
 def ridgecrest_stations(path: Path) -> pd.DataFrame:
-    """The real CI/PB/NP stations around Ridgecrest (``DATA/stations/ridgecrest_stations.tsv``), one row per
-    station: network, station, latitude, longitude, elevation (m)."""
-    frame = pd.read_csv(path, sep="\t")
-    codes = frame["station"].str.split(".", expand=True)
-    out = pd.DataFrame(
-        {
-            "network": codes[0],
-            "station": codes[1],
-            "latitude": frame["latitude"].astype(float),
-            "longitude": frame["longitude"].astype(float),
-            "elevation": frame["elevation(m)"].astype(float),
-        }
-    )
-    return out.drop_duplicates(subset=["network", "station"]).reset_index(drop=True)
+    """The real CI/PB/NP stations around Ridgecrest (``DATA/stations/ridgecrest_stations.tsv``, read with
+    :func:`~sine_seisbench.stations.read_stations`), one row per station: network, station, latitude,
+    longitude, elevation (m)."""
+    frame = read_stations(path)[["network", "station", "latitude", "longitude", "elevation"]]
+    return frame.drop_duplicates(subset=["network", "station"]).reset_index(drop=True)
 
 
 def low_snr_events(
@@ -662,7 +660,7 @@ def low_snr_rows(
 
 def stage_simulated_low_snr(
     models: dict[str, Any],
-    data_dir: Path,
+    data: DataLayout | str | Path,
     cache: ResultCache,
     quick: bool,
     tt: Any,
@@ -672,9 +670,10 @@ def stage_simulated_low_snr(
 ) -> list[dict[str, Any]]:
     """The ``simulated_low_snr`` stage: 10 (quick) or 60 (full) events on the real Ridgecrest station geometry
     (the travel-time model is Southern California's), noise from the PNW records."""
-    noise_dir = Path(data_dir) / "continuous" / "pnw_2022-02-06"
+    layout = as_layout(data)
+    noise_dir = layout.pnw
     noise_paths = sorted(noise_dir.glob("*.ms"))
-    stations_path = Path(data_dir) / "stations" / "ridgecrest_stations.tsv"
+    stations_path = layout.ridgecrest_stations
     if not noise_paths or not stations_path.exists():
         log(
             f"simulated_low_snr: real noise records ({noise_dir}/*.ms) or station geometry ({stations_path}) "

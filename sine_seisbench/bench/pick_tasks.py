@@ -47,6 +47,7 @@ from scipy.stats import rankdata
 
 from ..model import SINE
 from ..progress import progress as progress_bar
+from ..seisbench_adapter import apply_model_filter
 
 #: Phase names of the ``trace_{phase}_arrival_sample`` columns and the class they count as (pick-benchmark's
 #: set of labels; other columns are ignored).
@@ -544,7 +545,7 @@ def _filter(model: Any, wave: np.ndarray, sampling_rate: float) -> np.ndarray:
             for i, c in enumerate("ZNE")
         ]
     )
-    model._filter_stream(stream)
+    apply_model_filter(model, stream)
     return np.stack([tr.data for tr in stream]).astype(np.float32)
 
 

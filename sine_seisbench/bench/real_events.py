@@ -2,7 +2,7 @@
 
 Every method locates the events of the same real records: SINE (``model.classify(stream, inventory=...,
 velocity_model=...)``, each SINE variant loaded) and the classical chain
-(:func:`sine_seisbench.bench.chain.run_chain`) fed with each loaded picker's own picks (``classify`` at the
+(:func:`sine_seisbench.chain.run_chain`) fed with each loaded picker's own picks (``classify`` at the
 picker's default thresholds), named ``chain+PhaseNet``, ``chain+EQTransformer``. Both use the same velocity model
 per record. Events are compared with these references:
 
@@ -43,7 +43,11 @@ import numpy as np
 import obspy
 import pandas as pd
 
+from ..chain import run_chain
+from ..data.layout import DataLayout, as_layout
 from ..geometry import Coordinates, StationTable, reference_point, station_key
+from ..seisbench_adapter import annotate_args
+from ..stations import read_stations
 from . import continuous as cont
 from . import multistation as ms
 
@@ -154,7 +158,7 @@ def catalog_events(catalog: Iterable[obspy.core.event.Event]) -> list[Event]:
 
 
 def chain_events(results: Iterable[Mapping[str, Any]], calibrated: bool) -> list[Event]:
-    """:func:`~sine_seisbench.bench.chain.run_chain` results as event dicts. Without ``calibrated`` (records in
+    """:func:`~sine_seisbench.chain.run_chain` results as event dicts. Without ``calibrated`` (records in
     counts) the chain's ML is meaningless and dropped (``uncalibrated`` True)."""
     out = []
     for r in results:
@@ -451,7 +455,10 @@ def method_names(models: Mapping[str, Any]) -> list[str]:
 
 def supports_velocity_model(model: Any) -> bool:
     """Whether a SINE takes ``velocity_model=`` (older ones ignore it with SeisBench's warning)."""
-    return "velocity_model" in getattr(model, "_annotate_args", {})
+    try:
+        return "velocity_model" in annotate_args(model)
+    except AttributeError:  # not a SeisBench model
+        return False
 
 
 _TT: dict[str, Any] = {}
@@ -477,12 +484,10 @@ def run_method(
     """Events of one method on one record.
 
     SINE: ``classify(stream, inventory=..., velocity_model=...)`` (the velocity model only when the record has
-    one). ``chain+NAME``: the picker's ``classify`` picks, then :func:`~sine_seisbench.bench.chain.run_chain` on
+    one). ``chain+NAME``: the picker's ``classify`` picks, then :func:`~sine_seisbench.chain.run_chain` on
     the ground velocity (or the record as it is, its ML then dropped) in the record's velocity model.
     """
     if method.startswith("chain+"):
-        from .chain import run_chain
-
         picks = models[method[len("chain+") :]].classify(record.stream).picks
         tt = travel_times(record.velocity_model)
         results = run_chain(
@@ -611,7 +616,7 @@ def iceland_rows(
 
 def stage_iceland(
     models: Mapping[str, Any],
-    data_dir: Path,
+    data: DataLayout | str | Path,
     cache: ms.ResultCache,
     quick: bool,
     log: Log,
@@ -620,7 +625,7 @@ def stage_iceland(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
     """Iceland rows, bounds rows and the velocity-model note; every window (the first
     :data:`ICELAND_QUICK_EVENTS` in the quick suite, or ``n_events``)."""
-    folder = Path(data_dir) / "events" / "iceland_qm_2014-08-24"
+    folder = as_layout(data).iceland
     if not (folder / "catalog.csv").exists() or not (folder / "benchmark").is_dir():
         log(f"real_events: {folder} (catalog.csv, benchmark/) not found; Iceland skipped")
         return [], [], ""
@@ -672,9 +677,8 @@ def gmprocess_record(folder: Path) -> Record:
     stream = obspy.Stream()
     for path in sorted(folder.glob("*.mseed")):
         stream += obspy.read(str(path))
-    inventory = obspy.Inventory()
-    for path in sorted(folder.glob("*.xml")):
-        inventory += obspy.read_inventory(str(path))
+    files = sorted(folder.glob("*.xml"))
+    inventory = read_stations(files) if files else obspy.Inventory()
     coords = station_coordinates(stream, inventory)
     far = max(
         (epicentral_km(_latlon(c), gmprocess_reference(folder)) for c in coords.values()),
@@ -732,13 +736,13 @@ def gmprocess_row(method: str, result: Mapping[str, Any], ref: Event) -> dict[st
 
 def stage_gmprocess(
     models: Mapping[str, Any],
-    data_dir: Path,
+    data: DataLayout | str | Path,
     cache: ms.ResultCache,
     log: Log,
     travel_times: TravelTimesFactory = default_travel_times,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """gmprocess rows and bounds rows (both events in both suites: they are short)."""
-    root = Path(data_dir) / "events" / "gmprocess_multi"
+    root = as_layout(data).gmprocess
     folders = sorted(p for p in root.glob("*") if (p / "event.json").exists())
     if not folders:
         log(f"real_events: {root} (*/event.json) not found; gmprocess events skipped")
@@ -787,8 +791,7 @@ def ridgecrest_record(folder: Path, quick: bool) -> Record:
     if quick:
         t0 = min(tr.stats.starttime for tr in stream)
         stream.trim(t0, t0 + RIDGECREST_QUICK_S)
-    frame = pd.read_csv(folder / "stations_phaseno.csv")
-    frame = frame.drop_duplicates(subset=["network", "station"]).assign(elevation=0.0)
+    frame = cont.phaseno_stations(folder)
     frame = frame[["network", "station", "latitude", "longitude", "elevation"]]
     return Record(
         stream=stream,
@@ -857,13 +860,13 @@ def catalogue_rows(
 
 def stage_ridgecrest(
     models: Mapping[str, Any],
-    data_dir: Path,
+    data: DataLayout | str | Path,
     cache: ms.ResultCache,
     quick: bool,
     log: Log,
     travel_times: TravelTimesFactory = default_travel_times,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
-    folder = Path(data_dir) / "continuous" / "ridgecrest_2019-07-06T08"
+    folder = as_layout(data).ridgecrest
     if not (folder / "catalog_comcat_2019-07-06T08.csv").exists():
         log(
             f"real_events: {folder} (catalog_comcat_2019-07-06T08.csv) not found; Ridgecrest skipped"
@@ -938,7 +941,7 @@ def colombia_record(folder: Path, end: obspy.UTCDateTime) -> Record:
     """The held-out records from 23:00 UTC (:func:`~sine_seisbench.bench.multistation.read_colombia`) with the
     StationXML (responses)."""
     stream = ms.read_colombia(folder, ms.COLOMBIA_START, end)
-    inventory = obspy.read_inventory(str(folder / "stations" / "inv.xml"))
+    inventory = read_stations(folder / "stations" / "inv.xml")
     return Record(
         stream=stream,
         inventory=inventory,
@@ -962,7 +965,7 @@ def colombia_events(
 
 def stage_colombia(
     models: Mapping[str, Any],
-    data_dir: Path,
+    data: DataLayout | str | Path,
     cache: ms.ResultCache,
     quick: bool,
     log: Log,
@@ -970,7 +973,7 @@ def stage_colombia(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
     """Colombia rows (one per automatic catalogue and method) and bounds rows; 23:00-01:00 UTC, 23:00-23:20 in
     the quick suite."""
-    folder = Path(data_dir) / "continuous" / "colombia_2019-12-24"
+    folder = as_layout(data).colombia
     if not (folder / "waveforms").is_dir() or not (folder / "stations" / "inv.xml").exists():
         log(f"real_events: {folder} (waveforms/, stations/inv.xml) not found; Colombia skipped")
         return [], [], ""
@@ -1022,18 +1025,22 @@ def stage_colombia(
 # ----------------------------------------------------------------------------------------------------------------
 def stage_real_events(
     models: Mapping[str, Any],
-    data_dir: Path,
+    data: DataLayout | str | Path,
     cache: ms.ResultCache,
     quick: bool,
     log: Log,
     travel_times: TravelTimesFactory = default_travel_times,
 ) -> dict[str, Any]:
     """All four records: ``{"iceland": rows, "gmprocess": rows, "ridgecrest": rows, "colombia": rows,
-    "bounds": rows, "notes": {record: text}}`` (an absent folder leaves its rows empty, with a log line)."""
-    iceland, b_ice, ice_note = stage_iceland(models, data_dir, cache, quick, log, travel_times)
-    gmp, b_gmp = stage_gmprocess(models, data_dir, cache, log, travel_times)
-    ridge, b_ridge, _ = stage_ridgecrest(models, data_dir, cache, quick, log, travel_times)
-    colombia, b_col, _ = stage_colombia(models, data_dir, cache, quick, log, travel_times)
+    "bounds": rows, "notes": {record: text}}`` (an absent folder leaves its rows empty, with a log line).
+
+    :param data: The benchmark data's :class:`~sine_seisbench.data.layout.DataLayout`, or its root folder.
+    """
+    layout = as_layout(data)
+    iceland, b_ice, ice_note = stage_iceland(models, layout, cache, quick, log, travel_times)
+    gmp, b_gmp = stage_gmprocess(models, layout, cache, log, travel_times)
+    ridge, b_ridge, _ = stage_ridgecrest(models, layout, cache, quick, log, travel_times)
+    colombia, b_col, _ = stage_colombia(models, layout, cache, quick, log, travel_times)
     return {
         "iceland": iceland,
         "gmprocess": gmp,
