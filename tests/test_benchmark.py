@@ -1,16 +1,21 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import torch
 
+from sine_seisbench.bench import harness
 from sine_seisbench.bench.harness import refresh_readme, run_benchmark
+from sine_seisbench.data.layout import LAYOUT, DataLayout, as_layout
 from sine_seisbench.example import network_stream
 
 
 @pytest.fixture
 def data_dir(tmp_path):
-    """A tiny data folder in the layout of ../shared/data: PNW-style records with manual picks and stations."""
+    """A tiny data folder in the benchmark data's layout (:data:`sine_seisbench.data.layout.LAYOUT`): PNW-style
+    records with manual picks and stations."""
     root = tmp_path / "data"
     pnw = root / "continuous" / "pnw_2022-02-06"
     pnw.mkdir(parents=True)
@@ -82,7 +87,12 @@ def test_quick_suite_on_tiny_fixtures(data_dir, tmp_path, tt):
     # the tiny fixture has only the demo geometry (3 events in the quick suite)
     assert set(loc["method"]) == {"SINE", "SINE picks → chain"} and loc["events"].min() == 3
     assert set(loc["geometry"]) == {"demo"}
-    assert list(out.glob("dependence*.png")) or loc["located"].max() == 0
+    # the dependence figure is drawn exactly when SINE or the chain located some event (the figure's test on a
+    # synthetic summary is test_dependence_figure_only_with_located_events)
+    pngs = sorted(p.name for p in out.glob("dependence*.png"))
+    assert bool(pngs) == bool(loc["located"].max() > 0)
+    if pngs:
+        assert pngs == ["dependence.png", "dependence_demo.png"]
     assert "benchmark-summary:start" in readme.read_text()
     # Resumable: a second run reads the cached JSON instead of recomputing
     cached = sorted(p.name for p in (out / "raw").glob("*.json"))
@@ -139,3 +149,88 @@ def test_cached_results_are_keyed_by_the_weights(tmp_path):
     assert names == sorted(
         f"picks__SINE@{weights_digest(m)}+PhaseNet__stead50.json" for m in (a, b)
     )
+
+
+def _summary_rows(located: int) -> list[dict]:
+    """Summary rows of one geometry as :func:`stage_location` writes them (via ``summarise``)."""
+    rows = []
+    for method, base in (("SINE", 2.0), ("chain+PhaseNet", 5.0)):
+        for drop, noise in ((0.0, 0.0), (0.5, 0.0), (0.0, 8.0)):
+            row = {
+                "geometry": "demo",
+                "method": method,
+                "drop_fraction": drop,
+                "noise_factor": noise,
+                "pick_jitter_s": 0.0,
+                "events": 3,
+                "located": located,
+            }
+            if located:
+                row["epicentral_median_km"] = base * (1 + drop + noise / 8)
+            rows.append(row)
+    return rows
+
+
+def test_dependence_figure_only_with_located_events(tmp_path):
+    """``_plot_dependence`` draws the degradation figure from a summary with located events and draws nothing
+    without any (no epicentral errors) or for an empty summary."""
+    path = tmp_path / "dependence.png"
+    harness._plot_dependence(pd.DataFrame(_summary_rows(located=2)), path)
+    assert path.exists() and path.stat().st_size > 1000 and path.read_bytes()[:4] == b"\x89PNG"
+    for frame in (pd.DataFrame(_summary_rows(located=0)), pd.DataFrame()):
+        empty = tmp_path / "nothing.png"
+        harness._plot_dependence(frame, empty)
+        assert not empty.exists()
+
+
+def test_data_layout_from_a_root_with_parts_moved(tmp_path):
+    layout = as_layout(tmp_path)
+    assert layout == DataLayout.from_root(tmp_path) and as_layout(layout) is layout
+    assert layout.root == tmp_path
+    assert layout.parts() == {name: tmp_path / rel for name, rel in LAYOUT.items()}
+    assert layout.pnw == tmp_path / "continuous" / "pnw_2022-02-06"
+    moved = DataLayout.from_root(tmp_path, pnw=tmp_path / "x" / "pnw", colombia=None)
+    assert moved.pnw == tmp_path / "x" / "pnw" and moved.colombia == layout.colombia
+    with pytest.raises(TypeError, match="pnw_records"):
+        DataLayout.from_root(tmp_path, pnw_records="x")
+    with pytest.raises(TypeError, match="No data folder"):
+        as_layout(None)
+
+
+def test_no_default_names_a_data_folder():
+    """The installed package names no development data folder: no parameter default of the harness, its stages
+    or the data tools is a path, and run_benchmark needs its data and output folders."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import sine_seisbench.bench
+    import sine_seisbench.data
+
+    for package in (sine_seisbench.bench, sine_seisbench.data):
+        for info in pkgutil.iter_modules(package.__path__):
+            module = importlib.import_module(f"{package.__name__}.{info.name}")
+            for name, func in inspect.getmembers(module, inspect.isfunction):
+                if func.__module__ != module.__name__:
+                    continue
+                for p in inspect.signature(func).parameters.values():
+                    default = p.default
+                    assert not (
+                        isinstance(default, (str, Path))
+                        and ("shared" in str(default) or "/" in str(default))
+                    ), f"{module.__name__}.{name}({p.name}={default!r})"
+    params = inspect.signature(run_benchmark).parameters
+    assert params["data_dir"].default is inspect.Parameter.empty
+    assert params["out"].default is inspect.Parameter.empty
+
+
+def test_stages_read_a_moved_part(data_dir, tmp_path, tt):
+    """A part of the layout moved out of the root (here the PNW records) is read where the layout says."""
+    moved = tmp_path / "pnw_elsewhere"
+    (data_dir / "continuous" / "pnw_2022-02-06").rename(moved)
+    layout = DataLayout.from_root(data_dir, pnw=moved)
+    messages: list[str] = []
+    rows = harness.stage_speed(harness.load_models(["SINE"], None), layout, True, messages.append)
+    assert [r["model"] for r in rows] == ["SINE"] and rows[0]["station_hours"] > 0
+    assert harness.stage_speed({}, data_dir, True, messages.append) == []  # the root alone lacks it
+    assert messages == ["speed: no continuous records; stage skipped"]

@@ -10,7 +10,7 @@ import pytest
 import seisbench.util as sbu
 from obspy.geodetics import gps2dist_azimuth
 
-from sine_seisbench.bench.chain import (
+from sine_seisbench.chain import (
     Location,
     associate_picks,
     associate_pyocto,
@@ -20,8 +20,9 @@ from sine_seisbench.bench.chain import (
     surface_velocities,
     write_pyocto_table,
 )
-from sine_seisbench.data.simulate import SOCAL_LAYERS, VP_VS, TravelTimes, simulate_station
+from sine_seisbench.data.simulate import simulate_station
 from sine_seisbench.geometry import Coordinates
+from sine_seisbench.traveltimes import SOCAL_LAYERS, VP_VS, TravelTimes
 
 ORIGIN = obspy.UTCDateTime(2020, 3, 1, 12, 0, 0)
 

@@ -190,6 +190,8 @@ def test_simulated_test_set_on_real_geometries(shared, tt, tmp_path, sb_log):
         simulated_test_set(None, 2, tmp_path, tt, geometry="mars", data_dir=shared)
     with pytest.raises(FileNotFoundError, match="central_italy"):
         simulated_test_set(None, 2, tmp_path, tt, geometry="central_italy", data_dir=tmp_path)
+    with pytest.raises(ValueError, match="needs data_dir"):  # no default data folder
+        simulated_test_set(None, 2, tmp_path, tt, geometry="iceland")
 
 
 class TruePicker:

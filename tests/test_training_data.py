@@ -13,11 +13,11 @@ import pytest
 import seisbench
 import seisbench.util as sbu
 
-from sine_seisbench.bench.chain import Location
+from sine_seisbench.chain import Location
+from sine_seisbench.data.evaluation import EVALUATION_RECORDS, check_not_evaluation
+from sine_seisbench.data.layout import DataLayout
 from sine_seisbench.data.realdata import (
-    EVALUATION_RECORDS,
     build_real_dataset,
-    check_not_evaluation,
     confirm_picks,
     default_training_records,
     locate_and_confirm,
@@ -240,6 +240,51 @@ def test_default_records_and_noise_avoid_evaluation(shared):
     for path in default_noise_paths(shared):
         check_not_evaluation(path)
         assert "iceland_qm" not in path and "pnw" not in path and "ridgecrest" not in path
+
+
+def test_default_lists_and_records_follow_the_layout(tmp_path):
+    """The data tools read the parts of the layout they are given, not a fixed folder: a part moved elsewhere
+    is found there, and an empty root gives nothing."""
+    assert default_station_lists(tmp_path) == {}
+    assert default_noise_paths(tmp_path) == []
+    assert [r.name for r in default_training_records(tmp_path) if "coal" not in r.name] == []
+    moved = tmp_path / "elsewhere" / "my_hengill"
+    (moved / "waveforms").mkdir(parents=True)
+    pd.DataFrame(
+        {"network": ["2C"], "station": ["BIT06"], "latitude": [64.0], "longitude": [-21.3]}
+    ).to_csv(moved / "stations.csv", index=False)
+    for comp in "ZNE":
+        (
+            moved / "waveforms" / f"2C.BIT06..HH{comp}__20181230T030000Z__20181230T030500Z.mseed"
+        ).touch()
+    layout = DataLayout.from_root(tmp_path / "root", hengill=moved)
+    assert default_station_lists(layout) == {"hengill": moved / "stations.csv"}
+    assert default_noise_paths(layout) == [str(moved / "waveforms" / "2C.BIT06..HH?__*.mseed")]
+    records = [r for r in default_training_records(layout) if "coal" not in r.name]
+    assert [r.name for r in records] == ["hengill_2018-12-30T03"]
+    assert records[0].stations == moved / "stations.csv"
+
+
+def test_data_layer_imports_no_bench_module():
+    """No import circle between data/ and bench/: the training-data tools load without the benchmark harness,
+    and the classical chain without the simulator."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import sine_seisbench.data.realdata, sine_seisbench.data.simulate, "
+        "sine_seisbench.chain; "
+        "print(sorted(m for m in sys.modules if m.startswith('sine_seisbench.bench')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
+    code = "import sys; import sine_seisbench.chain; print('sine_seisbench.data.simulate' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "False"
 
 
 def _location(residuals: dict) -> Location:
