@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     from sine_seisbench.bench import real_events as re_
     from sine_seisbench.bench.harness import markdown_table, simulated_test_set
     from sine_seisbench.bench.location import location_benchmark, summarise
+    from sine_seisbench.data.layout import as_layout
     from sine_seisbench.traveltimes import TravelTimes
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
             markdown_table(summary.round(3).to_dict("records"), list(summary.columns)),
             "",
         ]
-    folder = Path(args.data) / "events" / "iceland_qm_2014-08-24"
+    folder = as_layout(args.data).iceland
     if (folder / "catalog.csv").exists():
         catalogue = re_.iceland_catalogue(folder)
         ids = sorted(p.stem for p in (folder / "benchmark").glob("*.mseed") if p.stem in catalogue)
