@@ -164,21 +164,48 @@ def coalescence(
 
     :param curves: ``(stations, 2, samples)`` P and S curves at interval ``dt`` (from :func:`prepare_curves`).
     :param tp: ``(nodes, stations)`` P travel times (s); ``ts`` the same for S.
-    :param origins: ``(times,)`` origin times (s after the curves' first sample).
+    :param origins: ``(times,)`` origin times (s after the curves' first sample), a regular grid of step ``dt``
+                    (as :func:`migrate` makes them; any other set of times is computed one by one).
     :param weights: ``(stations, 2)`` weights per station and phase (0 for stations without data).
     :return: ``(nodes, times)`` coalescence in [0, 2].
     """
-    n_st, _, n_samples = curves.shape
-    # one flat array per phase, each station's curve followed by a zero that arrivals outside the curve read
-    padded = F.pad(curves * weights[:, :, None], (0, 1))  # (S, 2, L + 1)
-    offsets = (torch.arange(n_st, device=curves.device) * (n_samples + 1))[None, :, None]
-    step = origins / dt
-    total = 0.0
-    for k, times in enumerate((tp, ts)):
-        index = (step[None, None, :] + (times / dt)[:, :, None]).round().long()  # (N, S, T)
-        index = torch.where((index >= 0) & (index < n_samples), index, n_samples) + offsets
-        total = total + padded[:, k].reshape(-1)[index].sum(1)
+    n_t = origins.numel()
+    steps = torch.arange(n_t, device=origins.device, dtype=origins.dtype)
+    if n_t and torch.allclose(origins, origins[0] + steps * dt, rtol=0.0, atol=1e-3 * dt):
+        total = _coalescence_sum(curves, tp, ts, origins[0], n_t, weights, dt)
+    else:  # not a regular grid: one origin time at a time
+        parts = [_coalescence_sum(curves, tp, ts, o, 1, weights, dt) for o in origins]
+        total = torch.cat(parts, dim=1) if parts else curves.new_zeros(tp.shape[0], 0)
     return total / weights[:, 0].sum().clamp(min=1e-6)
+
+
+def _coalescence_sum(
+    curves: torch.Tensor,
+    tp: torch.Tensor,
+    ts: torch.Tensor,
+    origin: torch.Tensor,
+    n_t: int,
+    weights: torch.Tensor,
+    dt: float,
+) -> torch.Tensor:
+    """Sum over stations and phases of :func:`coalescence` for the ``n_t`` origins ``origin + j dt``.
+
+    Origin j reads sample ``round((origin + tt) / dt) + j``: each station's curve is read along one run of ``n_t``
+    samples starting at its node's first index, i.e. one row of the curve's sliding windows (``unfold``, a view),
+    gathered per station; samples outside the curve read zero (padding)."""
+    n_st, _, n_samples = curves.shape
+    total = curves.new_zeros(tp.shape[0], n_t)
+    if tp.numel() == 0:
+        return total
+    for k, times in enumerate((tp, ts)):
+        first = torch.round(origin / dt + times / dt).long()  # (N, S)
+        left = max(-int(first.min()), 0)
+        right = max(int(first.max()) + n_t - n_samples, 0)
+        padded = F.pad(curves[:, k] * weights[:, k : k + 1], (left, right))  # (S, L)
+        for s in range(n_st):
+            windows = padded[s].unfold(0, n_t, 1)  # (L - n_t + 1, n_t)
+            total = total + windows.index_select(0, first[:, s] + left)
+    return total
 
 
 def _grid_times(
