@@ -15,6 +15,8 @@ import torch
 from obspy.core.inventory import Inventory
 from seisbench.models.base import GroupingHelper
 
+from .seisbench_adapter import assemble_groups, station_intervals
+
 EARTH_RADIUS_KM = 6371.0
 EARTH_KM_PER_DEG = 111.19492664455873  # great-circle km per degree on a sphere of radius 6371 km
 
@@ -434,7 +436,8 @@ class GeographicGroupingHelper(GroupingHelper):
 
     Needs ``trace.stats.coordinates`` on every trace (set by ``SINE.annotate_stream_pre`` from the inventory).
     Within every time interval with a constant set of available stations (SeisBench's interval logic), the
-    stations are split with :func:`compact_groups`.
+    stations are split with :func:`compact_groups`. SINE's own ``annotate``/``classify`` group each window's
+    stations themselves (with ``min_neighbours`` from here) and do not call :meth:`group_stream`.
 
     :param max_stations: Largest group size (the network's station axis).
     :param min_neighbours: Nearest neighbours a station's serving group must contain.
@@ -456,11 +459,11 @@ class GeographicGroupingHelper(GroupingHelper):
             self.trace_id_without_component(tr): Coordinates.from_stats(tr.stats.coordinates)
             for tr in stream
         }
-        intervals = self._get_intervals(stream, strict, min_length_s, comp_dict)
+        intervals = station_intervals(self, stream, strict, min_length_s, comp_dict)
         split = []
         for stations, t0, t1 in intervals:
             for group in compact_groups(
                 stations, [coords[s] for s in stations], self.max_stations, self.min_neighbours
             ):
                 split.append((group, t0, t1))
-        return self._assemble_groups(stream, split)
+        return assemble_groups(stream, split)

@@ -140,8 +140,9 @@ def classify_patterns() -> list[str]:
     """Keys of the ``[classify]`` table (and of ``--set``): SINE's annotate/classify arguments, as SeisBench
     patterns (``*_threshold`` stands for ``P_threshold``, ``S_threshold``, ...)."""
     from ..model import SINE
+    from ..seisbench_adapter import annotate_arg_names
 
-    return [k for k in SINE._annotate_args if k != "inventory"]
+    return [k for k in annotate_arg_names(SINE) if k != "inventory"]
 
 
 def check_classify_key(key: str, where: str) -> None:

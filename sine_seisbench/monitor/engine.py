@@ -36,6 +36,7 @@ import seisbench
 import seisbench.util as sbu
 from obspy.signal.trigger import trigger_onset
 
+from .. import seisbench_adapter as sba
 from ..events import Candidate, candidate_to_event, drop_implausible, merge_members, merge_sets
 from ..geometry import Coordinates, StationTable, compact_groups, station_key, warn_far_stations
 from ..model import SINE
@@ -220,10 +221,11 @@ class StreamingClassifier:
         self.n = int(model.in_samples)
         self.argdict = model.default_args.copy()
         self.argdict.update(classify_args)
-        model._verify_argdict(classify_args)
-        overlap = int(self.model._argdict_get_with_default(self.argdict, "overlap"))
+        sba.verify_args(model, classify_args)
         self.stride = (
-            self.n - overlap if stride_s is None else int(round(float(stride_s) * self.rate))
+            sba.window_stride(model, self.argdict)
+            if stride_s is None
+            else int(round(float(stride_s) * self.rate))
         )
         if not 0 < self.stride <= self.n:
             raise ValueError(
@@ -241,29 +243,20 @@ class StreamingClassifier:
             raise ValueError(f"max_packet_skew_s must be positive, got {max_packet_skew_s}")
         self.max_packet_skew_s = float(max_packet_skew_s)
         self._flushing = False
-        self.stacking = self.model._argdict_get_with_default(self.argdict, "stacking").lower()
-        self.blinding = self.model._argdict_get_with_default(self.argdict, "blinding")
+        self.stacking = sba.arg(self.model, self.argdict, "stacking").lower()
+        self.blinding = sba.arg(self.model, self.argdict, "blinding")
         self.phases = [p for p in model.labels]
         self.thresholds = {
-            p: float(
-                self.argdict.get(f"{p}_threshold", self.model._annotate_args["*_threshold"][1])
-            )
-            for p in self.phases
-            if p != "N"
+            p: float(sba.threshold(model, self.argdict, p)) for p in self.phases if p != "N"
         }
-        self.max_abs_amplitude = float(
-            self.model._argdict_get_with_default(self.argdict, "max_abs_amplitude")
-        )
-        self.min_stations = int(self.model._argdict_get_with_default(self.argdict, "min_stations"))
-        self.pre_p = float(self.model._argdict_get_with_default(self.argdict, "event_pre_p"))
-        self.merge_time = float(self.model._argdict_get_with_default(self.argdict, "merge_time"))
-        self.merge_distance = float(
-            self.model._argdict_get_with_default(self.argdict, "merge_distance")
-        )
+        self.max_abs_amplitude = float(sba.arg(self.model, self.argdict, "max_abs_amplitude"))
+        self.min_stations = int(sba.arg(self.model, self.argdict, "min_stations"))
+        self.pre_p = float(sba.arg(self.model, self.argdict, "event_pre_p"))
+        self.merge_time = float(sba.arg(self.model, self.argdict, "merge_time"))
+        self.merge_distance = float(sba.arg(self.model, self.argdict, "merge_distance"))
         self.batch_size = int(self.argdict.get("batch_size") or 16)
         self.window_len = (self.n - 1) / self.rate
-        comp_dict, _ = model._build_comp_dict(obspy.Stream(), True)
-        self.comp_index = dict(comp_dict)  # component letter -> model channel
+        self.comp_index = sba.component_index(model)  # component letter -> model channel
 
         self.stations: dict[str, _StationState] = {}
         self.next_window: int | None = None  # index k of the next window to run
@@ -415,9 +408,7 @@ class StreamingClassifier:
                 )
 
     def _sensitivity_of(self, trace: obspy.Trace) -> float | None:
-        if self.inventory is None or not self.model._argdict_get_with_default(
-            self.argdict, "remove_sensitivity"
-        ):
+        if self.inventory is None or not sba.arg(self.model, self.argdict, "remove_sensitivity"):
             return None
         if trace.id not in self._sensitivity:
             try:
@@ -488,7 +479,7 @@ class StreamingClassifier:
                 names,
                 [self.stations[s].coordinates for s in names],
                 self.model.max_stations,
-                getattr(self.model._grouping, "min_neighbours", None),
+                getattr(sba.grouping_helper(self.model), "min_neighbours", None),
             )
         return self._groups_cache[key]
 
@@ -549,7 +540,7 @@ class StreamingClassifier:
         self.model.eval()
         for i in range(0, len(items), self.batch_size):
             chunk = items[i : i + self.batch_size]
-            out, log_scale = self.model._run_groups(
+            out, log_scale = self.model.run_groups(
                 [c[2] for c in chunk], [c[1] for c in chunk], argdict, event=False
             )
             preds = self.model.annotate_batch_post(out, log_scale, argdict).cpu().numpy()

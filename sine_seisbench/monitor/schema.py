@@ -36,8 +36,8 @@ import numpy as np
 import obspy
 import seisbench.util as sbu
 from obspy.core.event import Catalog, Event
-from obspy.io.mseed.core import _read_mseed
 
+from ..seisbench_adapter import read_mseed_bytes
 from .base import MalformedPacket
 
 WAVEFORM_SCHEMA = "sine.waveform/1"
@@ -87,9 +87,8 @@ def _decode_mseed(raw: bytes) -> list[obspy.Trace]:
             f"packet of {len(raw)} bytes is too short for miniSEED and is not JSON"
         )
     try:
-        # ObsPy's miniSEED reader itself: obspy.read() adds ~1 ms per call of plugin lookup and argument
-        # inspection, more than decoding a 1 s packet takes
-        stream = _read_mseed(io.BytesIO(raw))
+        # ObsPy's miniSEED reader itself (obspy.read() is ~3.5x slower on a 1 s packet)
+        stream = read_mseed_bytes(raw)
     except Exception as e:  # noqa: BLE001 - ObsPy raises many types for corrupt records
         raise MalformedPacket(f"packet is neither JSON nor readable miniSEED: {e}") from e
     if len(stream) == 0:
