@@ -56,6 +56,7 @@ from obspy.core.event import Catalog, Event, ResourceIdentifier
 from obspy.core.inventory import Inventory, Network
 from obspy.geodetics import gps2dist_azimuth
 
+from . import seisbench_adapter as sba
 from .geometry import Coordinates, StationTable, compact_groups, local_positions, station_key
 from .loader import UNTRAINED, load_weights
 from .model import DEFAULT_WEIGHTS, SINE
@@ -164,8 +165,8 @@ class ChunkSpan:
 def window_step(model: SINE, overlap: int | None = None) -> int:
     """Samples between consecutive annotation windows (``in_samples - overlap``)."""
     if overlap is None:
-        overlap = model._get_overlap(model.in_samples, model.default_args)
-    return int(model.in_samples - model._get_overlap(model.in_samples, {"overlap": overlap}))
+        overlap = sba.overlap_samples(model, model.default_args)
+    return int(model.in_samples - sba.overlap_samples(model, {"overlap": overlap}))
 
 
 def chunk_spans(
@@ -809,7 +810,7 @@ def annotate_archive(
         weights = str(Path(weights).resolve())  # workers may run elsewhere
 
     model = get_model(weights, device=device)  # validates the weights and device before any work
-    model._verify_argdict(classify_kwargs)
+    sba.verify_args(model, classify_kwargs)
     chunk_s = parse_duration(chunk)
     window_s = (model.in_samples - 1) / model.sampling_rate
     pad_s = parse_duration(pad) if pad is not None else DEFAULT_PAD_WINDOWS * window_s
@@ -891,8 +892,8 @@ def annotate_archive(
     merge = None
     if len(blocks) > 1:
         merge = (
-            model._argdict_get_with_default(classify_kwargs, "merge_time"),
-            model._argdict_get_with_default(classify_kwargs, "merge_distance"),
+            sba.arg(model, classify_kwargs, "merge_time"),
+            sba.arg(model, classify_kwargs, "merge_distance"),
         )
     n_picks = n_events = 0
     days_written = []

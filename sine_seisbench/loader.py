@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from . import seisbench_adapter as sba
 from .errors import MissingFileError, UserError, did_you_mean, one_line
 from .model import DEFAULT_WEIGHTS, SINE
 
@@ -40,10 +41,10 @@ PUBLISHED_WEIGHTS: tuple[str, ...] = ()
 
 def _cached_names() -> set[str]:
     """Names of the SINE weights in SeisBench's cache (read without network access)."""
-    folder = SINE._model_path()
+    folder = sba.model_cache_folder(SINE)
     if not folder.is_dir():
         return set()
-    return {n for n in (SINE._parse_weight_filename(f)[0] for f in folder.iterdir()) if n}
+    return {n for n in (sba.parse_weight_filename(f)[0] for f in folder.iterdir()) if n}
 
 
 def weight_names() -> list[str]:
