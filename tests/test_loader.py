@@ -14,6 +14,7 @@ import torch
 
 import sine_seisbench
 from sine_seisbench import DEFAULT_WEIGHTS, SINE
+from sine_seisbench import seisbench_adapter as sba
 from sine_seisbench.errors import MissingFileError, UserError
 from sine_seisbench.loader import UNTRAINED, load_weights, resolve_weights, weight_names
 
@@ -35,7 +36,7 @@ def offline(monkeypatch):
 def empty_cache(tmp_path, monkeypatch):
     """An empty SeisBench model cache: the folder SINE.from_pretrained would write to."""
     monkeypatch.setattr(seisbench, "cache_model_root", tmp_path / "models")
-    return SINE._model_path()
+    return sba.model_cache_folder(SINE)
 
 
 def _shipped_state() -> dict[str, torch.Tensor]:

@@ -313,9 +313,8 @@ def test_read_mseed_bytes_round_trip():
 # ----------------------------------------------------------------------------------------------------
 # No private name outside the adapter
 # ----------------------------------------------------------------------------------------------------
-#: Modules whose move to the adapter is not committed yet (other work on issue 15): drop them from here once
-#: it is. Uses anywhere else fail.
-PENDING = {"archive.py", "loader.py"}
+#: Modules allowed to use a private name outside the adapter (none: every use goes through the adapter)
+PENDING: set[str] = set()
 
 
 def test_private_names_only_in_the_adapter():
