@@ -30,7 +30,11 @@ def test_classify_files(tmp_path, capsys):
     st.write(str(wave), format="MSEED")
     xml = tmp_path / "stations.xml"
     inv.write(str(xml), format="STATIONXML")
-    picks, events_csv, quakeml = tmp_path / "picks.csv", tmp_path / "events.csv", tmp_path / "ev.xml"
+    picks, events_csv, quakeml = (
+        tmp_path / "picks.csv",
+        tmp_path / "events.csv",
+        tmp_path / "ev.xml",
+    )
     code = main(
         [
             "classify",
