@@ -355,14 +355,6 @@ def _event_sort_key(event: Event) -> tuple[int, str]:
     return first_p(event).ns, str(event.resource_id)
 
 
-def _stable_arrival_ids(events: Iterable[Event]) -> None:
-    """ObsPy gives arrivals random ids; make them follow their pick ids so the output is deterministic."""
-    for event in events:
-        for origin in event.origins:
-            for arrival in origin.arrivals:
-                arrival.resource_id = ResourceIdentifier(f"{arrival.pick_id.id}/arrival")
-
-
 # ----------------------------------------------------------------------------------------------------
 # One task (runs on a worker)
 # ----------------------------------------------------------------------------------------------------
@@ -430,7 +422,6 @@ def run_task(
         events = sorted(
             (ev for ev in result.events if s <= first_p(ev).ns < e), key=_event_sort_key
         )
-        _stable_arrival_ids(events)
     files = {
         "picks": f"chunks/{task.task_id}.picks.csv",
         "events": f"chunks/{task.task_id}.events.xml",
