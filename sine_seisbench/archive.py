@@ -58,6 +58,7 @@ from obspy.geodetics import gps2dist_azimuth
 
 from . import seisbench_adapter as sba
 from .geometry import Coordinates, StationTable, compact_groups, local_positions, station_key
+from .ids import named_id
 from .loader import UNTRAINED, load_weights
 from .model import DEFAULT_WEIGHTS, SINE
 from .progress import progress as progress_bar
@@ -429,7 +430,7 @@ def run_task(
     atomic_write(out / files["picks"], _csv_bytes(_picks_frame(picks_rows)))
     atomic_write(
         out / files["events"],
-        _quakeml_bytes(events, f"smi:sine-seisbench/chunk/{task.task_id}"),
+        _quakeml_bytes(events, named_id("chunk", task.task_id)),
     )
     record = {
         "task_id": task.task_id,
@@ -595,7 +596,7 @@ def assemble_day(
         atomic_write(out / "picks" / f"{label}.csv", _csv_bytes(picks))
     root = etree.Element(f"{{{_Q}}}quakeml", nsmap={None: _BED, "q": _Q})
     params = etree.SubElement(
-        root, f"{{{_BED}}}eventParameters", publicID=f"smi:sine-seisbench/catalog/{label}"
+        root, f"{{{_BED}}}eventParameters", publicID=named_id("catalog", label)
     )
     for _, _, element in elements:
         params.append(element)

@@ -45,9 +45,7 @@ from obspy.core.event import (
 from obspy.geodetics import degrees2kilometers, kilometers2degrees
 
 from .errors import UserError, one_line
-
-#: Agency id and default author of everything SINE writes (the same as :data:`sine_seisbench.events.AGENCY`).
-AGENCY = "sine-seisbench"
+from .ids import AGENCY, is_ours
 
 #: Columns of the picks CSV, in order.
 #:
@@ -698,8 +696,7 @@ def _complete_creation_info(obj: Any, now: obspy.UTCDateTime, version: str) -> N
 
 
 def _is_ours(obj: Any) -> bool:
-    method = getattr(obj, "method_id", None)
-    return method is not None and str(method).startswith(f"smi:{AGENCY}/")
+    return is_ours(getattr(obj, "method_id", None))
 
 
 def with_metadata(catalog: Catalog) -> Catalog:

@@ -26,7 +26,6 @@ Consumers keep the highest version per id; a repeated (id, version) is a harmles
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import json
 import math
@@ -37,6 +36,7 @@ import obspy
 import seisbench.util as sbu
 from obspy.core.event import Catalog, Event
 
+from ..ids import stable_id
 from ..seisbench_adapter import read_mseed_bytes
 from .base import MalformedPacket
 
@@ -222,10 +222,6 @@ def split_packets(stream: obspy.Stream, seconds: float) -> list[obspy.Trace]:
 # ---------------------------------------------------------------------------------------------------------
 # Picks and events
 # ---------------------------------------------------------------------------------------------------------
-def stable_id(kind: str, seed: str) -> str:
-    return f"smi:sine-seisbench/{kind}/{hashlib.sha1(seed.encode()).hexdigest()[:16]}"
-
-
 def pick_id(pick: sbu.Pick) -> str:
     return stable_id("pick", f"{pick.trace_id}|{pick.phase}|{pick.peak_time.timestamp:.2f}")
 
