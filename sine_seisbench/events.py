@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,17 +97,19 @@ class Candidate:
         return {p.trace_id for p in self.p_picks}
 
 
-def associate(
-    p_picks: sbu.PickList, group: list[str], window_s: float, min_stations: int
-) -> list[Candidate]:
-    """Greedy time clustering of a group's P picks.
+def greedy_clusters(
+    picks: list[sbu.Pick], window_s: float, min_stations: int
+) -> Iterator[tuple[int, int, list[sbu.Pick] | None]]:
+    """The greedy rule of :func:`associate` over P picks sorted by time, one cluster at a time.
 
-    A cluster starts at the earliest unused pick and takes the earliest pick of every other station of the
-    group within ``window_s``; it becomes a candidate when it holds at least ``min_stations`` stations.
+    A cluster starts at the earliest unused pick and takes the earliest pick of every other station within
+    ``window_s``; with at least ``min_stations`` stations it is a candidate and its picks are used, otherwise
+    only its first pick is.
+
+    :return: Per cluster ``(i, next_i, picks)``: its first pick's index, the index the next cluster starts at,
+             and its picks (one per station) or None when it has too few stations. A streaming caller stops
+             at a cluster that is not final yet and resumes from its first pick later.
     """
-    members = set(group)
-    picks = sorted((p for p in p_picks if p.trace_id in members), key=lambda p: p.peak_time)
-    candidates = []
     i = 0
     while i < len(picks):
         t0 = picks[i].peak_time
@@ -117,11 +119,25 @@ def associate(
             chosen.setdefault(picks[j].trace_id, picks[j])
             j += 1
         if len(chosen) >= min_stations:
-            candidates.append(Candidate(group=group, p_picks=list(chosen.values())))
+            yield i, j, list(chosen.values())
             i = j
         else:
+            yield i, i + 1, None
             i += 1
-    return candidates
+
+
+def associate(
+    p_picks: sbu.PickList, group: list[str], window_s: float, min_stations: int
+) -> list[Candidate]:
+    """Greedy time clustering of a group's P picks (:func:`greedy_clusters`): one candidate per cluster of at
+    least ``min_stations`` stations."""
+    members = set(group)
+    picks = sorted((p for p in p_picks if p.trace_id in members), key=lambda p: p.peak_time)
+    return [
+        Candidate(group=group, p_picks=chosen)
+        for _, _, chosen in greedy_clusters(picks, window_s, min_stations)
+        if chosen is not None
+    ]
 
 
 def hypocentral_distance_km(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from copy import deepcopy
 from importlib import resources
 from pathlib import Path
@@ -51,6 +52,8 @@ from .prepare import (
     GridRecord,
     OutageLog,
     Stack,
+    WindowItem,
+    cut_window,
     mask_prediction,
     split_invalid_samples,
     stack_to_traces,
@@ -605,8 +608,10 @@ class SINE(WaveformModel):
         warn_far_stations(argdict["_coordinates"], seisbench.logger)
         return record
 
-    def _groups_of(self, stations: list[str], argdict: dict[str, Any]) -> list[list[str]]:
-        """Compact groups of the stations that have data in a window (cached per station set)."""
+    def groups_of(self, stations: list[str], argdict: dict[str, Any]) -> list[list[str]]:
+        """The compact station groups of one window: the stations with data in it split into groups of at most
+        ``max_stations`` (cached per station set in ``argdict``, whose ``_coordinates`` hold the stations'
+        coordinates). Used by ``classify``/``annotate`` and the monitor engine."""
         cache = argdict.setdefault("_window_groups", {})
         key = frozenset(stations)
         if key not in cache:
@@ -619,6 +624,48 @@ class SINE(WaveformModel):
                 getattr(sba.grouping_helper(self), "min_neighbours", None),
             )
         return cache[key]
+
+    def window_items(
+        self,
+        start: int,
+        raw: dict[str, np.ndarray],
+        outages: OutageLog,
+        argdict: dict[str, Any],
+    ) -> tuple[list[WindowItem], list[tuple[str, int]]]:
+        """The *prepare* step of one window from grid index ``start``: the stations' raw windows
+        ``(components, in_samples)`` (NaN where there is no sample) filled and masked (:func:`usable_windows`)
+        and split into station groups (:meth:`groups_of`).
+
+        :return: One ``(start, group, windows (stations, components, samples), sample masks)`` per group, and
+                 the stations whose outage starts a new span in ``outages`` (see :func:`usable_windows`).
+        """
+        windows, have, new_outages = usable_windows(raw, start, outages)
+        items = [
+            (start, group, np.stack([windows[s] for s in group]), [have[s] for s in group])
+            for group in (self.groups_of(list(windows), argdict) if windows else [])
+        ]
+        return items, new_outages
+
+    def run_and_stack(
+        self,
+        items: list[WindowItem],
+        stacks: dict[str, Stack],
+        argdict: dict[str, Any],
+        new_stack: Callable[[str, int], Stack],
+    ) -> None:
+        """The *run* step on one batch of :meth:`window_items`: the network (:meth:`run_groups`), blinded edges
+        (:meth:`annotate_batch_post`), each station's prediction masked where it had no sample and added to its
+        stack in ``stacks`` (``new_stack(station, window start)`` makes a missing one)."""
+        out, log_scale = self.run_groups(
+            [item[2] for item in items], [item[1] for item in items], argdict, event=False
+        )
+        preds = self.annotate_batch_post(out, log_scale, argdict).cpu().numpy()
+        for (start, group, _, haves), pred in zip(items, preds, strict=True):
+            for j, key in enumerate(group):
+                stack = stacks.get(key)
+                if stack is None:
+                    stack = stacks[key] = new_stack(key, start)
+                stack.add(start, mask_prediction(pred[j].T.astype(np.float64), haves[j]))
 
     def _annotate_record(self, record: GridRecord, argdict: dict[str, Any]) -> dict[str, Stack]:
         """The *run* step over a whole record: windows on one grid from the record's first sample, every
@@ -634,19 +681,10 @@ class SINE(WaveformModel):
             raise ValueError(f"Stacking method {method!r} unknown; use 'avg' or 'max'.")
         stacks: dict[str, Stack] = {}
         outages = OutageLog()
-        pending: list[tuple[int, list[str], np.ndarray, list[np.ndarray]]] = []
+        pending: list[WindowItem] = []
 
-        def run(items) -> None:
-            out, log_scale = self.run_groups(
-                [item[2] for item in items], [item[1] for item in items], argdict, event=False
-            )
-            preds = self.annotate_batch_post(out, log_scale, argdict).cpu().numpy()
-            for (start, group, _, haves), pred in zip(items, preds, strict=True):
-                for j, key in enumerate(group):
-                    stack = stacks.get(key)
-                    if stack is None:
-                        stack = stacks[key] = Stack(len(self.labels), start, method)
-                    stack.add(start, mask_prediction(pred[j].T.astype(np.float64), haves[j]))
+        def new_stack(key: str, start: int) -> Stack:
+            return Stack(len(self.labels), start, method)
 
         starts = list(window_starts(record.start, record.end, n, stride))
         # a bar only for long records (sine --quiet / SINE_QUIET=1 silence it)
@@ -658,18 +696,15 @@ class SINE(WaveformModel):
                 for key, station in record.stations.items()
                 if station.base < start + n and station.end > start
             }
-            windows, have, _ = usable_windows(raw, start, outages)  # outages reported at the end
-            if not windows:
-                continue
-            for group in self._groups_of(list(windows), argdict):
-                pending.append(
-                    (start, group, np.stack([windows[s] for s in group]), [have[s] for s in group])
-                )
+            # outages are reported at the end
+            items, _ = self.window_items(start, raw, outages, argdict)
+            for item in items:
+                pending.append(item)
                 if len(pending) >= batch_size:
-                    run(pending)
+                    self.run_and_stack(pending, stacks, argdict, new_stack)
                     pending = []
         if pending:
-            run(pending)
+            self.run_and_stack(pending, stacks, argdict, new_stack)
         outages.report(self.sampling_rate)
         return stacks
 
@@ -769,9 +804,7 @@ class SINE(WaveformModel):
         p_picks = sbu.PickList(p for p in picks if p.phase == "P")
         window_len = (self.in_samples - 1) / self.sampling_rate
         candidates: list[Candidate] = []
-        for group in compact_groups(
-            stations, [coordinates[s] for s in stations], self.max_stations
-        ):
+        for group in self.event_groups(argdict):
             window_s = self.association_window(group, argdict)
             candidates += associate(p_picks, group, window_s, min_stations)
         if not candidates:
@@ -779,7 +812,14 @@ class SINE(WaveformModel):
 
         pre_p = sba.arg(self, argdict, "event_pre_p")
         windows = [
-            self._cut_window(record, cand.group, cand.first_p - pre_p) for cand in candidates
+            cut_window(
+                record.read,
+                cand.group,
+                record.index(cand.first_p - pre_p),
+                self.in_samples,
+                self.in_channels,
+            )
+            for cand in candidates
         ]
         self.estimate_candidates(candidates, windows, argdict)
         candidates = drop_implausible(
@@ -799,6 +839,13 @@ class SINE(WaveformModel):
         return Catalog(
             [candidate_to_event(cand, coordinates, channels, self.name) for cand in merged]
         )
+
+    def event_groups(self, argdict: dict[str, Any]) -> list[list[str]]:
+        """The station groups of association and the event step: every station of ``argdict["_coordinates"]``
+        in compact groups of at most ``max_stations``. Used by ``classify`` and the monitor engine."""
+        coordinates: dict[str, Coordinates] = argdict["_coordinates"]
+        stations = sorted(coordinates)
+        return compact_groups(stations, [coordinates[s] for s in stations], self.max_stations)
 
     def association_window(self, group: list[str], argdict: dict[str, Any]) -> float:
         """Association window (s) of a station group: ``association_window`` or the group's largest station
@@ -874,18 +921,6 @@ class SINE(WaveformModel):
             return None
 
         return LocatorConfig.from_argdict(get)
-
-    def _cut_window(
-        self, record: GridRecord, stations: list[str], start: obspy.UTCDateTime
-    ) -> np.ndarray:
-        """Waveforms ``(len(stations), 3, in_samples)`` of a group from ``start``; absent data are zero."""
-        out = np.zeros((len(stations), self.in_channels, self.in_samples), dtype=np.float32)
-        first = record.index(start)
-        for i, key in enumerate(stations):
-            station = record.stations.get(key)
-            if station is not None:
-                out[i] = np.nan_to_num(station.read(first, self.in_samples), nan=0.0)
-        return out
 
     # ------------------------------------------------------------------------------------------------
     # Saving and loading

@@ -15,7 +15,7 @@ windows, the same groups and the same stacked probabilities in both:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -167,6 +167,12 @@ class GridRecord:
     def time(self, index: int) -> obspy.UTCDateTime:
         return obspy.UTCDateTime(index / self.rate)
 
+    def read(self, key: str, start: int, n: int) -> np.ndarray | None:
+        """Station ``key``'s ``(components, n)`` from grid index ``start`` (NaN where there is no sample); None
+        for a station not in the record."""
+        station = self.stations.get(key)
+        return None if station is None else station.read(start, n)
+
     def index(self, t: obspy.UTCDateTime) -> int:
         return int(round(t.timestamp * self.rate))
 
@@ -231,6 +237,33 @@ class GridRecord:
         return cls(stations, rate)
 
 
+def cut_window(
+    read: Callable[[str, int, int], np.ndarray | None],
+    stations: list[str],
+    start: int,
+    n: int,
+    components: int,
+    limit: int | None = None,
+) -> np.ndarray:
+    """An event window ``(len(stations), components, n)`` of a station group from grid index ``start``; absent
+    data are zero.
+
+    :param read: ``read(station, start, n)``: the station's ``(components, n)`` samples with NaN where there is
+                 none, or None for a station without data.
+    :param limit: Samples from this grid index on are zero too (a streaming caller whose data are not complete
+                  at every station yet, so that an early estimate does not depend on which packets happened to
+                  be there).
+    """
+    out = np.zeros((len(stations), components, n), dtype=np.float32)
+    for i, key in enumerate(stations):
+        x = read(key, start, n)
+        if x is not None:
+            out[i] = np.nan_to_num(x, nan=0.0)
+    if limit is not None and limit < start + n:
+        out[..., max(0, limit - start) :] = 0.0
+    return out
+
+
 def window_starts(first: int, end: int, n: int, stride: int) -> list[int]:
     """Window starts of a record ``[first, end)``: ``first + k * stride`` while the window fits, and one more
     aligned to the end of the record when the last one does not reach it (as SeisBench does). A record
@@ -280,6 +313,11 @@ class OutageLog:
             messages.append(msg)
         self._spans.clear()
         return messages
+
+
+#: One station group's part of one window, as the *run* step takes it: ``(window start (grid index), group,
+#: windows (stations, components, samples) filled by :func:`fill_window`, sample masks (samples,) per station)``.
+WindowItem = tuple[int, list[str], np.ndarray, list[np.ndarray]]
 
 
 def usable_windows(

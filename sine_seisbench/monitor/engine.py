@@ -37,10 +37,17 @@ import seisbench.util as sbu
 from obspy.signal.trigger import trigger_onset
 
 from .. import seisbench_adapter as sba
-from ..events import Candidate, candidate_to_event, drop_implausible, merge_members, merge_sets
-from ..geometry import Coordinates, StationTable, compact_groups, station_key, warn_far_stations
+from ..events import (
+    Candidate,
+    candidate_to_event,
+    drop_implausible,
+    greedy_clusters,
+    merge_members,
+    merge_sets,
+)
+from ..geometry import Coordinates, StationTable, station_key, warn_far_stations
 from ..model import SINE
-from ..prepare import OutageLog, Stack, invalid_samples, mask_prediction, usable_windows
+from ..prepare import OutageLog, Stack, WindowItem, cut_window, invalid_samples
 from .base import MalformedPacket
 from .schema import event_message, pick_message, stable_id
 
@@ -273,7 +280,6 @@ class StreamingClassifier:
         self._implausible_logged: set = set()
         self._far_checked = 0  # number of stations when far stations were last checked
         self._far_warned: set[str] = set()
-        self._groups_cache: dict[frozenset, list[list[str]]] = {}
         self._sensitivity: dict[str, float | None] = {}
         self._first_due: dict[int, float] = {}
         self._replayed_until: int | None = None
@@ -431,14 +437,6 @@ class StreamingClassifier:
         ]
         return max(ends, default=-(2**62))
 
-    def _station_window(self, state: _StationState, start: int) -> np.ndarray | None:
-        """(components, in_samples) of a station on the model grid, gaps zero-filled (as ``classify`` cuts
-        event windows); None when the station has no sample in the window."""
-        raw = self._station_raw(state, start)
-        if np.isnan(raw).all():
-            return None
-        return np.nan_to_num(raw, nan=0.0)
-
     def _station_raw(self, state: _StationState, start: int) -> np.ndarray:
         """(components, in_samples) of a station on the model grid; NaN where there is no sample."""
         out = np.full((self.model.in_channels, self.n), np.nan, dtype=np.float32)
@@ -471,18 +469,6 @@ class StreamingClassifier:
         valid = np.interp(dst_t, src_t, ok.astype(float)) > 0.999
         return np.where(valid, y, np.nan).astype(np.float32)
 
-    def _groups(self, stations: list[str]) -> list[list[str]]:
-        key = frozenset(stations)
-        if key not in self._groups_cache:
-            names = sorted(stations)
-            self._groups_cache[key] = compact_groups(
-                names,
-                [self.stations[s].coordinates for s in names],
-                self.model.max_stations,
-                getattr(sba.grouping_helper(self.model), "min_neighbours", None),
-            )
-        return self._groups_cache[key]
-
     def _window_ready(self, k: int, flush: bool, now: float) -> bool:
         start = self.window_start(k)
         end = start + self.n
@@ -512,47 +498,31 @@ class StreamingClassifier:
         return False
 
     def _run_windows(self, ks: list[int]) -> None:
-        """Runs windows ``ks`` for every station group and stacks their predictions."""
-        items: list[tuple[int, list[str], np.ndarray, list[np.ndarray]]] = []
+        """Runs windows ``ks`` for every station group and stacks their predictions (classify's prepare and
+        run steps, :meth:`SINE.window_items` and :meth:`SINE.run_and_stack`)."""
+        argdict = self._model_argdict()
+        items: list[WindowItem] = []
         for k in ks:
             start = self.window_start(k)
-            # the prepare step's rule, as in classify: gaps filled (zero once demeaned) and masked in the
-            # output; a station with only constant data (an outage) left out of the window
             raw = {key: self._station_raw(state, start) for key, state in self.stations.items()}
-            per_station, have, new_outages = usable_windows(raw, start, self._outages)
+            new_items, new_outages = self.model.window_items(start, raw, self._outages, argdict)
             for key, first in new_outages:
                 seisbench.logger.warning(
                     f"SINE: station {key} has only constant data (dead channel or outage) from "
                     f"{self._to_time(first)}; it is left out of the windows until it has data again."
                 )
-            if not per_station:
-                continue
-            for group in self._groups(list(per_station)):
-                items.append(
-                    (
-                        start,
-                        group,
-                        np.stack([per_station[s] for s in group]),
-                        [have[s] for s in group],
-                    )
-                )
-        argdict = self._model_argdict()
+            items += new_items
+
+        def new_stack(key: str, start: int) -> Stack:
+            # a station's stack starts where its trigger may still need stacked values (after a rebuild)
+            base = min([start] + [self.pick_from.get((key, p), start) for p in self.thresholds])
+            return Stack(len(self.phases), base, self.stacking)
+
         self.model.eval()
         for i in range(0, len(items), self.batch_size):
-            chunk = items[i : i + self.batch_size]
-            out, log_scale = self.model.run_groups(
-                [c[2] for c in chunk], [c[1] for c in chunk], argdict, event=False
+            self.model.run_and_stack(
+                items[i : i + self.batch_size], self.stacks, argdict, new_stack
             )
-            preds = self.model.annotate_batch_post(out, log_scale, argdict).cpu().numpy()
-            for (start, group, _, haves), pred in zip(chunk, preds, strict=True):
-                for j, key in enumerate(group):
-                    stack = self.stacks.get(key)
-                    if stack is None:
-                        base = min(
-                            [start] + [self.pick_from.get((key, p), start) for p in self.thresholds]
-                        )
-                        stack = self.stacks[key] = Stack(len(self.phases), base, self.stacking)
-                    stack.add(start, mask_prediction(pred[j].T.astype(np.float64), haves[j]))
         self.stats["windows"] += len(ks)
 
     def _model_argdict(self) -> dict[str, Any]:
@@ -564,8 +534,8 @@ class StreamingClassifier:
         ):
             self.argdict["_coordinates"] = coords
             self.argdict["_calibrated"] = calibrated
-            self.argdict.pop("_group_cache", None)
-            self.argdict.pop("_gain_cache", None)
+            for cache in ("_group_cache", "_window_groups", "_gain_cache"):
+                self.argdict.pop(cache, None)
         # the event step reads the instrument sensitivities for ML from the inventory, as classify does
         self.argdict.setdefault("inventory", self.inventory)
         return self.argdict
@@ -634,21 +604,12 @@ class StreamingClassifier:
     def _processed_end(self) -> int:
         return self.window_start(self.next_window - 1) + self.n
 
-    def _cut_event_window(self, cand: Candidate, limit: int | None) -> np.ndarray:
-        """The candidate's event window; samples from ``limit`` on (data not yet complete at every
-        station) are zero, so an early estimate does not depend on which packets happened to be there."""
-        start = self._to_index(cand.first_p - self.pre_p)
-        out = np.zeros((len(cand.group), self.model.in_channels, self.n), dtype=np.float32)
-        for i, key in enumerate(cand.group):
-            state = self.stations.get(key)
-            if state is None:
-                continue
-            w = self._station_window(state, start)
-            if w is not None:
-                out[i] = w
-        if limit is not None and limit < start + self.n:
-            out[..., max(0, limit - start) :] = 0.0
-        return out
+    def _read(self, key: str, start: int, n: int) -> np.ndarray | None:
+        """A station's ``(components, n)`` on the model grid from ``start`` (for :func:`cut_window`; ``n`` is
+        always the window, ``in_samples``)."""
+        assert n == self.n
+        state = self.stations.get(key)
+        return None if state is None else self._station_raw(state, start)
 
     def _locate(self, cands: list[Candidate]) -> None:
         todo = []
@@ -670,9 +631,11 @@ class StreamingClassifier:
             # one candidate per forward pass: results must not depend on which candidates happen to share a
             # batch (after a restart they differ), or a re-published event would differ in the last digits
             for sig, cand in todo:
-                self.model.estimate_candidates(
-                    [cand], [self._cut_event_window(cand, sig[2])], argdict
+                start = self._to_index(cand.first_p - self.pre_p)
+                window = cut_window(
+                    self._read, cand.group, start, self.n, self.model.in_channels, limit=sig[2]
                 )
+                self.model.estimate_candidates([cand], [window], argdict)
             for sig, cand in todo:
                 self._located[sig] = copy.copy(cand)
 
@@ -683,8 +646,7 @@ class StreamingClassifier:
             return []
         preliminary = []
         argdict = self._model_argdict()
-        coords = [self.stations[s].coordinates for s in stations]
-        for group in compact_groups(stations, coords, self.model.max_stations):
+        for group in self.model.event_groups(argdict):
             gkey = tuple(group)
             w = self.model.association_window(group, argdict)
             if gkey not in self.cursors and self.cursors:
@@ -696,20 +658,10 @@ class StreamingClassifier:
                 (p for p in self.p_picks if p.trace_id in members and _pick_sort_key(p) >= cursor),
                 key=_pick_sort_key,
             )
-            i = 0
-            while i < len(picks):
-                t0 = picks[i].peak_time
-                j = i
-                chosen: dict[str, sbu.Pick] = {}
-                while j < len(picks) and picks[j].peak_time - t0 <= w:
-                    chosen.setdefault(picks[j].trace_id, picks[j])
-                    j += 1
-                cand = (
-                    Candidate(group=group, p_picks=list(chosen.values()))
-                    if len(chosen) >= self.min_stations
-                    else None
-                )
-                final = flush or t0.timestamp + w < horizon
+            # classify's greedy rule, replayed up to the first cluster that is not final yet
+            for i, next_i, chosen in greedy_clusters(picks, w, self.min_stations):
+                cand = None if chosen is None else Candidate(group=group, p_picks=chosen)
+                final = flush or picks[i].peak_time.timestamp + w < horizon
                 if (
                     cand is not None
                     and not self.early_events
@@ -722,11 +674,8 @@ class StreamingClassifier:
                     break
                 if cand is not None:
                     self.final_cands[_cand_key(cand)] = cand
-                    i = j
-                else:
-                    i += 1
-                if i < len(picks):
-                    self.cursors[gkey] = _pick_sort_key(picks[i])
+                if next_i < len(picks):
+                    self.cursors[gkey] = _pick_sort_key(picks[next_i])
                 else:  # just after the last pick considered
                     last_t, last_id = _pick_sort_key(picks[-1])
                     self.cursors[gkey] = (last_t, last_id + "\uffff")
