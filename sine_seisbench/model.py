@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from obspy.core.event import Catalog
+from obspy.signal.trigger import trigger_onset
 from seisbench.models.base import WaveformModel
 
 from . import seisbench_adapter as sba
@@ -789,6 +790,52 @@ class SINE(WaveformModel):
                 phase,
             )
         return sbu.ClassifyOutput(self.name, picks=sbu.PickList(sorted(picks)), events=Catalog())
+
+    @staticmethod
+    def picks_from_curve(
+        values: np.ndarray,
+        threshold: float,
+        trace_id: str,
+        phase: str,
+        time_of: Callable[[int], obspy.UTCDateTime],
+    ) -> list[sbu.Pick]:
+        """The *pick* step on one station's probability curve of one phase, SeisBench's rule: ObsPy's
+        ``trigger_onset`` on at ``threshold`` and off below half of it, the peak the largest value between on
+        and off (the first of equal ones). ``time_of(i)`` is the time of sample ``i``. Used by
+        :meth:`picks_from_annotations` (``classify``) and the monitor engine."""
+        picks = []
+        for s0, s1 in trigger_onset(values, threshold, threshold / 2):
+            segment = values[s0 : s1 + 1]
+            picks.append(
+                sbu.Pick(
+                    trace_id=trace_id,
+                    start_time=time_of(s0),
+                    end_time=time_of(s1),
+                    peak_time=time_of(s0 + np.argmax(segment)),
+                    peak_value=np.max(segment),
+                    phase=phase,
+                )
+            )
+        return picks
+
+    @staticmethod
+    def picks_from_annotations(
+        annotations: obspy.Stream, threshold: float, phase: str
+    ) -> sbu.PickList:
+        """SeisBench's ``picks_from_annotations`` (the same picks, tested against it) through
+        :meth:`picks_from_curve`, the rule the monitor engine shares."""
+        picks = []
+        for trace in annotations:
+            stats = trace.stats
+            start, times = stats.starttime, trace.times()
+            picks += SINE.picks_from_curve(
+                trace.data,
+                threshold,
+                f"{stats.network}.{stats.station}.{stats.location}",
+                phase,
+                lambda i, start=start, times=times: start + times[i],
+            )
+        return sbu.PickList(sorted(picks))
 
     def _locate(self, record: GridRecord, picks: sbu.PickList, argdict: dict[str, Any]) -> Catalog:
         coordinates: dict[str, Coordinates] = argdict["_coordinates"]

@@ -34,7 +34,6 @@ import numpy as np
 import obspy
 import seisbench
 import seisbench.util as sbu
-from obspy.signal.trigger import trigger_onset
 
 from .. import seisbench_adapter as sba
 from ..events import (
@@ -567,20 +566,9 @@ class StreamingClassifier:
                     if len(off) == 0:
                         continue
                     cut = int(off[-1]) + 1
-                for s0, s1 in trigger_onset(values[:cut], thr, thr / 2):
-                    s1 = min(int(s1), cut - 1)
-                    seg = values[s0 : s1 + 1]
-                    peak = s0 + int(np.argmax(seg))
-                    new.append(
-                        sbu.Pick(
-                            trace_id=key,
-                            start_time=self._to_time(start + s0),
-                            end_time=self._to_time(start + s1),
-                            peak_time=self._to_time(start + peak),
-                            peak_value=float(np.max(seg)),
-                            phase=phase,
-                        )
-                    )
+                new += self.model.picks_from_curve(
+                    values[:cut], thr, key, phase, lambda i, start=start: self._to_time(start + i)
+                )
                 self.pick_from[(key, phase)] = start + cut
         return sorted(new, key=_pick_sort_key)
 
