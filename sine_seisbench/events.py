@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from collections.abc import Iterator, Mapping
@@ -30,8 +29,7 @@ from obspy.core.event import (
 from obspy.geodetics import gps2dist_azimuth, kilometers2degrees
 
 from .geometry import Coordinates, far_stations, reference_point, station_key, unproject
-
-AGENCY = "sine-seisbench"
+from .ids import AGENCY, named_id, resource_id
 
 
 @dataclass
@@ -424,8 +422,7 @@ def drop_implausible(
 
 
 def _resource_id(kind: str, seed: str) -> ResourceIdentifier:
-    digest = hashlib.sha1(seed.encode()).hexdigest()[:16]
-    return ResourceIdentifier(f"smi:{AGENCY}/{kind}/{digest}")
+    return resource_id(kind, seed)
 
 
 def candidate_to_event(
@@ -448,7 +445,7 @@ def candidate_to_event(
     e_std, n_std, d_std, _ = (float(v) for v in candidate.std)
     major, minor, azimuth = est.ellipse()
     creation = CreationInfo(agency_id=AGENCY, author=method)
-    method_id = ResourceIdentifier(f"smi:{AGENCY}/method/{method}")
+    method_id = ResourceIdentifier(named_id("method", method))
     seed = f"{candidate.origin_time.timestamp:.2f}|" + ",".join(
         sorted(f"{p.trace_id}@{p.peak_time.timestamp:.2f}" for p in candidate.p_picks)
     )

@@ -45,10 +45,11 @@ from ..events import (
     merge_sets,
 )
 from ..geometry import Coordinates, StationTable, station_key, warn_far_stations
+from ..ids import stable_id
 from ..model import SINE
 from ..prepare import OutageLog, Stack, WindowItem, cut_window, invalid_samples
 from .base import MalformedPacket
-from .schema import event_message, pick_message, stable_id
+from .schema import event_message, pick_message
 
 
 class LatePacket(MalformedPacket):
