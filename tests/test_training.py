@@ -144,16 +144,20 @@ def test_training_augmentations_keep_shapes_and_masks(scedc_fixture):
         assert s["station_mask"].sum() >= 1
 
 
-def test_loss_falls_on_a_learnable_batch(scedc_fixture):
+def train_batch(path: Path, n: int = 4) -> dict[str, torch.Tensor]:
+    """The first ``n`` training samples of the fixture dataset, collated as the training loop does."""
     ds = prepare_dataset(
-        sbd.WaveformDataset(
-            scedc_fixture, component_order="ZNE", sampling_rate=100, dimension_order="NCW"
-        )
+        sbd.WaveformDataset(path, component_order="ZNE", sampling_rate=100, dimension_order="NCW")
     )
     gen = build_generator(ds.train(), 8, 3001, training=False)
-    batch = torch.utils.data.default_collate([gen[i] for i in range(4)])
+    batch = torch.utils.data.default_collate([gen[i] for i in range(n)])
     batch["station_mask"] = batch["station_mask"].bool()
     batch["event_mask"] = batch["event_mask"].bool()
+    return batch
+
+
+def test_loss_falls_on_a_learnable_batch(scedc_fixture):
+    batch = train_batch(scedc_fixture)
     model = small_model().train()
     loss_fn = SINELoss()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -168,9 +172,43 @@ def test_loss_falls_on_a_learnable_batch(scedc_fixture):
     assert losses[-1][1] < losses[0][1]
 
 
-def test_uncertainty_weighting_learns_task_weights():
+def test_uncertainty_weighting_learns_task_weights(scedc_fixture):
+    """Kendall et al. (2018): the loss is ``exp(-s_i) L_i + s_i`` summed over picks and event, the learned
+    ``s = log_vars`` get its gradient ``1 - exp(-s_i) L_i`` through the training loop's optimiser and move
+    towards ``log L_i`` (where the weighted loss is smallest)."""
     loss_fn = SINELoss(uncertainty_weighting=True)
     assert [n for n, _ in loss_fn.named_parameters()] == ["log_vars"]
+    batch = train_batch(scedc_fixture, n=2)
+    model = small_model().train()
+    # as sine train builds it: the network's and the loss's parameters in one optimiser
+    opt = torch.optim.Adam(list(model.parameters()) + list(loss_fn.parameters()), lr=3e-3)
+    start = loss_fn.log_vars.detach().clone()
+    for _ in range(2):
+        s = loss_fn.log_vars.detach().clone()
+        net = forward_batch(model, batch)
+        out = loss_fn(net, batch)
+        task = torch.stack([out["loss_picks"], out["loss_event"]]).detach()
+        assert float(out["loss_distill"]) == 0.0  # no teacher in this batch
+        torch.testing.assert_close(out["loss"].detach(), (torch.exp(-s) * task + s).sum())
+        opt.zero_grad()
+        out["loss"].backward()
+        grad = loss_fn.log_vars.grad
+        assert grad is not None and torch.isfinite(grad).all() and (grad != 0).all()
+        torch.testing.assert_close(grad, 1 - torch.exp(-s) * task)
+        opt.step()
+    assert ((loss_fn.log_vars.detach() - start).abs() > 1e-3).all(), "log_vars did not move"
+
+    # with the task losses held fixed, the optimiser drives s to log L (task weight exp(-s) = 1 / L)
+    fixed = {k: v.detach() for k, v in net.items()}
+    target = torch.log(task)
+    with torch.no_grad():  # start well away from it, on both sides
+        loss_fn.log_vars.copy_(target + torch.tensor([1.0, -1.0]))
+    opt = torch.optim.Adam(loss_fn.parameters(), lr=0.05)
+    for _ in range(200):
+        opt.zero_grad()
+        loss_fn(fixed, batch)["loss"].backward()
+        opt.step()
+    torch.testing.assert_close(loss_fn.log_vars.detach(), target, atol=0.01, rtol=0)
 
 
 def test_sine_train_cli_resume_load_and_evaluate(scedc_fixture, tmp_path, capsys):
