@@ -65,7 +65,7 @@ def test_layered_table_file_is_built_once_and_cached(tmp_path, monkeypatch):
         max_distance_km=60,
         max_depth_km=20,
         distance_step_km=5,
-        depth_step_km=1,
+        depth_step_km=2,
         cache_dir=tmp_path / "cache",
     )
     tt = TravelTimes(**kwargs)
