@@ -46,6 +46,24 @@ def offline(model, record):
     return model.classify(stream.copy(), inventory=inv)
 
 
+@pytest.fixture(scope="module")
+def streamed(model, record):
+    """The engine (no anchor) fed the whole record in 1 s packets, and what it published (shared by the tests
+    that run exactly this; none of them changes either)."""
+    stream, inv = record
+    engine = StreamingClassifier(model, inv)
+    return engine, stream_through(engine, split_packets(stream, 1.0))
+
+
+@pytest.fixture(scope="module")
+def anchored(model, record):
+    """What the engine anchored at the record's start publishes when fed the record in time order: the
+    reference of the tests that reorder or delay packets."""
+    stream, inv = record
+    engine = StreamingClassifier(model, inv, anchor=stream[0].stats.starttime)
+    return stream_through(engine, split_packets(stream, 1.0))
+
+
 def pick_keys(picks, before=None):
     out = set()
     for p in picks:
@@ -168,12 +186,11 @@ def test_source_and_sink_specs():
 # ---------------------------------------------------------------------------------------------------------------
 # Engine: parity with classify
 # ---------------------------------------------------------------------------------------------------------------
-def test_streaming_equals_classify_on_the_whole_record(model, record, offline):
+def test_streaming_equals_classify_on_the_whole_record(record, offline, streamed):
     """Windows on classify's grid: the same picks (except in the last window, where classify adds a window
     aligned to the end of the record that a stream cannot know) and the same events."""
-    stream, inv = record
-    engine = StreamingClassifier(model, inv)
-    out = stream_through(engine, split_packets(stream, 1.0))
+    stream, _ = record
+    engine, out = streamed
     end = stream[0].stats.endtime.timestamp - WINDOW_S
     picks = [m for m in out if m["type"] == "pick"]
     assert len(offline.picks) > 50
@@ -202,11 +219,11 @@ def test_monitor_started_mid_record_equals_classify_from_there(model, record):
     assert engine.checkpoint()["anchor"] == round(t_join.timestamp * 100)
 
 
-def test_out_of_order_packets_within_latency_give_the_same_result(model, record):
+def test_out_of_order_packets_within_latency_give_the_same_result(model, record, anchored):
     stream, inv = record
     packets = split_packets(stream, 1.0)
     t0 = stream[0].stats.starttime
-    reference = stream_through(StreamingClassifier(model, inv, anchor=t0), list(packets))
+    reference = anchored
     rng = random.Random(1)
     shuffled = list(packets)
     # every packet displaced by up to ~3 s of data (8 stations x 3 channels per second)
@@ -242,13 +259,13 @@ def test_one_event_per_earthquake_updated_not_duplicated(model, record):
     assert np.allclose(np.diff(times), 30.0, atol=0.1)  # one event per repeat, none twice
 
 
-def test_a_delayed_station_is_waited_for(model, record):
+def test_a_delayed_station_is_waited_for(model, record, anchored):
     """One station's packets arrive 20 s late (within max_latency_s): windows wait, nothing is late and the
     result equals the on-time run."""
     stream, inv = record
     t0 = stream[0].stats.starttime
     packets = split_packets(stream, 1.0)
-    reference = stream_through(StreamingClassifier(model, inv, anchor=t0), list(packets))
+    reference = anchored
     delayed = [p for p in packets if p.stats.station == "S05"]
     others = [p for p in packets if p.stats.station != "S05"]
     arrival = [(p.stats.starttime.timestamp, i, p) for i, p in enumerate(others)]
@@ -415,10 +432,8 @@ def test_malformed_messages_go_to_the_dead_letters_and_the_service_goes_on(model
     assert summary["events"] == 8
 
 
-def test_quakeml_sink_writes_one_file_per_event(model, record, tmp_path):
-    stream, inv = record
-    engine = StreamingClassifier(model, inv)
-    out = stream_through(engine, split_packets(stream, 1.0))
+def test_quakeml_sink_writes_one_file_per_event(streamed, tmp_path):
+    _, out = streamed
     sink = QuakeMLSink(str(tmp_path / "qml"))
     sink.publish(out)
     files = sorted((tmp_path / "qml").glob("*.xml"))
@@ -467,29 +482,50 @@ def _monitor_cmd(folder, stations, out, state, speed="0"):
     ]
 
 
+def _committed(source_state: Path) -> int:
+    """The committed position in a file source's state (0 while there is none)."""
+    try:
+        return int(json.loads(source_state.read_text())["committed"])
+    except (OSError, ValueError, KeyError):  # not written yet (it is replaced atomically)
+        return 0
+
+
+def _stop(*procs: subprocess.Popen) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+
+
 def test_cli_monitor_killed_and_restarted_loses_and_duplicates_no_event(record_files, tmp_path):
     folder, stations = record_files
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     clean = tmp_path / "clean.jsonl"
-    subprocess.run(
-        _monitor_cmd(folder, stations, clean, tmp_path / "c.state"),
-        check=True,
-        env=env,
-        timeout=300,
+    out, state = tmp_path / "out.jsonl", tmp_path / "s.state"
+    # The uninterrupted reference (as fast as possible) runs beside the run that is killed, which mostly waits:
+    # real time x 8, the 4-minute record takes 30 s; it is killed hard after its first event came out.
+    reference = subprocess.Popen(
+        _monitor_cmd(folder, stations, clean, tmp_path / "c.state"), env=env
     )
+    proc = subprocess.Popen(_monitor_cmd(folder, stations, out, state, speed="8"), env=env)
+    try:
+        deadline = time.monotonic() + 240
+        while (
+            time.monotonic() < deadline
+            and proc.poll() is None
+            and not (
+                out.exists() and any('"event"' in line for line in out.read_text().splitlines())
+            )
+        ):
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert reference.wait(timeout=300) == 0
+    finally:
+        _stop(proc, reference)
     ref = read_jsonl(clean)
     assert len(final_events(ref)) == 8
 
-    out, state = tmp_path / "out.jsonl", tmp_path / "s.state"
-    # real time x 8: the 4-minute record takes 30 s; kill it hard after the first event came out
-    proc = subprocess.Popen(_monitor_cmd(folder, stations, out, state, speed="8"), env=env)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (
-        out.exists() and any('"event"' in line for line in out.read_text().splitlines())
-    ):
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
     before = len(final_events(read_jsonl(out)))
     assert 1 <= before < 7
     subprocess.run(_monitor_cmd(folder, stations, out, state), check=True, env=env, timeout=300)
@@ -505,16 +541,27 @@ def test_cli_monitor_killed_and_restarted_loses_and_duplicates_no_event(record_f
 def test_cli_monitor_sigterm_commits_and_exits_cleanly(record_files, tmp_path):
     folder, stations = record_files
     out, state = tmp_path / "out.jsonl", tmp_path / "s.state"
+    source_state = Path(str(state) + ".source")
     proc = subprocess.Popen(
         _monitor_cmd(folder, stations, out, state, speed="8"),
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(25)  # model loading, then ~2.5 minutes of data at 8x
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    try:
+        # signalled mid-record, once it has committed progress (model loaded, windows run); at 8x the record
+        # takes 30 s
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None and not _committed(source_state):
+            time.sleep(0.1)
+        assert proc.poll() is None, "the monitor finished (or died) before it was signalled"
+        progress = _committed(source_state)
+        assert progress > 0, "no progress committed within 240 s"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        _stop(proc)
     assert proc.returncode == 0, err
     assert "summary" in err
-    assert state.exists() and Path(str(state) + ".source").exists()
-    committed = json.loads(Path(str(state) + ".source").read_text())["committed"]
-    assert committed > 0
+    assert state.exists() and source_state.exists()
+    committed = json.loads(source_state.read_text())["committed"]
+    assert committed >= progress > 0
