@@ -405,21 +405,48 @@ def test_classify_on_a_network_across_the_antimeridian(dateline_record, default_
     assert "far from" not in sb_log.text and "dropped" not in sb_log.text
 
 
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(scope="module")
+def sign_flipped(dateline_record, default_model):
+    """The dateline network with one station's latitude sign-flipped (3,700 km off, in the northern
+    hemisphere): (inventory, the station's key, classify's output, the warnings classify logged). Classify runs
+    once for the classify and the monitor test."""
+    stream, inventory, _truth = dateline_record
+    inventory = inventory.copy()
+    station = inventory[0][4]
+    station.latitude = -station.latitude
+    for channel in station:
+        channel.latitude = -channel.latitude
+    key = f"{inventory[0].code}.{station.code}."
+    logger = logging.getLogger("seisbench")  # SeisBench's logger, which SINE's warnings go through
+    handler, level = _Records(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    try:
+        out = default_model.classify(stream.copy(), inventory=inventory)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return inventory, key, out, [r.getMessage() for r in handler.records]
+
+
 def test_classify_warns_of_a_sign_flipped_station_and_publishes_no_absurd_event(
-    dateline_record, default_model, sb_log
+    dateline_record, sign_flipped
 ):
     """Needs :func:`warn_far_stations` and :func:`drop_implausible` wired into ``SINE.classify``: the station
     with the sign-flipped longitude is named in one warning, the picks are all there, and every published
     event is within the physical bounds."""
-    stream, inventory, _truth = dateline_record
-    inventory = inventory.copy()
-    station = inventory[0][4]
-    station.latitude = -station.latitude  # 3,700 km off, in the northern hemisphere
-    for channel in station:
-        channel.latitude = -channel.latitude
-    key = f"{inventory[0].code}.{station.code}."
-    out = default_model.classify(stream, inventory=inventory)
-    warnings = [r.getMessage() for r in sb_log.records if "far from" in r.getMessage()]
+    stream, _, _truth = dateline_record
+    inventory, key, out, logged = sign_flipped
+    warnings = [m for m in logged if "far from" in m]
     assert len(warnings) == 1 and key in warnings[0]
     assert key in {p.trace_id for p in out.picks}
     coordinates = {
@@ -443,21 +470,15 @@ def test_classify_warns_of_a_sign_flipped_station_and_publishes_no_absurd_event(
 
 
 def test_the_monitor_warns_of_a_sign_flipped_station_and_publishes_no_absurd_event(
-    dateline_record, default_model, sb_log
+    dateline_record, default_model, sign_flipped, sb_log
 ):
     """The streaming engine applies the same bounds as classify: what it publishes is what classify keeps."""
     from engine_util import published_events, run_engine
 
     from sine_seisbench.monitor.engine import StreamingClassifier
 
-    stream, inventory, _truth = dateline_record
-    inventory = inventory.copy()
-    station = inventory[0][4]
-    station.latitude = -station.latitude
-    for channel in station:
-        channel.latitude = -channel.latitude
-    key = f"{inventory[0].code}.{station.code}."
-    expected = default_model.classify(stream.copy(), inventory=inventory)
+    stream, _, _truth = dateline_record
+    inventory, key, expected, _ = sign_flipped
     sb_log.clear()
     engine = StreamingClassifier(default_model, inventory)
     out = run_engine(engine, stream)
