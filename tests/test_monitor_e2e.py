@@ -87,7 +87,7 @@ class Broker:
 
             client = redis.Redis.from_url(self.server.url)
             return [json.loads(f[b"message"]) for _, f in client.xrange("sine.out")]
-        from confluent_kafka import Consumer
+        from confluent_kafka import Consumer, TopicPartition
 
         c = Consumer(
             {
@@ -97,16 +97,27 @@ class Broker:
                 "enable.auto.commit": False,
             }
         )
-        c.assign([__import__("confluent_kafka").TopicPartition("sine.out", 0, 0)])
-        out, idle = [], time.time()
-        while time.time() - idle < 3:
-            m = c.poll(0.5)
-            if m is None or m.error():
-                continue
-            out.append(json.loads(m.value()))
-            idle = time.time()
-        c.close()
-        return out
+        try:
+            # Read up to the end the broker reports, not until an idle time passed. tansu's high watermark is
+            # the last record batch's base offset + 1 (Kafka's: the last record's offset + 1): once the record
+            # at high - 1 came, the rest of its batch is in the same fetch, so a short idle ends the read.
+            _, high = c.get_watermark_offsets(TopicPartition("sine.out", 0), timeout=10)
+            c.assign([TopicPartition("sine.out", 0, 0)])
+            out, last, idle = [], -1, time.monotonic()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                reached = last >= high - 1
+                if reached and time.monotonic() - idle >= 0.5:
+                    break
+                m = c.poll(0.1 if reached else 0.5)
+                if m is None or m.error():
+                    continue
+                out.append(json.loads(m.value()))
+                last, idle = m.offset(), time.monotonic()
+            assert last >= high - 1, f"sine.out read up to offset {last} of {high}"
+            return out
+        finally:
+            c.close()
 
 
 @pytest.fixture(params=["redis", "kafka"])
