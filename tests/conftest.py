@@ -12,6 +12,12 @@ os.environ.setdefault(
     "SINE_TRAVELTIME_CACHE", str(Path(tempfile.gettempdir()) / "sine-seisbench-traveltimes")
 )
 
+# Threads that wait at the end of a parallel region sleep instead of spinning (read when torch loads OpenMP; the
+# subprocesses and Dask workers the tests start inherit it). With spinning threads, one busy process beside a
+# 2-thread torch process on a 2-core machine made the model's steps ~2-4x slower (the tests start such processes:
+# CLI monitors, Dask workers, brokers); results are the same either way.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import pytest
 import torch
 
