@@ -19,6 +19,8 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,15 +189,20 @@ class TravelTimes:
         if table_path.exists():
             table = dict(np.load(table_path))
         else:
-            model_file = cache / f"model_{digest}{taup_file.suffix if taup_file else '.tvel'}"
-            if tvel is not None:
-                model_file.write_text("\n".join(tvel) + "\n")
-            else:
-                model_file.write_text(source)
-            table = _build(model_file, cache, dist, depth)
-            tmp = table_path.with_suffix(".tmp.npz")
-            np.savez(tmp, **table)
-            tmp.replace(table_path)  # atomic: a concurrent reader never sees half a table
+            # Built in a folder of this process's own, then moved into place (the table last): processes that
+            # build the same table at once (test workers, Dask workers, two CLI runs) never read or write each
+            # other's half-written files.
+            work = Path(tempfile.mkdtemp(prefix=f".build_{digest}_", dir=cache))
+            try:
+                model_file = work / f"model_{digest}{taup_file.suffix if taup_file else '.tvel'}"
+                model_file.write_text("\n".join(tvel) + "\n" if tvel is not None else source)
+                table = _build(model_file, work, dist, depth)
+                np.savez(work / table_path.name, **table)
+                for built in (model_file, work / self.taup_model.name, work / table_path.name):
+                    if built.exists():
+                        os.replace(built, cache / built.name)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
         self.distances, self.depths = dist, depth
         self._tables = {k: np.asarray(table[k], dtype=float) for k in _FIELDS}
         for name in _FIELDS:
