@@ -49,3 +49,15 @@ def tt():
     return TravelTimes(
         max_distance_km=120.0, max_depth_km=24.0, distance_step_km=5.0, depth_step_km=3.0
     )
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """SeisBench's network access (listing and downloading remote weights) fails the test."""
+    import seisbench.util
+
+    def no_network(*args, **kwargs):
+        raise AssertionError(f"network access: {args}")
+
+    monkeypatch.setattr(seisbench.util, "ls_webdav", no_network)
+    monkeypatch.setattr(seisbench.util, "download_http", no_network)

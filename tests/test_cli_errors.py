@@ -13,7 +13,7 @@ import numpy as np
 import obspy
 import pandas as pd
 import pytest
-import seisbench.util
+from cli_util import one_error_line
 from test_benchmark import data_dir  # noqa: F401 - the tiny benchmark data folder fixture
 
 from sine_seisbench import DEFAULT_WEIGHTS, SINE
@@ -21,29 +21,6 @@ from sine_seisbench.cli import main
 from sine_seisbench.errors import UserError
 from sine_seisbench.example import network_stream
 from sine_seisbench.monitor.config import engine_options, validate_config
-
-
-def one_error_line(code: int, err: str, *needles: str) -> str:
-    """Asserts exit status 2 and exactly one stderr line without a traceback that contains ``needles``."""
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    assert lines[0].startswith("sine ")
-    return lines[0]
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    """SeisBench's network access (listing and downloading remote weights) fails the test."""
-
-    def no_network(*args, **kwargs):
-        raise AssertionError(f"network access: {args}")
-
-    monkeypatch.setattr(seisbench.util, "ls_webdav", no_network)
-    monkeypatch.setattr(seisbench.util, "download_http", no_network)
 
 
 @pytest.fixture

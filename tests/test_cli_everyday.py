@@ -14,6 +14,7 @@ import obspy
 import pandas as pd
 import pytest
 import torch
+from cli_util import one_error_line
 
 from sine_seisbench import DEFAULT_WEIGHTS, SINE
 from sine_seisbench import progress as progress_mod
@@ -65,18 +66,6 @@ def test_progress_environment_variable_and_manual_updates(loud, monkeypatch):
 # ---------------------------------------------------------------------------------------------------------------
 # Shared helpers
 # ---------------------------------------------------------------------------------------------------------------
-def one_error_line(code: int, err: str, *needles: str) -> str:
-    """Exit status 2 and exactly one stderr line ``sine ...`` (no traceback) holding ``needles``."""
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    assert lines[0].startswith("sine ")
-    return lines[0]
-
-
 @pytest.fixture
 def network(tmp_path):
     """Five stations: a miniSEED file, their StationXML and a CSV station table in other spellings

@@ -22,17 +22,6 @@ PACKAGE = Path(sine_seisbench.__file__).parent
 
 
 @pytest.fixture
-def offline(monkeypatch):
-    """SeisBench's network access (listing and downloading remote weights) fails the test."""
-
-    def no_network(*args, **kwargs):
-        raise AssertionError(f"network access: {args}")
-
-    monkeypatch.setattr(seisbench.util, "ls_webdav", no_network)
-    monkeypatch.setattr(seisbench.util, "download_http", no_network)
-
-
-@pytest.fixture
 def empty_cache(tmp_path, monkeypatch):
     """An empty SeisBench model cache: the folder SINE.from_pretrained would write to."""
     monkeypatch.setattr(seisbench, "cache_model_root", tmp_path / "models")
