@@ -463,7 +463,7 @@ def _merge_group_events(
 ) -> list[Event]:
     """One event per earthquake among the events of one chunk from several station groups: events that share a
     P pick, or whose origins are within ``merge_time_s`` and ``merge_distance_km``, are one earthquake (the rule
-    of :func:`~sine_seisbench.events.merge_candidates`); the one with the most P stations, then the smallest
+    of :func:`~sine_seisbench.pipeline.events.merge_candidates`); the one with the most P stations, then the smallest
     horizontal uncertainty, then the smallest id is kept."""
     events = sorted(events, key=_event_sort_key)
     n = len(events)

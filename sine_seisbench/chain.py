@@ -3,7 +3,7 @@
 Each step is deliberately simple and standard, so that the comparison measures what a joint multi-station
 model adds over a conventional processing chain fed with the same picks:
 
-- :func:`associate_picks`: greedy time clustering of a picker's P picks (:func:`sine_seisbench.events.associate`),
+- :func:`associate_picks`: greedy time clustering of a picker's P picks (:func:`sine_seisbench.pipeline.events.associate`),
   with each station's first S pick after its P attached; or :func:`associate_pyocto`: PyOcto's space-partitioning
   associator (Münchmeyer, 2024) with travel-time tables of the same 1-D model.
 - :func:`locate`: grid-search hypocentre in the project's 1-D Southern California model
@@ -29,9 +29,9 @@ import obspy
 import pandas as pd
 import seisbench.util as sbu
 
-from .events import associate, hypocentral_distance_km
 from .geometry import Coordinates, project, reference_point, station_key, unproject
-from .locate import HUTTON_BOORE, ml_from_amplitude, wood_anderson_mm
+from .pipeline.events import associate, hypocentral_distance_km
+from .pipeline.locate import HUTTON_BOORE, ml_from_amplitude, wood_anderson_mm
 from .traveltimes import SOCAL_LAYERS, VP_VS, TravelTimes
 
 logger = logging.getLogger(__name__)
@@ -405,8 +405,8 @@ def local_magnitude(
     For every station with coordinates and at least one horizontal component (channel code ending N/E or 1/2;
     a single horizontal stands in for both), the ZNE ground velocity (m/s) in the window from predicted P −
     ``pre_p_s`` to predicted S + ``post_s_s`` is demeaned, tapered (0.5 s) and passed to
-    :func:`~sine_seisbench.locate.wood_anderson_mm` at 100 Hz; the station magnitude follows with the
-    hypocentral distance (:func:`~sine_seisbench.locate.ml_from_amplitude`, Hutton & Boore). Stations whose
+    :func:`~sine_seisbench.pipeline.locate.wood_anderson_mm` at 100 Hz; the station magnitude follows with the
+    hypocentral distance (:func:`~sine_seisbench.pipeline.locate.ml_from_amplitude`, Hutton & Boore). Stations whose
     records do not cover the window, or hold gaps of non-finite samples, are skipped.
 
     :param stream: Ground velocity in m/s, ideally at 100 Hz (other rates are resampled).
@@ -470,7 +470,7 @@ def associate_picks(
 ) -> list[list[PickTuple]]:
     """Group a picker's picks into events by greedy time clustering of the P picks.
 
-    The P picks are clustered with :func:`sine_seisbench.events.associate` (a cluster starts at the earliest
+    The P picks are clustered with :func:`sine_seisbench.pipeline.events.associate` (a cluster starts at the earliest
     unused P pick and takes every station's earliest P pick within ``window_s``; it is an event with at least
     ``min_stations`` stations). Each of an event's stations gets its first S pick after its P pick, within
     ``max_s_minus_p_s`` and before that station's next P pick.

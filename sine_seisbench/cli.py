@@ -59,7 +59,7 @@ def _classify_kwargs(args: argparse.Namespace) -> dict:
     }
     out = {k: v for k, v in given.items() if v is not None}
     if getattr(args, "velocity_model", None):
-        from .locate import traveltimes_for
+        from .pipeline.locate import traveltimes_for
 
         try:
             traveltimes_for(args.velocity_model)
@@ -67,7 +67,7 @@ def _classify_kwargs(args: argparse.Namespace) -> dict:
             raise UserError(f"--velocity-model {args.velocity_model}: {e}") from e
         out["velocity_model"] = args.velocity_model
     if getattr(args, "station_corrections", None):
-        from .locate import read_station_corrections
+        from .pipeline.locate import read_station_corrections
 
         try:
             out["station_corrections"] = read_station_corrections(args.station_corrections)
@@ -170,7 +170,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     out = model.classify(stream, **kwargs)
     print(out.picks)
     print(out.events)
-    from .outputs import write_events_csv, write_picks_csv, write_quakeml
+    from .pipeline.publish import write_events_csv, write_picks_csv, write_quakeml
 
     if args.picks_out:
         write_picks_csv(out.picks, args.picks_out, catalog=out.events, stream=stream)
@@ -199,7 +199,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         drop_unlocated=args.drop_unlocated,
     )
-    from .outputs import write_annotations
+    from .pipeline.publish import write_annotations
 
     written = write_annotations(annotations, args.out)
     codes = ", ".join(sorted({tr.stats.channel for tr in written}))

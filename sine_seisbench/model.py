@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 from copy import deepcopy
 from importlib import resources
 from pathlib import Path
@@ -17,51 +16,28 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from obspy.core.event import Catalog
-from obspy.signal.trigger import trigger_onset
 from seisbench.models.base import WaveformModel
 
 from . import seisbench_adapter as sba
-from .events import (
-    Candidate,
-    associate,
-    candidate_to_event,
-    drop_implausible,
-    merge_candidates,
-)
 from .geometry import (
-    Coordinates,
     GeographicGroupingHelper,
     StationTable,
     attach_coordinates,
     build_station_graph,
-    compact_groups,
-    local_positions,
-    station_key,
-    warn_far_stations,
-)
-from .locate import (
-    LocatorConfig,
-    locate_window,
-    read_station_corrections,
-    station_gains,
-    traveltimes_for,
 )
 from .nn.encoder import StationGraphBranch
 from .nn.heads import ArrivalHead, EventHead
 from .nn.phasenet import PhaseNetBackbone
-from .prepare import (
+from .pipeline.locate import locate_record
+from .pipeline.pick import picks_from_annotations
+from .pipeline.prepare import (
     GridRecord,
-    OutageLog,
-    Stack,
-    WindowItem,
-    cut_window,
-    mask_prediction,
+    StationSet,
+    prepare_stream,
+    remove_sensitivity,
     split_invalid_samples,
-    stack_to_traces,
-    usable_windows,
-    window_starts,
 )
-from .progress import progress
+from .pipeline.run import annotate_record, stacks_to_stream
 
 #: Name of the shipped weights every entry point uses by default (``weights/README.md`` is their model card).
 DEFAULT_WEIGHTS = "sine_pn_original"
@@ -175,7 +151,7 @@ class SINE(WaveformModel):
     )
     _annotate_args["station_corrections"] = (
         "Static station corrections: a CSV (station NET.STA.LOC, P, S in s added to predicted times, ML added "
-        "to station magnitudes), a DataFrame or a dict; see sine_seisbench.locate.estimate_station_corrections.",
+        "to station magnitudes), a DataFrame or a dict; see sine_seisbench.pipeline.locate.estimate_station_corrections.",
         None,
     )
     _annotate_args["min_p_stations"] = (
@@ -450,17 +426,8 @@ class SINE(WaveformModel):
         # Only models that use physical amplitudes see responses: the picker's path is then fed what the
         # picker was trained on (counts), and its eps (1e-10) stays negligible.
         if self.calibrated_amplitudes and sba.arg(self, argdict, "remove_sensitivity"):
-            _remove_sensitivity(stream, argdict.get("inventory"))
+            remove_sensitivity(stream, argdict.get("inventory"))
         super().annotate_stream_pre(stream, argdict)
-
-        argdict["_coordinates"] = {
-            station_key(tr.id): Coordinates.from_stats(tr.stats.coordinates) for tr in stream
-        }
-        calibrated: dict[str, bool] = {}
-        for tr in stream:
-            key = station_key(tr.id)
-            calibrated[key] = calibrated.get(key, True) and bool(tr.stats.get("sine_calibrated"))
-        argdict["_calibrated"] = calibrated
         return stream
 
     def annotate_stream_validate(
@@ -507,229 +474,21 @@ class SINE(WaveformModel):
             picks[:, :, -postnan:] = np.nan
         return picks
 
-    def _group_inputs(
-        self, stations: list[str], argdict: dict[str, Any]
-    ) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
-        """Positions (S, 3), calibration flags (S,) and reference point of a station group."""
-        cache = argdict.setdefault("_group_cache", {})
-        key = tuple(stations)
-        if key not in cache:
-            coords = [argdict["_coordinates"][station_key(s)] for s in stations]
-            positions, ref = local_positions(coords)
-            calibrated = np.array(
-                [argdict["_calibrated"].get(station_key(s), False) for s in stations]
-            )
-            cache[key] = (positions, calibrated, ref)
-        return cache[key]
-
-    def run_groups(
-        self,
-        windows: list[np.ndarray],
-        groups: list[list[str]],
-        argdict: dict[str, Any],
-        event: bool = True,
-    ) -> tuple[dict[str, torch.Tensor], Any]:
-        """The *run* step on a batch: the network on windows ``(stations, components, samples)`` of the given
-        station groups (every group at most ``max_stations``; ``argdict`` holds ``_coordinates`` and
-        ``_calibrated`` as :meth:`annotate_stream_pre` leaves them). Pads the station axis, normalises
-        (:meth:`annotate_batch_pre`), leaves stations with non-finite values out, runs in eval mode without
-        gradients. Used by ``classify``/``annotate`` and the monitor engine.
-
-        :return: The network's outputs (see :meth:`forward`) and the log10 amplitude scales
-                 ``(batch, max_stations)``.
-        """
-        n_st = self.max_stations
-        for stations in groups:
-            if len(stations) > n_st:
-                raise ValueError(
-                    f"A group of {len(stations)} stations exceeds max_stations={n_st}: {stations}"
-                )
-        n_samples = windows[0].shape[-1]
-        data = np.zeros((len(windows), n_st, self.in_channels, n_samples), dtype=np.float32)
-        positions = np.zeros((len(windows), n_st, 3), dtype=np.float32)
-        calibrated = np.zeros((len(windows), n_st), dtype=bool)
-        mask = np.zeros((len(windows), n_st), dtype=bool)
-        for i, (window, stations) in enumerate(zip(windows, groups, strict=True)):
-            data[i, : window.shape[0]] = window
-            pos, cal, _ = self._group_inputs(stations, argdict)
-            positions[i, : len(stations)] = pos
-            calibrated[i, : len(stations)] = cal
-            mask[i, : len(stations)] = True
-        device = self.device
-        x = torch.as_tensor(data, device=device)
-        x, log_scale = self.annotate_batch_pre(x, argdict)
-        finite = torch.isfinite(x).all(-1).all(-1) & torch.isfinite(log_scale)
-        # numerically unusable windows never reach the network (through the graph they would spread NaN to
-        # every station of the group)
-        if not bool(finite.all()):
-            bad = (~finite).nonzero().tolist()
-            names = sorted({groups[i][j] for i, j in bad if j < len(groups[i])})
-            seisbench.logger.warning(
-                f"SINE: non-finite values after normalisation for {', '.join(names)}; these stations are "
-                "left out of the affected windows."
-            )
-            x = torch.where(finite[..., None, None], x, torch.zeros_like(x))
-            log_scale = torch.where(finite, log_scale, torch.zeros_like(log_scale))
-            mask &= finite.cpu().numpy()
-        # Inference always in eval mode: in train mode BatchNorm would use batch statistics and update its
-        # running statistics, so results would depend on the batch and change the model.
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                out = self(
-                    x,
-                    positions=torch.as_tensor(positions, device=device),
-                    station_mask=torch.as_tensor(mask, device=device),
-                    amplitude=log_scale,
-                    calibrated=torch.as_tensor(calibrated, device=device),
-                    event=event,
-                    graph_picks=bool(sba.arg(self, argdict, "graph_picks")),
-                )
-        finally:
-            self.train(was_training)
-        return out, log_scale
-
-    def _prepare(self, stream: obspy.Stream, argdict: dict[str, Any]) -> GridRecord | None:
-        """The *prepare* step: cleans a private copy of the stream in place (see :meth:`annotate_stream_pre`)
-        and places it on the sampling grid. None when nothing usable is left."""
-        stream.merge(-1)
-        self.annotate_stream_pre(stream, argdict)
-        stream = self.annotate_stream_validate(stream, argdict)
-        comp_dict = sba.component_index(
-            self, stream, sba.arg(self, argdict, "flexible_horizontal_components")
-        )
-        record = GridRecord.from_stream(
-            stream, self.sampling_rate, comp_dict, self.in_channels, argdict["_calibrated"]
-        )
-        if not record.stations:
-            return None
-        argdict["_coordinates"] = {k: s.coordinates for k, s in record.stations.items()}
-        argdict.pop("_group_cache", None)
-        warn_far_stations(argdict["_coordinates"], seisbench.logger)
-        return record
-
-    def groups_of(self, stations: list[str], argdict: dict[str, Any]) -> list[list[str]]:
-        """The compact station groups of one window: the stations with data in it split into groups of at most
-        ``max_stations`` (cached per station set in ``argdict``, whose ``_coordinates`` hold the stations'
-        coordinates). Used by ``classify``/``annotate`` and the monitor engine."""
-        cache = argdict.setdefault("_window_groups", {})
-        key = frozenset(stations)
-        if key not in cache:
-            names = sorted(stations)
-            coords = argdict["_coordinates"]
-            cache[key] = compact_groups(
-                names,
-                [coords[s] for s in names],
-                self.max_stations,
-                getattr(sba.grouping_helper(self), "min_neighbours", None),
-            )
-        return cache[key]
-
-    def window_items(
-        self,
-        start: int,
-        raw: dict[str, np.ndarray],
-        outages: OutageLog,
-        argdict: dict[str, Any],
-    ) -> tuple[list[WindowItem], list[tuple[str, int]]]:
-        """The *prepare* step of one window from grid index ``start``: the stations' raw windows
-        ``(components, in_samples)`` (NaN where there is no sample) filled and masked (:func:`usable_windows`)
-        and split into station groups (:meth:`groups_of`).
-
-        :return: One ``(start, group, windows (stations, components, samples), sample masks)`` per group, and
-                 the stations whose outage starts a new span in ``outages`` (see :func:`usable_windows`).
-        """
-        windows, have, new_outages = usable_windows(raw, start, outages)
-        items = [
-            (start, group, np.stack([windows[s] for s in group]), [have[s] for s in group])
-            for group in (self.groups_of(list(windows), argdict) if windows else [])
-        ]
-        return items, new_outages
-
-    def run_and_stack(
-        self,
-        items: list[WindowItem],
-        stacks: dict[str, Stack],
-        argdict: dict[str, Any],
-        new_stack: Callable[[str, int], Stack],
-    ) -> None:
-        """The *run* step on one batch of :meth:`window_items`: the network (:meth:`run_groups`), blinded edges
-        (:meth:`annotate_batch_post`), each station's prediction masked where it had no sample and added to its
-        stack in ``stacks`` (``new_stack(station, window start)`` makes a missing one)."""
-        out, log_scale = self.run_groups(
-            [item[2] for item in items], [item[1] for item in items], argdict, event=False
-        )
-        preds = self.annotate_batch_post(out, log_scale, argdict).cpu().numpy()
-        for (start, group, _, haves), pred in zip(items, preds, strict=True):
-            for j, key in enumerate(group):
-                stack = stacks.get(key)
-                if stack is None:
-                    stack = stacks[key] = new_stack(key, start)
-                stack.add(start, mask_prediction(pred[j].T.astype(np.float64), haves[j]))
-
-    def _annotate_record(self, record: GridRecord, argdict: dict[str, Any]) -> dict[str, Stack]:
-        """The *run* step over a whole record: windows on one grid from the record's first sample, every
-        station with data in a window taking part (gaps filled, its output masked there), predictions of
-        overlapping windows and of overlapping groups stacked per station."""
-        n = self.in_samples
-        stride = sba.window_stride(self, argdict)
-        if stride < 1:
-            raise ValueError(f"overlap must be smaller than the window ({n} samples)")
-        batch_size = int(sba.arg(self, argdict, "batch_size"))
-        method = sba.arg(self, argdict, "stacking").lower()
-        if method not in ("avg", "max"):
-            raise ValueError(f"Stacking method {method!r} unknown; use 'avg' or 'max'.")
-        stacks: dict[str, Stack] = {}
-        outages = OutageLog()
-        pending: list[WindowItem] = []
-
-        def new_stack(key: str, start: int) -> Stack:
-            return Stack(len(self.labels), start, method)
-
-        starts = list(window_starts(record.start, record.end, n, stride))
-        # a bar only for long records (sine --quiet / SINE_QUIET=1 silence it)
-        for start in progress(
-            starts, desc="SINE windows", unit="window", disable=len(starts) < 20, leave=False
-        ):
-            raw = {
-                key: station.read(start, n)
-                for key, station in record.stations.items()
-                if station.base < start + n and station.end > start
-            }
-            # outages are reported at the end
-            items, _ = self.window_items(start, raw, outages, argdict)
-            for item in items:
-                pending.append(item)
-                if len(pending) >= batch_size:
-                    self.run_and_stack(pending, stacks, argdict, new_stack)
-                    pending = []
-        if pending:
-            self.run_and_stack(pending, stacks, argdict, new_stack)
-        outages.report(self.sampling_rate)
-        return stacks
-
-    def _stacks_to_stream(self, stacks: dict[str, Stack]) -> obspy.Stream:
-        out = obspy.Stream()
-        for key in sorted(stacks):
-            out += stack_to_traces(
-                key, stacks[key], self.labels, self.sampling_rate, self.__class__.__name__
-            )
-        return out
-
     def _annotate_stream(
         self, stream: obspy.Stream, argdict: dict[str, Any]
-    ) -> tuple[GridRecord, obspy.Stream] | None:
-        """prepare + run on a private copy of a stream: the record and its annotation traces; None (with a
-        warning) when the stream holds no usable data."""
-        record = self._prepare(stream, argdict)
-        if record is None:
+    ) -> tuple[GridRecord, StationSet, obspy.Stream] | None:
+        """The prepare and run steps on a private copy of a stream: the record, its stations and its
+        annotation traces; None (with a warning) when the stream holds no usable data."""
+        prepared = prepare_stream(self, stream, argdict)
+        if prepared is None:
             seisbench.logger.warning("SINE: no usable Z/N/E/1/2 data in the stream.")
             return None
+        record, stations = prepared
         if argdict.get("batch_size") is None:  # about 256 station-windows per batch
-            stations = min(len(record.stations), self.max_stations)
-            argdict["batch_size"] = max(1, 256 // max(1, stations))
-        return record, self._stacks_to_stream(self._annotate_record(record, argdict))
+            n = min(len(record.stations), self.max_stations)
+            argdict["batch_size"] = max(1, 256 // max(1, n))
+        stacks = annotate_record(self, record, stations, argdict)
+        return record, stations, stacks_to_stream(self, stacks)
 
     async def annotate_async(
         self, stream: obspy.Stream, copy: bool = True, **kwargs
@@ -750,7 +509,7 @@ class SINE(WaveformModel):
             seisbench.logger.warning("SINE: the stream is empty; nothing to annotate.")
             return obspy.Stream()
         done = self._annotate_stream(_copy_stream(stream) if copy else stream, argdict)
-        return obspy.Stream() if done is None else done[1]
+        return obspy.Stream() if done is None else done[2]
 
     # ------------------------------------------------------------------------------------------------
     # classify
@@ -771,9 +530,9 @@ class SINE(WaveformModel):
         done = self._annotate_stream(_copy_stream(stream), argdict)
         if done is None:
             return sbu.ClassifyOutput(self.name, picks=sbu.PickList(), events=Catalog())
-        record, annotations = done
+        record, stations, annotations = done
         picks = self.classify_aggregate(annotations, argdict).picks
-        events = self._locate(record, picks, argdict)
+        events = locate_record(self, record, stations, picks, argdict)
         return sbu.ClassifyOutput(self.name, picks=picks, events=events)
 
     def classify_aggregate(
@@ -784,190 +543,12 @@ class SINE(WaveformModel):
         for phase in self.labels:
             if phase == "N":
                 continue
-            picks += self.picks_from_annotations(
+            picks += picks_from_annotations(
                 annotations.select(channel=f"{self.__class__.__name__}_{phase}"),
                 sba.threshold(self, argdict, phase),
                 phase,
             )
         return sbu.ClassifyOutput(self.name, picks=sbu.PickList(sorted(picks)), events=Catalog())
-
-    @staticmethod
-    def picks_from_curve(
-        values: np.ndarray,
-        threshold: float,
-        trace_id: str,
-        phase: str,
-        time_of: Callable[[int], obspy.UTCDateTime],
-    ) -> list[sbu.Pick]:
-        """The *pick* step on one station's probability curve of one phase, SeisBench's rule: ObsPy's
-        ``trigger_onset`` on at ``threshold`` and off below half of it, the peak the largest value between on
-        and off (the first of equal ones). ``time_of(i)`` is the time of sample ``i``. Used by
-        :meth:`picks_from_annotations` (``classify``) and the monitor engine."""
-        picks = []
-        for s0, s1 in trigger_onset(values, threshold, threshold / 2):
-            segment = values[s0 : s1 + 1]
-            picks.append(
-                sbu.Pick(
-                    trace_id=trace_id,
-                    start_time=time_of(s0),
-                    end_time=time_of(s1),
-                    peak_time=time_of(s0 + np.argmax(segment)),
-                    peak_value=np.max(segment),
-                    phase=phase,
-                )
-            )
-        return picks
-
-    @staticmethod
-    def picks_from_annotations(
-        annotations: obspy.Stream, threshold: float, phase: str
-    ) -> sbu.PickList:
-        """SeisBench's ``picks_from_annotations`` (the same picks, tested against it) through
-        :meth:`picks_from_curve`, the rule the monitor engine shares."""
-        picks = []
-        for trace in annotations:
-            stats = trace.stats
-            start, times = stats.starttime, trace.times()
-            picks += SINE.picks_from_curve(
-                trace.data,
-                threshold,
-                f"{stats.network}.{stats.station}.{stats.location}",
-                phase,
-                lambda i, start=start, times=times: start + times[i],
-            )
-        return sbu.PickList(sorted(picks))
-
-    def _locate(self, record: GridRecord, picks: sbu.PickList, argdict: dict[str, Any]) -> Catalog:
-        coordinates: dict[str, Coordinates] = argdict["_coordinates"]
-        min_stations = sba.arg(self, argdict, "min_stations")
-        stations = sorted(coordinates)
-        if len(stations) < min_stations:
-            seisbench.logger.warning(
-                f"SINE: only {len(stations)} located station(s) with data, fewer than "
-                f"min_stations={min_stations}; returning picks only, no events."
-            )
-            return Catalog()
-
-        p_picks = sbu.PickList(p for p in picks if p.phase == "P")
-        window_len = (self.in_samples - 1) / self.sampling_rate
-        candidates: list[Candidate] = []
-        for group in self.event_groups(argdict):
-            window_s = self.association_window(group, argdict)
-            candidates += associate(p_picks, group, window_s, min_stations)
-        if not candidates:
-            return Catalog()
-
-        pre_p = sba.arg(self, argdict, "event_pre_p")
-        windows = [
-            cut_window(
-                record.read,
-                cand.group,
-                record.index(cand.first_p - pre_p),
-                self.in_samples,
-                self.in_channels,
-            )
-            for cand in candidates
-        ]
-        self.estimate_candidates(candidates, windows, argdict)
-        candidates = drop_implausible(
-            candidates, coordinates, record.time(record.start), window_len, seisbench.logger
-        )
-        if not candidates:
-            return Catalog()
-        merged = merge_candidates(
-            candidates,
-            sba.arg(self, argdict, "merge_time"),
-            sba.arg(self, argdict, "merge_distance"),
-        )
-        channels = {
-            key: station.channels.get(0) or next(iter(station.channels.values()))
-            for key, station in record.stations.items()
-        }
-        return Catalog(
-            [candidate_to_event(cand, coordinates, channels, self.name) for cand in merged]
-        )
-
-    def event_groups(self, argdict: dict[str, Any]) -> list[list[str]]:
-        """The station groups of association and the event step: every station of ``argdict["_coordinates"]``
-        in compact groups of at most ``max_stations``. Used by ``classify`` and the monitor engine."""
-        coordinates: dict[str, Coordinates] = argdict["_coordinates"]
-        stations = sorted(coordinates)
-        return compact_groups(stations, [coordinates[s] for s in stations], self.max_stations)
-
-    def association_window(self, group: list[str], argdict: dict[str, Any]) -> float:
-        """Association window (s) of a station group: ``association_window`` or the group's largest station
-        distance / 5 km/s + 2 s, capped at 80% of the model window."""
-        window_s = sba.arg(self, argdict, "association_window")
-        if window_s is not None:
-            return float(window_s)
-        coordinates: dict[str, Coordinates] = argdict["_coordinates"]
-        pos, _ = local_positions([coordinates[s] for s in group])
-        span = float(np.max(np.linalg.norm(pos[:, None, :2] - pos[None, :, :2], axis=-1)))
-        return min(span / 5.0 + 2.0, 0.8 * (self.in_samples - 1) / self.sampling_rate)
-
-    def estimate_candidates(
-        self, candidates: list[Candidate], windows: list[np.ndarray], argdict: dict[str, Any]
-    ) -> None:
-        """The event step (:mod:`sine_seisbench.locate`) on each candidate's window ``(stations, components,
-        samples)`` starting ``event_pre_p`` before its first P: the network's P and S curves over the window are
-        migrated, accepted or rejected, their soft arrival times fitted and ML measured. Fills in location,
-        magnitude, uncertainties and origin time, or ``rejected`` with the reason."""
-        batch_size = sba.arg(self, argdict, "batch_size")
-        config = self._locator_config(argdict)
-        tt = traveltimes_for(sba.arg(self, argdict, "velocity_model"))
-        corrections = read_station_corrections(sba.arg(self, argdict, "station_corrections"))
-        pre_p = sba.arg(self, argdict, "event_pre_p")
-        phase_index = [self.labels.index("P"), self.labels.index("S")]
-        for start in range(0, len(candidates), batch_size):
-            chunk = candidates[start : start + batch_size]
-            chunk_windows = windows[start : start + batch_size]
-            # the event head's graph features are run only where they give the arrival weights
-            out, _ = self.run_groups(
-                chunk_windows,
-                [c.group for c in chunk],
-                argdict,
-                event=self.arrival_head is not None,
-            )
-            picks = out["picks"].cpu().numpy()
-            sigmas = out["arrival_sigma"].cpu().numpy() if "arrival_sigma" in out else None
-            for i, cand in enumerate(chunk):
-                positions, _, ref = self._group_inputs(cand.group, argdict)
-                window = chunk_windows[i]
-                n_st = len(cand.group)
-                cand.reference = ref
-                curves = np.nan_to_num(picks[i, :n_st][:, phase_index])
-                available = np.any(window != 0, axis=(1, 2)) & np.all(
-                    np.isfinite(window), axis=(1, 2)
-                )
-                gains = station_gains(argdict, cand.group)
-                result = locate_window(
-                    curves,
-                    window,
-                    self.sampling_rate,
-                    list(cand.group),
-                    positions,
-                    available,
-                    pre_p,
-                    tt,
-                    config,
-                    gains,
-                    corrections,
-                    None if sigmas is None else np.nan_to_num(sigmas[i, :n_st], nan=0.0),
-                )
-                window_start = cand.first_p - pre_p
-                cand.set_estimate(result, window_start, tt)
-
-    def _locator_config(self, argdict: dict[str, Any]) -> LocatorConfig:
-        def get(name: str):
-            if name == "p_threshold":
-                return sba.threshold(self, argdict, "P")
-            if name == "s_threshold":
-                return sba.threshold(self, argdict, "S")
-            if name in sba.annotate_args(self):
-                return sba.arg(self, argdict, name)
-            return None
-
-        return LocatorConfig.from_argdict(get)
 
     # ------------------------------------------------------------------------------------------------
     # Saving and loading
@@ -1127,20 +708,6 @@ def _warn_unused_components(stream: obspy.Stream) -> None:
         seisbench.logger.warning(
             f"SINE: trace(s) {', '.join(unused)} are not Z, N, E, 1 or 2 components and are ignored."
         )
-
-
-def _remove_sensitivity(stream: obspy.Stream, inventory: Any) -> None:
-    """Divides traces by their overall sensitivity where the inventory has a response; flags them."""
-    if not isinstance(inventory, obspy.Inventory):
-        return
-    for tr in stream:
-        if tr.stats.get("sine_calibrated"):
-            continue
-        try:
-            tr.remove_sensitivity(inventory)
-        except Exception:  # noqa: BLE001 - no response for this channel: stays uncalibrated
-            continue
-        tr.stats.sine_calibrated = True
 
 
 __all__ = ["DEFAULT_WEIGHTS", "SINE"]

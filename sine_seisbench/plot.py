@@ -9,7 +9,7 @@
 
 Figures are drawn with matplotlib's Agg canvas (no pyplot, no display, the global backend is left alone) and
 written as PNG or PDF by the file's suffix. Inputs are the files ``sine classify`` and ``sine annotate`` write
-(:mod:`sine_seisbench.outputs`) or the Python objects themselves.
+(:mod:`sine_seisbench.pipeline.publish`) or the Python objects themselves.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from obspy.geodetics import gps2dist_azimuth
 from .cli_support import check_input_file, read_inventory, read_waveforms, waveform_files
 from .errors import UserError
 from .geometry import Coordinates, StationTable, reference_point
-from .outputs import (
+from .pipeline.publish import (
     annotations_by_station,
     picks_frame,
     preferred_magnitude,
@@ -134,7 +134,7 @@ def station_points(inventory: Inventory | pd.DataFrame | None) -> dict[str, Coor
 def _as_picks_frame(
     picks: pd.DataFrame | Iterable[sbu.Pick] | None, catalog: Catalog | None
 ) -> pd.DataFrame:
-    """A picks table (:data:`~sine_seisbench.outputs.PICK_COLUMNS`); without picks, the events' arrivals."""
+    """A picks table (:data:`~sine_seisbench.pipeline.publish.PICK_COLUMNS`); without picks, the events' arrivals."""
     if isinstance(picks, pd.DataFrame):
         return picks
     return picks_frame(picks, catalog)
@@ -231,10 +231,10 @@ def record_section(
 
     P and S picks are vertical bars (blue, red): solid when associated with an event (``event_id``), dashed
     otherwise; with ``picks=None`` the catalog's arrivals are drawn. Annotations (``SINE_P``/``SINE_S`` or the
-    ``?XP``/``?XS`` codes of :func:`~sine_seisbench.outputs.write_annotations`) are shaded under each trace,
+    ``?XP``/``?XS`` codes of :func:`~sine_seisbench.pipeline.publish.write_annotations`) are shaded under each trace,
     0 to 1 over the trace's height.
 
-    :param picks: A picks table (:func:`~sine_seisbench.outputs.read_picks_csv`), SeisBench picks, or None.
+    :param picks: A picks table (:func:`~sine_seisbench.pipeline.publish.read_picks_csv`), SeisBench picks, or None.
     :param path: PNG or PDF file to write, or None (only return the figure).
     :param start: Plot from this time (default: the data's start).
     :param end: Plot until this time (default: the data's end).

@@ -107,11 +107,8 @@ def threshold(model: WaveformModel, argdict: dict[str, Any], phase: str) -> floa
 
 
 def verify_args(model: WaveformModel, argdict: dict[str, Any]) -> None:
-    """SeisBench's check of annotate arguments (a warning for each unknown one). Keys starting with ``_``
-    are SINE's run-time state in ``argdict`` and are not checked."""
-    WaveformModel._verify_argdict(
-        model, {k: v for k, v in argdict.items() if not str(k).startswith("_")}
-    )
+    """SeisBench's check of annotate arguments (a warning for each unknown one)."""
+    WaveformModel._verify_argdict(model, argdict)
 
 
 def overlap_samples(

@@ -146,7 +146,7 @@ def location_loss(
     """The event step's travel-time misfit at the true hypocentre, differentiable in the curves and the arrival
     head: the Gaussian negative log-likelihood of the soft arrival times' residuals.
 
-    As in :func:`sine_seisbench.locate.soft_arrivals`, a station's soft arrival is the p²-weighted mean time of its
+    As in :func:`sine_seisbench.pipeline.locate.soft_arrivals`, a station's soft arrival is the p²-weighted mean time of its
     P (or S) curve within ``half_window_s`` of the arrival, here the true one (the label's peak: on simulated
     events the arrival at the true hypocentre and origin time); its spread is the p²-weighted standard deviation,
     widened by the arrival head's timing error and ``model_error_s`` in quadrature, as in the fit. The origin

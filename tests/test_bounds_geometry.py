@@ -14,13 +14,6 @@ import pytest
 import seisbench.util as sbu
 
 from sine_seisbench import DEFAULT_WEIGHTS
-from sine_seisbench.events import (
-    Bounds,
-    Candidate,
-    drop_implausible,
-    group_aperture,
-    implausible,
-)
 from sine_seisbench.geometry import (
     EARTH_KM_PER_DEG,
     Coordinates,
@@ -30,6 +23,13 @@ from sine_seisbench.geometry import (
     project,
     unproject,
     warn_far_stations,
+)
+from sine_seisbench.pipeline.events import (
+    Bounds,
+    Candidate,
+    drop_implausible,
+    group_aperture,
+    implausible,
 )
 
 T0 = obspy.UTCDateTime(2021, 3, 4, 12, 0, 0)

@@ -9,8 +9,8 @@ import seisbench.util as sbu
 import torch
 
 from sine_seisbench import DEFAULT_WEIGHTS, SINE
-from sine_seisbench.events import Candidate, associate, merge_candidates
 from sine_seisbench.example import delays, network_stream
+from sine_seisbench.pipeline.events import Candidate, associate, merge_candidates
 
 P_ONSET = obspy.UTCDateTime(2009, 8, 24, 0, 20, 7.7)  # P onset in ObsPy's RJOB record (approx.)
 

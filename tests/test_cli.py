@@ -21,9 +21,9 @@ def test_flops_scale_with_window_length():
 
 
 def test_classify_files(tmp_path, capsys):
-    """classify writes picks CSV, events CSV and QuakeML through sine_seisbench.outputs; annotate's file keeps
+    """classify writes picks CSV, events CSV and QuakeML through sine_seisbench.pipeline.publish; annotate's file keeps
     every station's P, S and noise apart; sine plot draws the files."""
-    from sine_seisbench.outputs import read_annotations, read_catalog, read_picks_csv
+    from sine_seisbench.pipeline.publish import read_annotations, read_catalog, read_picks_csv
 
     st, inv = network_stream(5)
     wave = tmp_path / "waves.mseed"

@@ -10,7 +10,7 @@ import torch
 from test_locate import POSITIONS, RATE, STATIONS, TRUE, arrival_times, curves_for
 
 from sine_seisbench import SINE
-from sine_seisbench.locate import LocatorConfig, locate_window
+from sine_seisbench.pipeline.locate import LocatorConfig, locate_window
 from sine_seisbench.train import location_loss
 
 

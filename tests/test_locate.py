@@ -1,4 +1,4 @@
-"""The event step (sine_seisbench.locate) and the travel-time tables it uses, on synthetic inputs."""
+"""The event step (sine_seisbench.pipeline.locate) and the travel-time tables it uses, on synthetic inputs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sine_seisbench import traveltimes as tt_module
-from sine_seisbench.locate import (
+from sine_seisbench.pipeline.locate import (
     ArrivalEstimate,
     LocatorConfig,
     coalescence,

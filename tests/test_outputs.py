@@ -12,10 +12,10 @@ import seisbench.util as sbu
 from obspy.core.event import Catalog, Event, Magnitude, Origin
 
 from sine_seisbench.errors import UserError
-from sine_seisbench.events import Candidate, candidate_to_event
 from sine_seisbench.geometry import Coordinates, local_positions, project
-from sine_seisbench.locate import ArrivalEstimate, EventEstimate
-from sine_seisbench.outputs import (
+from sine_seisbench.pipeline.events import Candidate, candidate_to_event
+from sine_seisbench.pipeline.locate import ArrivalEstimate, EventEstimate
+from sine_seisbench.pipeline.publish import (
     EVENT_COLUMNS,
     PICK_COLUMNS,
     PICK_SPAN_TO_SIGMA,

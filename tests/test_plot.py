@@ -13,7 +13,7 @@ from obspy.core.event import Catalog, Event, Origin, OriginUncertainty, Quantity
 from test_outputs import STATIONS, synthetic_network
 
 from sine_seisbench.errors import UserError
-from sine_seisbench.outputs import (
+from sine_seisbench.pipeline.publish import (
     read_picks_csv,
     write_annotations,
     write_events_csv,
@@ -222,7 +222,7 @@ def test_iceland_window_classified_written_and_plotted(shared, tmp_path, monkeyp
     from obspy.geodetics import gps2dist_azimuth
 
     from sine_seisbench import DEFAULT_WEIGHTS, SINE
-    from sine_seisbench.outputs import read_catalog, read_events_csv
+    from sine_seisbench.pipeline.publish import read_catalog, read_events_csv
     from sine_seisbench.stations import read_stations
 
     folder = shared / "events" / "iceland_qm_2014-08-24"

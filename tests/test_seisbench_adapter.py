@@ -145,7 +145,7 @@ def test_verify_args_warns_for_unknown_keys_only(model, caplog):
     with caplog.at_level(logging.WARNING, logger="seisbench"):
         sba.verify_args(
             model,
-            {"P_threshold": 0.4, "overlap": 100, "_coordinates": {}, "min_stations": 2},
+            {"P_threshold": 0.4, "overlap": 100, "inventory": None, "min_stations": 2},
         )
     assert not caplog.records, changed(
         f"WaveformModel._verify_argdict warned about known keys: {caplog.text}", "verify_args"

@@ -8,8 +8,8 @@ import obspy
 import pytest
 from seisbench.models.base import WaveformModel
 
-from sine_seisbench.model import SINE
-from sine_seisbench.prepare import cut_window
+from sine_seisbench.pipeline.pick import picks_from_annotations
+from sine_seisbench.pipeline.prepare import cut_window
 
 
 def _curve(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -45,7 +45,7 @@ def test_sine_picks_from_annotations_are_seisbench_s(seed):
             },
         )
     for threshold in (0.3, 0.5):
-        ours = SINE.picks_from_annotations(annotations, threshold, "P")
+        ours = picks_from_annotations(annotations, threshold, "P")
         theirs = WaveformModel.picks_from_annotations(annotations, threshold, "P")
         assert len(theirs) > 3
         assert [

@@ -37,7 +37,7 @@ import seisbench
 import seisbench.data as sbd
 from obspy.geodetics import gps2dist_azimuth
 
-from ..locate import HUTTON_BOORE, WOOD_ANDERSON, ml_from_amplitude, wood_anderson_mm  # noqa: F401 (re-exported)
+from ..pipeline.locate import HUTTON_BOORE, WOOD_ANDERSON, ml_from_amplitude, wood_anderson_mm  # noqa: F401 (re-exported)
 from ..progress import progress
 from ..traveltimes import SOCAL_LAYERS, VP_VS, TravelTimes
 from .evaluation import check_not_evaluation
@@ -302,12 +302,12 @@ def moment_magnitude(ml: float) -> float:
 
 def wood_anderson_amplitude_mm(velocity: np.ndarray) -> float:
     """Peak Wood-Anderson amplitude (mm) of ground velocity (m/s) at 100 Hz, mean of the two horizontals
-    (:func:`sine_seisbench.locate.wood_anderson_mm`, the event step's measurement)."""
+    (:func:`sine_seisbench.pipeline.locate.wood_anderson_mm`, the event step's measurement)."""
     return wood_anderson_mm(velocity, SAMPLING_RATE)
 
 
 def local_magnitude(amplitude_mm: float, hypocentral_km: float) -> float:
-    """Southern California ML (Hutton & Boore, 1987): :func:`sine_seisbench.locate.ml_from_amplitude`."""
+    """Southern California ML (Hutton & Boore, 1987): :func:`sine_seisbench.pipeline.locate.ml_from_amplitude`."""
     return ml_from_amplitude(amplitude_mm, hypocentral_km, HUTTON_BOORE)
 
 

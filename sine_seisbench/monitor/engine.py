@@ -11,9 +11,9 @@ The engine reproduces :meth:`SINE.classify <sine_seisbench.model.SINE.classify>`
 * A sample is final when no later window covers it. Picks are taken from final stacked probabilities with
   SeisBench's trigger (on at the threshold, off at half of it), cut only where the trigger is off, so streaming
   picks equal those of one pass over the whole record.
-* P picks are associated with :func:`sine_seisbench.events.associate`'s greedy rule per station group, replayed
+* P picks are associated with :func:`sine_seisbench.pipeline.events.associate`'s greedy rule per station group, replayed
   cluster by cluster as picks become final; candidates are located with the event head
-  (:meth:`SINE.estimate_candidates`) and merged with :func:`sine_seisbench.events.merge_sets`. An event is
+  (:meth:`SINE.estimate_candidates`) and merged with :func:`sine_seisbench.pipeline.events.merge_sets`. An event is
   published as soon as ``min_stations`` final P picks and its event window are there, and republished with the
   same id and a higher ``version`` when picks, location or magnitude change.
 * :meth:`StreamingClassifier.checkpoint` captures everything needed to continue exactly after a restart; data
@@ -36,7 +36,10 @@ import seisbench
 import seisbench.util as sbu
 
 from .. import seisbench_adapter as sba
-from ..events import (
+from ..geometry import Coordinates, StationTable, station_key, warn_far_stations
+from ..ids import stable_id
+from ..model import SINE
+from ..pipeline.events import (
     Candidate,
     candidate_to_event,
     drop_implausible,
@@ -44,10 +47,19 @@ from ..events import (
     merge_members,
     merge_sets,
 )
-from ..geometry import Coordinates, StationTable, station_key, warn_far_stations
-from ..ids import stable_id
-from ..model import SINE
-from ..prepare import OutageLog, Stack, WindowItem, cut_window, invalid_samples
+from ..pipeline.locate import association_window, estimate_candidates, event_groups
+from ..pipeline.pick import picks_from_curve
+from ..pipeline.prepare import (
+    OutageLog,
+    Stack,
+    StationSet,
+    WindowItem,
+    cut_window,
+    invalid_samples,
+    sensitivity,
+    window_items,
+)
+from ..pipeline.run import run_and_stack
 from .base import MalformedPacket
 from .schema import event_message, pick_message
 
@@ -281,6 +293,7 @@ class StreamingClassifier:
         self._far_checked = 0  # number of stations when far stations were last checked
         self._far_warned: set[str] = set()
         self._sensitivity: dict[str, float | None] = {}
+        self._stations: StationSet | None = None
         self._first_due: dict[int, float] = {}
         self._replayed_until: int | None = None
         self._newest = -(2**62)  # newest sample buffered (model grid), for max_packet_skew_s
@@ -414,15 +427,18 @@ class StreamingClassifier:
                 )
 
     def _sensitivity_of(self, trace: obspy.Trace) -> float | None:
-        if self.inventory is None or not sba.arg(self.model, self.argdict, "remove_sensitivity"):
+        """classify's rule (:meth:`SINE.annotate_stream_pre`): only models that use physical amplitudes see
+        responses (:func:`~sine_seisbench.pipeline.prepare.sensitivity`), looked up once per channel."""
+        if (
+            self.inventory is None
+            or not self.model.calibrated_amplitudes
+            or not sba.arg(self.model, self.argdict, "remove_sensitivity")
+        ):
             return None
         if trace.id not in self._sensitivity:
-            try:
-                resp = self.inventory.get_response(trace.id, trace.stats.starttime)
-                value = float(resp.instrument_sensitivity.value)
-                self._sensitivity[trace.id] = value if value != 0 else None
-            except Exception:  # noqa: BLE001 - no response: stays uncalibrated, as in classify
-                self._sensitivity[trace.id] = None
+            self._sensitivity[trace.id] = sensitivity(
+                self.inventory, trace.id, trace.stats.starttime
+            )
         return self._sensitivity[trace.id]
 
     # ---------------------------------------------------------------------------------------------------------
@@ -500,12 +516,12 @@ class StreamingClassifier:
     def _run_windows(self, ks: list[int]) -> None:
         """Runs windows ``ks`` for every station group and stacks their predictions (classify's prepare and
         run steps, :meth:`SINE.window_items` and :meth:`SINE.run_and_stack`)."""
-        argdict = self._model_argdict()
+        stations = self._station_set()
         items: list[WindowItem] = []
         for k in ks:
             start = self.window_start(k)
             raw = {key: self._station_raw(state, start) for key, state in self.stations.items()}
-            new_items, new_outages = self.model.window_items(start, raw, self._outages, argdict)
+            new_items, new_outages = window_items(self.model, stations, start, raw, self._outages)
             for key, first in new_outages:
                 seisbench.logger.warning(
                     f"SINE: station {key} has only constant data (dead channel or outage) from "
@@ -520,25 +536,26 @@ class StreamingClassifier:
 
         self.model.eval()
         for i in range(0, len(items), self.batch_size):
-            self.model.run_and_stack(
-                items[i : i + self.batch_size], self.stacks, argdict, new_stack
+            run_and_stack(
+                self.model,
+                stations,
+                items[i : i + self.batch_size],
+                self.stacks,
+                self.argdict,
+                new_stack,
             )
         self.stats["windows"] += len(ks)
 
-    def _model_argdict(self) -> dict[str, Any]:
+    def _station_set(self) -> StationSet:
+        """The buffered stations as the shared steps take them (classify's
+        :func:`~sine_seisbench.pipeline.prepare.prepare_stream` makes the same from a record); made anew, with
+        empty caches, when a station joins or its calibration changes. The event step reads the instrument
+        sensitivities for ML from the inventory, as classify does."""
         coords = {k: s.coordinates for k, s in self.stations.items()}
         calibrated = {k: s.calibrated for k, s in self.stations.items()}
-        if (
-            self.argdict.get("_coordinates") != coords
-            or self.argdict.get("_calibrated") != calibrated
-        ):
-            self.argdict["_coordinates"] = coords
-            self.argdict["_calibrated"] = calibrated
-            for cache in ("_group_cache", "_window_groups", "_gain_cache"):
-                self.argdict.pop(cache, None)
-        # the event step reads the instrument sensitivities for ML from the inventory, as classify does
-        self.argdict.setdefault("inventory", self.inventory)
-        return self.argdict
+        if self._stations is None or not self._stations.same_stations(coords, calibrated):
+            self._stations = StationSet(coords, calibrated, self.inventory)
+        return self._stations
 
     # ---------------------------------------------------------------------------------------------------------
     # Picks
@@ -567,7 +584,7 @@ class StreamingClassifier:
                     if len(off) == 0:
                         continue
                     cut = int(off[-1]) + 1
-                new += self.model.picks_from_curve(
+                new += picks_from_curve(
                     values[:cut], thr, key, phase, lambda i, start=start: self._to_time(start + i)
                 )
                 self.pick_from[(key, phase)] = start + cut
@@ -615,7 +632,7 @@ class StreamingClassifier:
             else:
                 todo.append((sig, cand))
         if todo:
-            argdict = self._model_argdict()
+            stations = self._station_set()
             self.model.eval()
             # one candidate per forward pass: results must not depend on which candidates happen to share a
             # batch (after a restart they differ), or a re-published event would differ in the last digits
@@ -624,7 +641,7 @@ class StreamingClassifier:
                 window = cut_window(
                     self._read, cand.group, start, self.n, self.model.in_channels, limit=sig[2]
                 )
-                self.model.estimate_candidates([cand], [window], argdict)
+                estimate_candidates(self.model, stations, [cand], [window], self.argdict)
             for sig, cand in todo:
                 self._located[sig] = copy.copy(cand)
 
@@ -634,10 +651,10 @@ class StreamingClassifier:
         if len(stations) < self.min_stations:
             return []
         preliminary = []
-        argdict = self._model_argdict()
-        for group in self.model.event_groups(argdict):
+        station_set = self._station_set()
+        for group in event_groups(self.model, station_set):
             gkey = tuple(group)
-            w = self.model.association_window(group, argdict)
+            w = association_window(self.model, station_set, group, self.argdict)
             if gkey not in self.cursors and self.cursors:
                 # the station set changed: a new group starts where association has got to
                 self.cursors[gkey] = max(self.cursors.values())

@@ -90,7 +90,7 @@ class EventHead(nn.Module):
 class ArrivalHead(nn.Module):
     """Predicts, for every station, the timing error (s) of its P and S arrivals beyond their curves' spread.
 
-    The event step (:mod:`sine_seisbench.locate`) weights each station and phase by it: in the migration (weight
+    The event step (:mod:`sine_seisbench.pipeline.locate`) weights each station and phase by it: in the migration (weight
     ``1 / (1 + (sigma / reference)^2)``) and in the travel-time fit (added in quadrature to the arrival's spread).
     It parses the same station features as :class:`EventHead` (bottleneck and graph features, geometry), so what
     the other stations saw enters each station's weight. Trained by the location loss of ``sine train``

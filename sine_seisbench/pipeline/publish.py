@@ -44,8 +44,8 @@ from obspy.core.event import (
 )
 from obspy.geodetics import degrees2kilometers, kilometers2degrees
 
-from .errors import UserError, one_line
-from .ids import AGENCY, is_ours
+from ..errors import UserError, one_line
+from ..ids import AGENCY, is_ours
 
 #: Columns of the picks CSV, in order.
 #:
@@ -135,7 +135,7 @@ def package_version() -> str:
 
         return version("sine-seisbench")
     except Exception:  # noqa: BLE001 - not installed (a source tree): the package's own string
-        from . import __version__
+        from .. import __version__
 
         return __version__
 

@@ -1,7 +1,7 @@
 """SINE's event step: migration of the P and S probability curves, a robust travel-time fit, ML from amplitudes.
 
-One implementation, used by :meth:`SINE.estimate_candidates <sine_seisbench.model.SINE.estimate_candidates>` and
-through it by ``classify``, the streaming monitor and the Dask archive. Per candidate window (the stations of a
+One implementation, used by :func:`estimate_candidates` (at the end of this module, the step as the drivers
+call it) and through it by ``classify``, the streaming monitor and the Dask archive. Per candidate window (the stations of a
 group, the network's P and S probability curves over the window, the waveforms):
 
 1. **Migration** (:func:`coalescence`, differentiable in torch): for every node of a 3-D grid around the group
@@ -34,15 +34,26 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import seisbench
+import seisbench.util as sbu
 import torch
 import torch.nn.functional as F
+from obspy.core.event import Catalog
 from scipy.optimize import least_squares
 
-from .traveltimes import TravelTimes
+from .. import seisbench_adapter as sba
+from ..geometry import compact_groups, local_positions
+from ..traveltimes import TravelTimes
+from .events import Candidate, associate, candidate_to_event, drop_implausible, merge_candidates
+from .prepare import GridRecord, StationSet, cut_window
+from .run import run_groups
+
+if TYPE_CHECKING:
+    from ..model import SINE
 
 #: Hutton & Boore (1987): -log A0(r) = a log10(r / 100) + b (r - 100) + c, r hypocentral km, A in mm
 HUTTON_BOORE = (1.110, 0.00189, 3.0)
@@ -661,7 +672,7 @@ def estimate_station_corrections(
 
     :param path: Also write the table there as CSV.
     """
-    from .geometry import station_key
+    from ..geometry import station_key
 
     residuals: dict[tuple[str, str], list[float]] = {}
     terms: dict[str, list[float]] = {}
@@ -716,17 +727,17 @@ _COMPONENTS = {"Z": 0, "N": 1, "E": 2, "1": 1, "2": 2}
 
 
 def station_gains(
-    argdict: dict[str, Any], stations: list[str]
+    inventory: Any,
+    stations: list[str],
+    calibrated: Mapping[str, bool],
+    cache: dict[str, dict[int, tuple[float, str]]],
 ) -> dict[str, dict[int, tuple[float, str]]]:
     """Per station of ``stations`` (``NET.STA.LOC``) the overall sensitivity and input units of its Z/N/E
-    channels (component index 0/1/2) from ``argdict["inventory"]`` (an ObsPy Inventory); stations whose traces
-    were already divided by their sensitivity (``argdict["_calibrated"]``) get (1, "M/S"). Looked up once per
-    station and kept in the argdict."""
+    channels (component index 0/1/2) from ``inventory`` (an ObsPy Inventory); stations whose traces were already
+    divided by their sensitivity (``calibrated``) get (1, "M/S"). Looked up once per station and kept in
+    ``cache`` (:attr:`StationSet.gain_cache <sine_seisbench.pipeline.prepare.StationSet.gain_cache>`)."""
     import obspy
 
-    cache = argdict.setdefault("_gain_cache", {})
-    inventory = argdict.get("inventory")
-    calibrated = argdict.get("_calibrated", {})
     out = {}
     for key in stations:
         if calibrated.get(key):
@@ -868,9 +879,168 @@ def locate_window(
     return estimate
 
 
+# ------------------------------------------------------------------------------------------------------------
+# The step as the drivers call it (classify, the monitor, the archive through classify)
+# ------------------------------------------------------------------------------------------------------------
+def event_groups(model: SINE, stations: StationSet) -> list[list[str]]:
+    """The station groups of association and the event step: every station in compact groups of at most
+    ``max_stations``."""
+    names = sorted(stations.coordinates)
+    return compact_groups(names, [stations.coordinates[s] for s in names], model.max_stations)
+
+
+def association_window(
+    model: SINE, stations: StationSet, group: list[str], argdict: dict[str, Any]
+) -> float:
+    """Association window (s) of a station group: ``association_window`` or the group's largest station
+    distance / 5 km/s + 2 s, capped at 80% of the model window."""
+    window_s = sba.arg(model, argdict, "association_window")
+    if window_s is not None:
+        return float(window_s)
+    pos, _ = local_positions([stations.coordinates[s] for s in group])
+    span = float(np.max(np.linalg.norm(pos[:, None, :2] - pos[None, :, :2], axis=-1)))
+    return min(span / 5.0 + 2.0, 0.8 * (model.in_samples - 1) / model.sampling_rate)
+
+
+def locator_config(model: SINE, argdict: dict[str, Any]) -> LocatorConfig:
+    """The event step's settings from the annotate arguments (:meth:`LocatorConfig.from_argdict`)."""
+
+    def get(name: str):
+        if name == "p_threshold":
+            return sba.threshold(model, argdict, "P")
+        if name == "s_threshold":
+            return sba.threshold(model, argdict, "S")
+        if name in sba.annotate_args(model):
+            return sba.arg(model, argdict, name)
+        return None
+
+    return LocatorConfig.from_argdict(get)
+
+
+def estimate_candidates(
+    model: SINE,
+    stations: StationSet,
+    candidates: list[Candidate],
+    windows: list[np.ndarray],
+    argdict: dict[str, Any],
+) -> None:
+    """The event step on each candidate's window ``(stations, components, samples)`` starting ``event_pre_p``
+    before its first P: the network's P and S curves over the window are migrated, accepted or rejected, their
+    soft arrival times fitted and ML measured (:func:`locate_window`). Fills in location, magnitude,
+    uncertainties and origin time, or ``rejected`` with the reason."""
+    batch_size = sba.arg(model, argdict, "batch_size")
+    config = locator_config(model, argdict)
+    tt = traveltimes_for(sba.arg(model, argdict, "velocity_model"))
+    corrections = read_station_corrections(sba.arg(model, argdict, "station_corrections"))
+    pre_p = sba.arg(model, argdict, "event_pre_p")
+    phase_index = [model.labels.index("P"), model.labels.index("S")]
+    for start in range(0, len(candidates), batch_size):
+        chunk = candidates[start : start + batch_size]
+        chunk_windows = windows[start : start + batch_size]
+        # the event head's graph features are run only where they give the arrival weights
+        out, _ = run_groups(
+            model,
+            stations,
+            chunk_windows,
+            [c.group for c in chunk],
+            argdict,
+            event=model.arrival_head is not None,
+        )
+        picks = out["picks"].cpu().numpy()
+        sigmas = out["arrival_sigma"].cpu().numpy() if "arrival_sigma" in out else None
+        for i, cand in enumerate(chunk):
+            positions, _, ref = stations.group_inputs(cand.group)
+            window = chunk_windows[i]
+            n_st = len(cand.group)
+            cand.reference = ref
+            curves = np.nan_to_num(picks[i, :n_st][:, phase_index])
+            available = np.any(window != 0, axis=(1, 2)) & np.all(np.isfinite(window), axis=(1, 2))
+            gains = station_gains(
+                stations.inventory, cand.group, stations.calibrated, stations.gain_cache
+            )
+            result = locate_window(
+                curves,
+                window,
+                model.sampling_rate,
+                list(cand.group),
+                positions,
+                available,
+                pre_p,
+                tt,
+                config,
+                gains,
+                corrections,
+                None if sigmas is None else np.nan_to_num(sigmas[i, :n_st], nan=0.0),
+            )
+            cand.set_estimate(result, cand.first_p - pre_p, tt)
+
+
+def locate_record(
+    model: SINE,
+    record: GridRecord,
+    stations: StationSet,
+    picks: sbu.PickList,
+    argdict: dict[str, Any],
+) -> Catalog:
+    """The locate step of ``classify`` on a whole record: P picks associated per station group
+    (:func:`~sine_seisbench.pipeline.events.associate`), each candidate's window cut from the record and
+    estimated (:func:`estimate_candidates`), implausible ones dropped, duplicates of overlapping groups merged,
+    ObsPy Events made (:func:`~sine_seisbench.pipeline.events.candidate_to_event`)."""
+    coordinates = stations.coordinates
+    min_stations = sba.arg(model, argdict, "min_stations")
+    if len(coordinates) < min_stations:
+        seisbench.logger.warning(
+            f"SINE: only {len(coordinates)} located station(s) with data, fewer than "
+            f"min_stations={min_stations}; returning picks only, no events."
+        )
+        return Catalog()
+
+    p_picks = sbu.PickList(p for p in picks if p.phase == "P")
+    window_len = (model.in_samples - 1) / model.sampling_rate
+    candidates: list[Candidate] = []
+    for group in event_groups(model, stations):
+        window_s = association_window(model, stations, group, argdict)
+        candidates += associate(p_picks, group, window_s, min_stations)
+    if not candidates:
+        return Catalog()
+
+    pre_p = sba.arg(model, argdict, "event_pre_p")
+    windows = [
+        cut_window(
+            record.read,
+            cand.group,
+            record.index(cand.first_p - pre_p),
+            model.in_samples,
+            model.in_channels,
+        )
+        for cand in candidates
+    ]
+    estimate_candidates(model, stations, candidates, windows, argdict)
+    candidates = drop_implausible(
+        candidates, coordinates, record.time(record.start), window_len, seisbench.logger
+    )
+    if not candidates:
+        return Catalog()
+    merged = merge_candidates(
+        candidates,
+        sba.arg(model, argdict, "merge_time"),
+        sba.arg(model, argdict, "merge_distance"),
+    )
+    channels = {
+        key: station.channels.get(0) or next(iter(station.channels.values()))
+        for key, station in record.stations.items()
+    }
+    return Catalog([candidate_to_event(cand, coordinates, channels, model.name) for cand in merged])
+
+
 __all__ = [
     "HUTTON_BOORE",
     "ArrivalEstimate",
+    "association_window",
+    "estimate_candidates",
+    "event_groups",
+    "locate_record",
+    "locator_config",
     "EventEstimate",
     "LocatorConfig",
     "coalescence",

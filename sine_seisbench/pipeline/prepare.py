@@ -15,14 +15,20 @@ windows, the same groups and the same stacked probabilities in both:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import obspy
 import seisbench
 
-from .geometry import Coordinates, station_key
+from .. import seisbench_adapter as sba
+from ..geometry import Coordinates, compact_groups, local_positions, station_key, warn_far_stations
+
+if TYPE_CHECKING:
+    from ..model import SINE
 
 #: Samples whose absolute value exceeds this are treated as corrupt (left out as gaps). Digitisers give at most
 #: 2**31 counts; beyond ~1e17 the squares in the float32 normalisation overflow.
@@ -435,3 +441,151 @@ def stack_to_traces(
                 },
             )
     return out
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Instrument sensitivity (classify and the monitor: one rule)
+# ------------------------------------------------------------------------------------------------------------
+def sensitivity(inventory: Any, trace_id: str, time: obspy.UTCDateTime) -> float | None:
+    """The overall sensitivity of channel ``trace_id`` at ``time`` in an ObsPy Inventory: the response's
+    ``instrument_sensitivity`` value as it is written (a response without stages is read as well). None where
+    there is no inventory, channel, response or sensitivity, or the value is zero or not finite: such a channel
+    stays in counts (uncalibrated)."""
+    if not isinstance(inventory, obspy.Inventory):
+        return None
+    try:
+        response = inventory.get_response(trace_id, time)
+    except Exception:  # noqa: BLE001 - ObsPy raises plain Exception for a channel it does not find
+        return None
+    sens = None if response is None else response.instrument_sensitivity
+    if sens is None or sens.value is None:
+        return None
+    value = float(sens.value)
+    return value if value != 0 and math.isfinite(value) else None
+
+
+def remove_sensitivity(stream: obspy.Stream, inventory: Any) -> None:
+    """Divides each trace by its overall sensitivity (:func:`sensitivity`) and marks it ``sine_calibrated``;
+    traces without one are left as they are."""
+    for tr in stream:
+        if tr.stats.get("sine_calibrated"):
+            continue
+        value = sensitivity(inventory, tr.id, tr.stats.starttime)
+        if value is None:
+            continue
+        tr.data = np.asarray(tr.data, dtype=np.float64) / value
+        tr.stats.sine_calibrated = True
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The stations of a record
+# ------------------------------------------------------------------------------------------------------------
+@dataclass
+class StationSet:
+    """The stations of a prepared record (or of the monitor's buffers) as the later steps need them.
+
+    :param coordinates: ``NET.STA.LOC`` → coordinates.
+    :param calibrated: ``NET.STA.LOC`` → whether its traces were divided by their sensitivity (m/s).
+    :param inventory: The ObsPy Inventory given (instrument sensitivities for ML), or None.
+
+    It also keeps what is derived from the station set once: each group's local positions, the compact groups
+    of each set of stations with data, and the instrument gains. Replaces the state that used to travel in the
+    argdict under private keys.
+    """
+
+    coordinates: dict[str, Coordinates]
+    calibrated: dict[str, bool] = field(default_factory=dict)
+    inventory: Any = None
+    group_cache: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray, tuple[float, float]]] = field(
+        default_factory=dict, repr=False
+    )
+    window_group_cache: dict[frozenset[str], list[list[str]]] = field(
+        default_factory=dict, repr=False
+    )
+    gain_cache: dict[str, dict[int, tuple[float, str]]] = field(default_factory=dict, repr=False)
+
+    def same_stations(self, coordinates: dict[str, Coordinates], calibrated: dict[str, bool]) -> bool:
+        return self.coordinates == coordinates and self.calibrated == calibrated
+
+    def group_inputs(
+        self, stations: list[str]
+    ) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+        """Local positions ``(S, 3)`` (km), calibration flags ``(S,)`` and reference point of a group."""
+        key = tuple(stations)
+        if key not in self.group_cache:
+            positions, ref = local_positions([self.coordinates[station_key(s)] for s in stations])
+            calibrated = np.array([self.calibrated.get(station_key(s), False) for s in stations])
+            self.group_cache[key] = (positions, calibrated, ref)
+        return self.group_cache[key]
+
+    def groups(
+        self, stations: Iterable[str], max_stations: int, min_neighbours: int | None
+    ) -> list[list[str]]:
+        """The compact groups of at most ``max_stations`` of a set of stations (cached per set)."""
+        key = frozenset(stations)
+        if key not in self.window_group_cache:
+            names = sorted(key)
+            self.window_group_cache[key] = compact_groups(
+                names, [self.coordinates[s] for s in names], max_stations, min_neighbours
+            )
+        return self.window_group_cache[key]
+
+
+def group_limits(model: SINE) -> tuple[int, int | None]:
+    """``(max_stations, min_neighbours)`` of a model's station groups."""
+    return model.max_stations, getattr(sba.grouping_helper(model), "min_neighbours", None)
+
+
+def prepare_stream(
+    model: SINE, stream: obspy.Stream, argdict: dict[str, Any]
+) -> tuple[GridRecord, StationSet] | None:
+    """The *prepare* step of ``classify``/``annotate``: cleans the stream in place (the caller's private
+    copy; :meth:`SINE.annotate_stream_pre`: corrupt samples become gaps, coordinates attached, sensitivity,
+    SeisBench's resampling), places it on the sampling grid and describes its stations. None when nothing
+    usable is left."""
+    stream.merge(-1)
+    model.annotate_stream_pre(stream, argdict)
+    stream = model.annotate_stream_validate(stream, argdict)
+    comp_dict = sba.component_index(
+        model, stream, sba.arg(model, argdict, "flexible_horizontal_components")
+    )
+    calibrated: dict[str, bool] = {}
+    for tr in stream:
+        key = station_key(tr.id)
+        calibrated[key] = calibrated.get(key, True) and bool(tr.stats.get("sine_calibrated"))
+    record = GridRecord.from_stream(
+        stream, model.sampling_rate, comp_dict, model.in_channels, calibrated
+    )
+    if not record.stations:
+        return None
+    stations = StationSet(
+        {k: s.coordinates for k, s in record.stations.items()},
+        {k: s.calibrated for k, s in record.stations.items()},
+        argdict.get("inventory"),
+    )
+    warn_far_stations(stations.coordinates, seisbench.logger)
+    return record, stations
+
+
+def window_items(
+    model: SINE,
+    stations: StationSet,
+    start: int,
+    raw: dict[str, np.ndarray],
+    outages: OutageLog,
+) -> tuple[list[WindowItem], list[tuple[str, int]]]:
+    """The *prepare* step of one window from grid index ``start``: the stations' raw windows
+    ``(components, in_samples)`` (NaN where there is no sample) filled and masked (:func:`usable_windows`)
+    and split into the model's station groups (:meth:`StationSet.groups`). Used by ``classify`` and the
+    monitor.
+
+    :return: One ``(start, group, windows (stations, components, samples), sample masks)`` per group, and
+             the stations whose outage starts a new span in ``outages`` (see :func:`usable_windows`).
+    """
+    windows, have, new_outages = usable_windows(raw, start, outages)
+    groups = stations.groups(windows, *group_limits(model)) if windows else []
+    items = [
+        (start, group, np.stack([windows[s] for s in group]), [have[s] for s in group])
+        for group in groups
+    ]
+    return items, new_outages

@@ -28,8 +28,8 @@ from obspy.core.event import (
 )
 from obspy.geodetics import gps2dist_azimuth, kilometers2degrees
 
-from .geometry import Coordinates, far_stations, reference_point, station_key, unproject
-from .ids import AGENCY, named_id, resource_id
+from ..geometry import Coordinates, far_stations, reference_point, station_key, unproject
+from ..ids import AGENCY, named_id, resource_id
 
 
 @dataclass
@@ -45,14 +45,14 @@ class Candidate:
     longitude: float = 0.0
     origin_time: obspy.UTCDateTime | None = None
     origin_time_std: float = 0.0
-    #: The event step's result (:class:`~sine_seisbench.locate.EventEstimate`), times relative to window_start
+    #: The event step's result (:class:`~sine_seisbench.pipeline.locate.EventEstimate`), times relative to window_start
     estimate: Any = None
     window_start: obspy.UTCDateTime | None = None
     #: Why the event step found no event here (acceptance rule), or None
     rejected: str | None = None
 
     def set_estimate(self, result: Any, window_start: obspy.UTCDateTime, tt: Any = None) -> None:
-        """Takes the event step's result: an :class:`~sine_seisbench.locate.EventEstimate` or a reason."""
+        """Takes the event step's result: an :class:`~sine_seisbench.pipeline.locate.EventEstimate` or a reason."""
         self.window_start = window_start
         if isinstance(result, str):
             self.rejected, self.estimate = result, None

@@ -1,0 +1,59 @@
+"""The *pick* step: SeisBench's trigger rule on stacked probability curves.
+
+``classify`` picks from its annotation traces (:func:`picks_from_annotations`), the monitor from the stacks
+it keeps (:func:`picks_from_curve` on the final part of each curve); both use the one rule here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import obspy
+import seisbench.util as sbu
+from obspy.signal.trigger import trigger_onset
+
+
+def picks_from_curve(
+    values: np.ndarray,
+    threshold: float,
+    trace_id: str,
+    phase: str,
+    time_of: Callable[[int], obspy.UTCDateTime],
+) -> list[sbu.Pick]:
+    """The picks on one station's probability curve of one phase, SeisBench's rule: ObsPy's
+    ``trigger_onset`` on at ``threshold`` and off below half of it, the peak the largest value between on and
+    off (the first of equal ones). ``time_of(i)`` is the time of sample ``i``."""
+    picks = []
+    for s0, s1 in trigger_onset(values, threshold, threshold / 2):
+        segment = values[s0 : s1 + 1]
+        picks.append(
+            sbu.Pick(
+                trace_id=trace_id,
+                start_time=time_of(s0),
+                end_time=time_of(s1),
+                peak_time=time_of(s0 + np.argmax(segment)),
+                peak_value=np.max(segment),
+                phase=phase,
+            )
+        )
+    return picks
+
+
+def picks_from_annotations(
+    annotations: obspy.Stream, threshold: float, phase: str
+) -> sbu.PickList:
+    """SeisBench's ``picks_from_annotations`` (the same picks, tested against it) through
+    :func:`picks_from_curve`, the rule the monitor shares."""
+    picks = []
+    for trace in annotations:
+        stats = trace.stats
+        start, times = stats.starttime, trace.times()
+        picks += picks_from_curve(
+            trace.data,
+            threshold,
+            f"{stats.network}.{stats.station}.{stats.location}",
+            phase,
+            lambda i, start=start, times=times: start + times[i],
+        )
+    return sbu.PickList(sorted(picks))

@@ -1,0 +1,179 @@
+"""The *run* step: the network on batches of prepared station-group windows, predictions stacked per station.
+
+``classify``/``annotate`` run it over a whole record (:func:`annotate_record`); the monitor calls
+:func:`run_and_stack` on the windows that became ready; the event step calls :func:`run_groups` on candidate
+windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import obspy
+import seisbench
+import torch
+
+from .. import seisbench_adapter as sba
+from ..progress import progress
+from .prepare import (
+    GridRecord,
+    OutageLog,
+    Stack,
+    StationSet,
+    WindowItem,
+    mask_prediction,
+    stack_to_traces,
+    window_items,
+    window_starts,
+)
+
+if TYPE_CHECKING:
+    from ..model import SINE
+
+
+def run_groups(
+    model: SINE,
+    stations: StationSet,
+    windows: list[np.ndarray],
+    groups: list[list[str]],
+    argdict: dict[str, Any],
+    event: bool = True,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The network on windows ``(stations, components, samples)`` of the given station groups (every group at
+    most ``max_stations``). Pads the station axis, normalises (:meth:`SINE.annotate_batch_pre`), leaves
+    stations with non-finite values out, runs in eval mode without gradients.
+
+    :return: The network's outputs (see :meth:`SINE.forward`) and the log10 amplitude scales
+             ``(batch, max_stations)``.
+    """
+    n_st = model.max_stations
+    for group in groups:
+        if len(group) > n_st:
+            raise ValueError(
+                f"A group of {len(group)} stations exceeds max_stations={n_st}: {group}"
+            )
+    n_samples = windows[0].shape[-1]
+    data = np.zeros((len(windows), n_st, model.in_channels, n_samples), dtype=np.float32)
+    positions = np.zeros((len(windows), n_st, 3), dtype=np.float32)
+    calibrated = np.zeros((len(windows), n_st), dtype=bool)
+    mask = np.zeros((len(windows), n_st), dtype=bool)
+    for i, (window, group) in enumerate(zip(windows, groups, strict=True)):
+        data[i, : window.shape[0]] = window
+        pos, cal, _ = stations.group_inputs(group)
+        positions[i, : len(group)] = pos
+        calibrated[i, : len(group)] = cal
+        mask[i, : len(group)] = True
+    device = model.device
+    x = torch.as_tensor(data, device=device)
+    x, log_scale = model.annotate_batch_pre(x, argdict)
+    finite = torch.isfinite(x).all(-1).all(-1) & torch.isfinite(log_scale)
+    # numerically unusable windows never reach the network (through the graph they would spread NaN to
+    # every station of the group)
+    if not bool(finite.all()):
+        bad = (~finite).nonzero().tolist()
+        names = sorted({groups[i][j] for i, j in bad if j < len(groups[i])})
+        seisbench.logger.warning(
+            f"SINE: non-finite values after normalisation for {', '.join(names)}; these stations are "
+            "left out of the affected windows."
+        )
+        x = torch.where(finite[..., None, None], x, torch.zeros_like(x))
+        log_scale = torch.where(finite, log_scale, torch.zeros_like(log_scale))
+        mask &= finite.cpu().numpy()
+    # Inference always in eval mode: in train mode BatchNorm would use batch statistics and update its
+    # running statistics, so results would depend on the batch and change the model.
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(
+                x,
+                positions=torch.as_tensor(positions, device=device),
+                station_mask=torch.as_tensor(mask, device=device),
+                amplitude=log_scale,
+                calibrated=torch.as_tensor(calibrated, device=device),
+                event=event,
+                graph_picks=bool(sba.arg(model, argdict, "graph_picks")),
+            )
+    finally:
+        model.train(was_training)
+    return out, log_scale
+
+
+def run_and_stack(
+    model: SINE,
+    stations: StationSet,
+    items: list[WindowItem],
+    stacks: dict[str, Stack],
+    argdict: dict[str, Any],
+    new_stack: Callable[[str, int], Stack],
+) -> None:
+    """The network on one batch of :func:`~sine_seisbench.pipeline.prepare.window_items`
+    (:func:`run_groups`), blinded edges (:meth:`SINE.annotate_batch_post`), each station's prediction masked
+    where it had no sample and added to its stack in ``stacks`` (``new_stack(station, window start)`` makes a
+    missing one)."""
+    out, log_scale = run_groups(
+        model, stations, [item[2] for item in items], [item[1] for item in items], argdict, False
+    )
+    preds = model.annotate_batch_post(out, log_scale, argdict).cpu().numpy()
+    for (start, group, _, haves), pred in zip(items, preds, strict=True):
+        for j, key in enumerate(group):
+            stack = stacks.get(key)
+            if stack is None:
+                stack = stacks[key] = new_stack(key, start)
+            stack.add(start, mask_prediction(pred[j].T.astype(np.float64), haves[j]))
+
+
+def annotate_record(
+    model: SINE, record: GridRecord, stations: StationSet, argdict: dict[str, Any]
+) -> dict[str, Stack]:
+    """The run step over a whole record: windows on one grid from the record's first sample, every station
+    with data in a window taking part (gaps filled, its output masked there), predictions of overlapping
+    windows and of overlapping groups stacked per station."""
+    n = model.in_samples
+    stride = sba.window_stride(model, argdict)
+    if stride < 1:
+        raise ValueError(f"overlap must be smaller than the window ({n} samples)")
+    batch_size = int(sba.arg(model, argdict, "batch_size"))
+    method = sba.arg(model, argdict, "stacking").lower()
+    if method not in ("avg", "max"):
+        raise ValueError(f"Stacking method {method!r} unknown; use 'avg' or 'max'.")
+    stacks: dict[str, Stack] = {}
+    outages = OutageLog()
+    pending: list[WindowItem] = []
+
+    def new_stack(key: str, start: int) -> Stack:
+        return Stack(len(model.labels), start, method)
+
+    starts = list(window_starts(record.start, record.end, n, stride))
+    # a bar only for long records (sine --quiet / SINE_QUIET=1 silence it)
+    for start in progress(
+        starts, desc="SINE windows", unit="window", disable=len(starts) < 20, leave=False
+    ):
+        raw = {
+            key: station.read(start, n)
+            for key, station in record.stations.items()
+            if station.base < start + n and station.end > start
+        }
+        # outages are reported at the end
+        items, _ = window_items(model, stations, start, raw, outages)
+        for item in items:
+            pending.append(item)
+            if len(pending) >= batch_size:
+                run_and_stack(model, stations, pending, stacks, argdict, new_stack)
+                pending = []
+    if pending:
+        run_and_stack(model, stations, pending, stacks, argdict, new_stack)
+    outages.report(model.sampling_rate)
+    return stacks
+
+
+def stacks_to_stream(model: SINE, stacks: dict[str, Stack]) -> obspy.Stream:
+    """Annotation traces ``NET.STA.LOC.SINE_P/_S/_N`` of the stacks, one per contiguous span of data."""
+    out = obspy.Stream()
+    for key in sorted(stacks):
+        out += stack_to_traces(
+            key, stacks[key], model.labels, model.sampling_rate, model.__class__.__name__
+        )
+    return out
