@@ -42,7 +42,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,18 +54,27 @@ import torch
 from lxml import etree
 from obspy.core.event import Catalog, Event, ResourceIdentifier
 from obspy.core.inventory import Inventory, Network
-from obspy.geodetics import gps2dist_azimuth
 
 from . import seisbench_adapter as sba
 from .geometry import Coordinates, StationTable, compact_groups, local_positions, station_key
 from .ids import named_id
 from .loader import UNTRAINED, load_weights
 from .model import DEFAULT_WEIGHTS, SINE
+from .pipeline.events import MergeKey, merge_sets_of
+from .pipeline.publish import (
+    associate_picks,
+    event_arrivals,
+    frame_to_picks,
+    picks_csv_bytes,
+    picks_frame,
+    picks_parquet_bytes,
+    read_picks_csv,
+    sort_picks,
+)
 from .progress import progress as progress_bar
 from .stations import read_stations
 
 #: Columns of the picks tables (the same as ``sine classify --picks-out``).
-PICK_COLUMNS = ["trace_id", "phase", "time", "probability", "start_time", "end_time"]
 #: Default pad on each side of a chunk, in model windows.
 DEFAULT_PAD_WINDOWS = 4
 #: Settings that must agree between runs writing to the same output folder.
@@ -327,17 +336,6 @@ def _remove_stale_tmp(folder: Path) -> int:
     return removed
 
 
-def _picks_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=PICK_COLUMNS)
-    if len(frame):
-        frame = frame.sort_values(["time", "trace_id", "phase"], kind="stable")
-    return frame.reset_index(drop=True)
-
-
-def _csv_bytes(frame: pd.DataFrame) -> bytes:
-    return frame.to_csv(index=False, lineterminator="\n").encode()
-
-
 def _quakeml_bytes(events: list[Event], resource_id: str) -> bytes:
     buf = io.BytesIO()
     Catalog(events, resource_id=ResourceIdentifier(resource_id)).write(buf, format="QUAKEML")
@@ -402,24 +400,25 @@ def run_task(
     t_start = time.perf_counter()
     model = get_model(settings.weights, settings.torch_threads, settings.device)
     stream = read_task_stream(task, settings)
-    picks_rows: list[dict[str, Any]] = []
+    picks = picks_frame(None)
     events: list[Event] = []
     if len(stream):
         result = model.classify(stream, inventory=inventory, **settings.classify_kwargs)
         owned = set(task.owned)
         s, e = task.span.start_ns, task.span.end_ns
-        for p in result.picks:
-            if s <= p.peak_time.ns < e and station_key(p.trace_id) in owned:
-                picks_rows.append(
-                    {
-                        "trace_id": p.trace_id,
-                        "phase": p.phase,
-                        "time": str(p.peak_time),
-                        "probability": float(p.peak_value),
-                        "start_time": str(p.start_time),
-                        "end_time": str(p.end_time),
-                    }
-                )
+        # the chunk's own picks in the one picks table (classify's), linked to the events of the whole
+        # classified stretch (an event whose first P lies in the next chunk is written by that chunk, with the
+        # same id)
+        picks = picks_frame(
+            [
+                p
+                for p in result.picks
+                if s <= p.peak_time.ns < e and station_key(p.trace_id) in owned
+            ],
+            result.events,
+            stream,
+            include_event_arrivals=False,
+        )
         events = sorted(
             (ev for ev in result.events if s <= first_p(ev).ns < e), key=_event_sort_key
         )
@@ -427,7 +426,7 @@ def run_task(
         "picks": f"chunks/{task.task_id}.picks.csv",
         "events": f"chunks/{task.task_id}.events.xml",
     }
-    atomic_write(out / files["picks"], _csv_bytes(_picks_frame(picks_rows)))
+    atomic_write(out / files["picks"], picks_csv_bytes(picks))
     atomic_write(
         out / files["events"],
         _quakeml_bytes(events, named_id("chunk", task.task_id)),
@@ -443,7 +442,7 @@ def run_task(
         "stations": list(task.stations),
         "owned": list(task.owned),
         "traces": len(stream),
-        "picks": len(picks_rows),
+        "picks": len(picks),
         "events": len(events),
         "event_first_p": [[str(ev.resource_id), first_p(ev).ns] for ev in events],
         "files": files,
@@ -460,67 +459,51 @@ def run_task(
 # ----------------------------------------------------------------------------------------------------
 def _merge_group_events(
     events: list[Event], merge_time_s: float, merge_distance_km: float
-) -> list[Event]:
-    """One event per earthquake among the events of one chunk from several station groups: events that share a
-    P pick, or whose origins are within ``merge_time_s`` and ``merge_distance_km``, are one earthquake (the rule
-    of :func:`~sine_seisbench.pipeline.events.merge_candidates`); the one with the most P stations, then the smallest
-    horizontal uncertainty, then the smallest id is kept."""
+) -> dict[str, str]:
+    """One event per earthquake among the events of one chunk from several station groups, by classify's merge
+    rule (:func:`~sine_seisbench.pipeline.events.merge_sets_of` on
+    :meth:`~sine_seisbench.pipeline.events.MergeKey.of_event`): events that share a P pick, or whose origins
+    are within ``merge_time_s`` and ``merge_distance_km``, are one earthquake; the one with the most P
+    stations, then the smallest horizontal uncertainty, then the smallest id is kept.
+
+    :return: Every event's id → the id of the event kept for its earthquake.
+    """
     events = sorted(events, key=_event_sort_key)
-    n = len(events)
-    parent = list(range(n))
+    keys = [MergeKey.of_event(ev) for ev in events]
+    kept: dict[str, str] = {}
+    for members in merge_sets_of(keys, merge_time_s, merge_distance_km):
+        best = str(events[members[0]].resource_id)
+        for i in members:
+            kept[str(events[i].resource_id)] = best
+    return kept
 
-    def find(a: int) -> int:
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
 
-    owner: dict[tuple[str, str, int], int] = {}
-    for i, ev in enumerate(events):
-        for p in ev.picks:
-            if (p.phase_hint or "").upper() != "P":
-                continue
-            w = p.waveform_id
-            key = (
-                f"{w.network_code}.{w.station_code}.{w.location_code or ''}",
-                "P",
-                round(p.time.ns / 1e6),
-            )
-            if key in owner:
-                parent[find(i)] = find(owner[key])
-            else:
-                owner[key] = i
-    origins = [ev.preferred_origin() for ev in events]
-    order = sorted(range(n), key=lambda i: (origins[i].time.ns, str(events[i].resource_id)))
-    for pos, a in enumerate(order):
-        for b in order[pos + 1 :]:
-            if origins[b].time - origins[a].time > merge_time_s:
-                break
-            d, _, _ = gps2dist_azimuth(
-                origins[a].latitude, origins[a].longitude, origins[b].latitude, origins[b].longitude
-            )
-            if d / 1000.0 <= merge_distance_km:
-                parent[find(a)] = find(b)
-    sets: dict[int, list[int]] = {}
-    for i in range(n):
-        sets.setdefault(find(i), []).append(i)
-
-    def rank(i: int) -> tuple[int, float, str]:
-        stations = {
-            (p.waveform_id.network_code, p.waveform_id.station_code, p.waveform_id.location_code)
-            for p in events[i].picks
-            if (p.phase_hint or "").upper() == "P"
-        }
-        unc = origins[i].origin_uncertainty
-        h = (
-            unc.horizontal_uncertainty
-            if unc and unc.horizontal_uncertainty is not None
-            else math.inf
-        )
-        return -len(stations), float(h), str(events[i].resource_id)
-
-    kept = [events[min(members, key=rank)] for members in sets.values()]
-    return sorted(kept, key=_event_sort_key)
+def _link_picks(
+    picks: pd.DataFrame,
+    written: set[str],
+    remap: dict[str, str],
+    catalogs: Callable[[], list[Catalog]],
+) -> pd.DataFrame:
+    """The day's picks linked to written events. A chunk links its picks to the events of its own classify
+    (:func:`~sine_seisbench.pipeline.publish.picks_frame`); an event merged away across station groups is
+    replaced by the one kept, and a pick whose event was written by another chunk under another id (its first
+    P lay outside the pick's chunk) is linked again by the same rule
+    (:func:`~sine_seisbench.pipeline.publish.associate_picks`) to the written events of the day's chunks;
+    without a match it keeps no event id (the pick itself stays)."""
+    if not len(picks):
+        return picks
+    ids = picks["event_id"].replace(remap)
+    lost = (ids != "") & ~ids.isin(written)
+    if lost.any():
+        events = Catalog([ev for c in catalogs() for ev in c if str(ev.resource_id) in written])
+        arrivals = event_arrivals(events)
+        rows = np.flatnonzero(lost.to_numpy())
+        matched = associate_picks(frame_to_picks(picks.iloc[rows], source=None), arrivals)
+        for i, row in enumerate(rows):
+            ids.iloc[row] = arrivals[matched[i]].event_id if i in matched else ""
+    picks = picks.copy()
+    picks["event_id"] = ids
+    return picks
 
 
 def _days(start: obspy.UTCDateTime, end: obspy.UTCDateTime) -> list[obspy.UTCDateTime]:
@@ -552,29 +535,46 @@ def assemble_day(
     for rec in sorted(records, key=lambda r: r["task_id"]):
         if not (rec["start_ns"] < d1 and rec["end_ns"] > d0):
             continue
-        frame = pd.read_csv(out / rec["files"]["picks"], dtype={"time": str})
+        frame = read_picks_csv(out / rec["files"]["picks"])
+        frame["_task"] = rec["task_id"]
         frames.append(frame[frame["time"].str.slice(0, 10) == label])
         by_chunk.setdefault((rec["start_ns"], rec["end_ns"]), []).append(rec)
-    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PICK_COLUMNS)
-    picks = _picks_frame(rows.to_dict("records"))
+    picks = pd.concat(frames, ignore_index=True) if frames else picks_frame(None)
 
     wanted: dict[tuple[str, str], int] = {}  # (task, event id) -> first P (ns)
+    written: set[str] = set()  # events of these chunks written to a daily file (this day's or another's)
+    remap: dict[str, str] = {}  # merged-away event -> the event kept for its earthquake
+    catalogs: dict[str, Catalog] = {}
+
+    def catalog_of(rec: dict[str, Any]) -> Catalog:
+        if rec["task_id"] not in catalogs:
+            catalogs[rec["task_id"]] = obspy.read_events(
+                str(out / rec["files"]["events"]), format="QUAKEML"
+            )
+        return catalogs[rec["task_id"]]
+
     for chunk in sorted(by_chunk):
         recs = by_chunk[chunk]
         keep = None
         if merge is not None and len(recs) > 1:
-            evs = []
-            for rec in recs:
-                catalog = obspy.read_events(str(out / rec["files"]["events"]), format="QUAKEML")
-                evs += [(rec["task_id"], ev) for ev in catalog]
-            owner = {id(ev): task for task, ev in evs}
+            evs = [(rec["task_id"], ev) for rec in recs for ev in catalog_of(rec)]
             kept = _merge_group_events([ev for _, ev in evs], *merge)
-            keep = {(owner[id(ev)], str(ev.resource_id)) for ev in kept}
+            keep = {
+                (task, str(ev.resource_id))
+                for task, ev in evs
+                if kept[str(ev.resource_id)] == str(ev.resource_id)
+            }
+            remap.update({k: v for k, v in kept.items() if k != v})
         for rec in recs:
             for event_id, ns in rec["event_first_p"]:
                 key = (rec["task_id"], event_id)
-                if d0 <= ns < d1 and (keep is None or key in keep):
-                    wanted[key] = ns
+                if keep is None or key in keep:
+                    written.add(event_id)
+                    if d0 <= ns < d1:
+                        wanted[key] = ns
+    picks = _link_picks(
+        picks, written, remap, lambda: [catalog_of(r) for rs in by_chunk.values() for r in rs]
+    )
     elements = []
     for task_id in sorted({task for task, _ in wanted}):
         rec = next(r for recs in by_chunk.values() for r in recs if r["task_id"] == task_id)
@@ -585,15 +585,11 @@ def assemble_day(
                 elements.append((wanted[key], key[1], element))
     elements.sort(key=lambda e: (e[0], e[1]))
 
+    picks = sort_picks(picks)
     if picks_format == "parquet":
-        table = picks.copy()
-        for col in ("time", "start_time", "end_time"):
-            table[col] = pd.to_datetime(table[col], utc=True, format="ISO8601")
-        buf = io.BytesIO()
-        table.to_parquet(buf, index=False)
-        atomic_write(out / "picks" / f"{label}.parquet", buf.getvalue())
+        atomic_write(out / "picks" / f"{label}.parquet", picks_parquet_bytes(picks))
     else:
-        atomic_write(out / "picks" / f"{label}.csv", _csv_bytes(picks))
+        atomic_write(out / "picks" / f"{label}.csv", picks_csv_bytes(picks))
     root = etree.Element(f"{{{_Q}}}quakeml", nsmap={None: _BED, "q": _Q})
     params = etree.SubElement(
         root, f"{{{_BED}}}eventParameters", publicID=named_id("catalog", label)

@@ -34,6 +34,7 @@ from sine_seisbench.archive import (
 )
 from sine_seisbench.cli import main
 from sine_seisbench.geometry import Coordinates
+from sine_seisbench.pipeline.publish import PICK_COLUMNS, read_picks_csv
 
 T0 = obspy.UTCDateTime("2009-08-24T23:52:00")
 T1 = T0 + 16 * 60
@@ -96,7 +97,9 @@ def outputs(out: Path) -> dict[str, bytes]:
 
 def read_picks(out: Path) -> pd.DataFrame:
     files = sorted((out / "picks").glob("*.csv"))
-    return pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    frame = pd.concat([read_picks_csv(f) for f in files], ignore_index=True)
+    frame["trace_id"] = frame["network"] + "." + frame["station"] + "." + frame["location"]
+    return frame
 
 
 def read_events(out: Path) -> obspy.Catalog:
@@ -112,6 +115,9 @@ def assert_complete_and_unique(out: Path, tasks: int) -> None:
     events = read_events(out)
     ids = [str(e.resource_id) for e in events]
     assert len(ids) == len(set(ids))
+    # every pick linked to an event links to one in the daily QuakeML files
+    linked = set(picks["event_id"]) - {""}
+    assert linked and linked <= set(ids), linked - set(ids)
     manifest = pd.read_json(out / "manifest.json", typ="series")
     assert len(manifest["finished"]) == tasks and not manifest["failed"]
     assert not [p for p in out.rglob("*") if archive._TMP_MARK in p.name]
@@ -409,7 +415,7 @@ def test_cli_archive_local_cluster_parquet(sim_archive, reference, tmp_path, cap
     assert main(argv) == 0
     assert "4 task(s) computed" in capsys.readouterr().out
     table = pd.read_parquet(out / "picks" / "2009-08-24.parquet")
-    assert list(table.columns) == archive.PICK_COLUMNS
+    assert list(table.columns) == PICK_COLUMNS
     assert str(table["time"].dtype).startswith("datetime64")
     # other chunk lengths give the same picks (the chunks of the reference run were 4 minutes)
     ref = read_picks(reference)

@@ -26,7 +26,7 @@ from obspy.core.event import (
     StationMagnitude,
     WaveformStreamID,
 )
-from obspy.geodetics import gps2dist_azimuth, kilometers2degrees
+from obspy.geodetics import degrees2kilometers, gps2dist_azimuth, kilometers2degrees
 
 from ..geometry import Coordinates, far_stations, reference_point, station_key, unproject
 from ..ids import AGENCY, named_id, resource_id
@@ -151,16 +151,78 @@ def _pick_key(pick: sbu.Pick) -> tuple[str, float]:
     return pick.trace_id, round(pick.peak_time.timestamp, 3)
 
 
-def merge_sets(
-    candidates: list[Candidate], merge_time_s: float, merge_distance_km: float
-) -> list[list[int]]:
-    """Indices of candidates that describe one earthquake, one list per earthquake, each list ordered best
-    first (most stations, then smallest horizontal uncertainty).
+@dataclass(frozen=True)
+class MergeKey:
+    """What the merge rule (:func:`merge_sets_of`) reads of one estimate of an earthquake.
 
-    Two candidates are one event when they share a P pick, or when their origin times differ by at most
+    :param p_picks: ``(NET.STA.LOC, P time rounded to 1 ms)`` of its P picks.
+    :param stations: Number of stations with a P pick (more is better).
+    :param horizontal_sigma_km: ``hypot(std east, std north)`` of the epicentre (smaller is better).
+    :param tie: Last tie-breaker (an id), smaller first; "" keeps the input order.
+    """
+
+    p_picks: frozenset[tuple[str, float]]
+    origin_time: obspy.UTCDateTime
+    latitude: float
+    longitude: float
+    stations: int
+    horizontal_sigma_km: float
+    tie: str = ""
+
+    @classmethod
+    def of_candidate(cls, cand: Candidate) -> MergeKey:
+        return cls(
+            frozenset(_pick_key(p) for p in cand.p_picks),
+            cand.origin_time,
+            cand.latitude,
+            cand.longitude,
+            len(cand.stations),
+            float(np.hypot(*cand.std[:2])),
+        )
+
+    @classmethod
+    def of_event(cls, event: Event) -> MergeKey:
+        """Of an ObsPy Event written by :func:`candidate_to_event` (the archive merges chunks' QuakeML): its P
+        Picks (the event step's P arrivals), the epicentre's standard errors from the origin's latitude and
+        longitude errors, the resource id as tie-breaker."""
+        origin = event.preferred_origin() or event.origins[0]
+        p_picks = set()
+        for pick in event.picks:
+            if (pick.phase_hint or "").upper() != "P":
+                continue
+            w = pick.waveform_id
+            key = f"{w.network_code}.{w.station_code}.{w.location_code or ''}"
+            p_picks.add((key, round(pick.time.timestamp, 3)))
+
+        def km(errors: Any, factor: float = 1.0) -> float:
+            value = None if errors is None else errors.uncertainty
+            return math.inf if value is None else degrees2kilometers(float(value)) * factor
+
+        sigma = math.hypot(
+            km(origin.latitude_errors),
+            km(origin.longitude_errors, max(math.cos(math.radians(origin.latitude)), 1e-6)),
+        )
+        return cls(
+            frozenset(p_picks),
+            origin.time,
+            origin.latitude,
+            origin.longitude,
+            len({k for k, _ in p_picks}),
+            sigma,
+            str(event.resource_id),
+        )
+
+
+def merge_sets_of(
+    keys: list[MergeKey], merge_time_s: float, merge_distance_km: float
+) -> list[list[int]]:
+    """Indices of estimates that describe one earthquake, one list per earthquake, each list ordered best
+    first (most stations, then smallest horizontal uncertainty, then ``tie``).
+
+    Two estimates are one earthquake when they share a P pick, or when their origin times differ by at most
     ``merge_time_s`` and their epicentres by at most ``merge_distance_km``.
     """
-    n = len(candidates)
+    n = len(keys)
     parent = list(range(n))
 
     def find(a: int) -> int:
@@ -170,23 +232,19 @@ def merge_sets(
         return a
 
     pick_owner: dict[tuple[str, float], int] = {}
-    for i, cand in enumerate(candidates):
-        for pick in cand.p_picks:
-            key = _pick_key(pick)
-            if key in pick_owner:
-                parent[find(i)] = find(pick_owner[key])
+    for i, key in enumerate(keys):
+        for pick in sorted(key.p_picks):
+            if pick in pick_owner:
+                parent[find(i)] = find(pick_owner[pick])
             else:
-                pick_owner[key] = i
-    order = sorted(range(n), key=lambda i: candidates[i].origin_time)
+                pick_owner[pick] = i
+    order = sorted(range(n), key=lambda i: keys[i].origin_time)
     for a_pos, a in enumerate(order):
         for b in order[a_pos + 1 :]:
-            if candidates[b].origin_time - candidates[a].origin_time > merge_time_s:
+            if keys[b].origin_time - keys[a].origin_time > merge_time_s:
                 break
             dist_m, _, _ = gps2dist_azimuth(
-                candidates[a].latitude,
-                candidates[a].longitude,
-                candidates[b].latitude,
-                candidates[b].longitude,
+                keys[a].latitude, keys[a].longitude, keys[b].latitude, keys[b].longitude
             )
             if dist_m / 1000.0 <= merge_distance_km:
                 parent[find(a)] = find(b)
@@ -197,10 +255,19 @@ def merge_sets(
     out = []
     for members in sets.values():
         members.sort(
-            key=lambda i: (-len(candidates[i].stations), float(np.hypot(*candidates[i].std[:2])))
+            key=lambda i: (-keys[i].stations, keys[i].horizontal_sigma_km, keys[i].tie)
         )
         out.append(members)
     return out
+
+
+def merge_sets(
+    candidates: list[Candidate], merge_time_s: float, merge_distance_km: float
+) -> list[list[int]]:
+    """:func:`merge_sets_of` on located candidates (classify's and the monitor's merge)."""
+    return merge_sets_of(
+        [MergeKey.of_candidate(c) for c in candidates], merge_time_s, merge_distance_km
+    )
 
 
 def merge_members(candidates: list[Candidate], members: list[int]) -> Candidate:

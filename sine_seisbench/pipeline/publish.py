@@ -18,6 +18,7 @@ One serialisation for every writer (``sine classify``, ``sine annotate``, ``sine
 from __future__ import annotations
 
 import copy
+import io
 import math
 import os
 import re
@@ -358,12 +359,32 @@ def picks_frame(
                     "source": "event",
                 }
             )
-    frame = pd.DataFrame(rows, columns=PICK_COLUMNS)
+    return sort_picks(pd.DataFrame(rows, columns=PICK_COLUMNS))
+
+
+def sort_picks(frame: pd.DataFrame) -> pd.DataFrame:
+    """A picks table in its written order: by time, network, station, location, phase (stable)."""
     if len(frame):
         frame = frame.sort_values(
             ["time", "network", "station", "location", "phase"], kind="stable"
-        ).reset_index(drop=True)
-    return frame
+        )
+    return frame.reset_index(drop=True)
+
+
+def picks_csv_bytes(frame: pd.DataFrame) -> bytes:
+    """The picks CSV of a picks table (:data:`PICK_COLUMNS`): ISO 8601 UTC times with microseconds, floats in
+    full precision (they read back equal), missing values empty."""
+    return frame[PICK_COLUMNS].to_csv(index=False, lineterminator="\n").encode()
+
+
+def picks_parquet_bytes(frame: pd.DataFrame) -> bytes:
+    """The picks table as Parquet: the columns of the CSV, times as UTC timestamps."""
+    table = frame[PICK_COLUMNS].copy()
+    for col in ("time", "start_time", "end_time"):
+        table[col] = pd.to_datetime(table[col].replace("", None), utc=True, format="ISO8601")
+    buf = io.BytesIO()
+    table.to_parquet(buf, index=False)
+    return buf.getvalue()
 
 
 def write_picks_csv(
@@ -378,7 +399,7 @@ def write_picks_csv(
     Times are ISO 8601 UTC with microseconds, floats in full precision, missing values empty.
     """
     frame = picks_frame(picks, catalog, stream, include_event_arrivals)
-    frame.to_csv(path, index=False, lineterminator="\n", float_format="%.6g")
+    Path(path).write_bytes(picks_csv_bytes(frame))
     return frame
 
 
