@@ -426,3 +426,30 @@ def test_annotation_writer_rejects_what_it_cannot_keep_apart(network, tmp_path):
     (tmp_path / "text.mseed").write_text("not miniSEED")
     with pytest.raises(UserError, match="cannot read annotations file"):
         read_annotations(tmp_path / "text.mseed")
+
+
+def test_merge_key_of_an_event_is_the_candidates(network):
+    """The archive merges QuakeML events by classify's rule: MergeKey.of_event reads back the candidate's
+    horizontal uncertainty (hypot of the east and north standard errors) and its P stations."""
+    from sine_seisbench.pipeline.events import MergeKey, merge_sets_of
+
+    event = network["catalog"][0]
+    key = MergeKey.of_event(event)
+    assert key.horizontal_sigma_km == pytest.approx(math.hypot(1.5, 0.8), rel=1e-9)
+    assert key.stations == len(P_STATIONS)
+    assert key.origin_time == event.preferred_origin().time
+    # a copy 2 s later with a larger uncertainty is the same earthquake; the better one is kept first
+    worse = event.copy()
+    worse.resource_id = "smi:local/worse"
+    origin = worse.preferred_origin()
+    origin.time += 2.0
+    origin.latitude_errors.uncertainty *= 3
+    other = MergeKey.of_event(worse)
+    assert other.horizontal_sigma_km > key.horizontal_sigma_km
+    assert merge_sets_of([other, key], 3.0, 5.0) == [[1, 0]]
+    assert merge_sets_of([other, key], 1.0, 5.0) == [[1, 0]]  # they still share P picks
+    far = event.copy()
+    far.resource_id = "smi:local/far"
+    far.picks = [p for p in far.picks if p.phase_hint != "P"]
+    far.preferred_origin().time += 10.0
+    assert merge_sets_of([key, MergeKey.of_event(far)], 3.0, 5.0) == [[0], [1]]
