@@ -199,6 +199,8 @@ def test_streaming_equals_classify_on_the_whole_record(record, offline, streamed
     events = final_events(out)
     assert len(events) == 8  # the earthquake repeats 8 times; all are found
     assert_events_match(offline.events, events, time_tol=0.011, km_tol=0.01, mag_tol=0.001)
+    # one id scheme: the monitor publishes each earthquake under classify's event id
+    assert sorted(m["id"] for m in events) == sorted(str(e.resource_id) for e in offline.events)
     assert engine.stats["late"] == 0
 
 

@@ -43,6 +43,7 @@ from ..pipeline.events import (
     Candidate,
     candidate_to_event,
     drop_implausible,
+    event_id_seed,
     greedy_clusters,
     merge_members,
     merge_sets,
@@ -744,9 +745,8 @@ class StreamingClassifier:
                     del self.events[other.id]
                 state.keys |= member_keys
             else:
-                first = min(member_keys, key=lambda k: (k[2], k[1], k[0]))
                 state = _EventState(
-                    id=stable_id("event", f"{first[1]}|{first[2]:.3f}"),
+                    id=stable_id("event", event_id_seed((k[1], k[2]) for k in member_keys)),
                     version=0,
                     keys=set(member_keys),
                     digest="",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -488,6 +488,19 @@ def drop_implausible(
     return kept
 
 
+def event_id_seed(p_picks: Iterable[tuple[str, float]]) -> str:
+    """The seed of an event's id: its first P pick ``NET.STA.LOC|time (UNIX s, 1 ms)`` (earliest time, then
+    smallest station id). An earthquake keeps its id while its origin is updated (the monitor publishes new
+    versions under it), and ``classify``, the monitor and the archive give the same earthquake the same id."""
+    trace_id, time = min(p_picks, key=lambda k: (round(k[1], 3), k[0]))
+    return f"{trace_id}|{time:.3f}"
+
+
+def event_id(p_picks: Iterable[sbu.Pick]) -> ResourceIdentifier:
+    """The id of the event whose P picks these are (:func:`event_id_seed`)."""
+    return resource_id("event", event_id_seed((p.trace_id, p.peak_time.timestamp) for p in p_picks))
+
+
 def _resource_id(kind: str, seed: str) -> ResourceIdentifier:
     return resource_id(kind, seed)
 
@@ -588,7 +601,7 @@ def candidate_to_event(
         azimuthal_gap=gap,
     )
     event = Event(
-        resource_id=_resource_id("event", seed),
+        resource_id=event_id(candidate.p_picks),
         event_type="earthquake",
         origins=[origin],
         picks=picks,
