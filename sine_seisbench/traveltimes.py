@@ -17,6 +17,7 @@ are clipped to the surface of the table; a station's elevation adds a vertical p
 from __future__ import annotations
 
 import hashlib
+from importlib import resources
 import math
 import os
 import shutil
@@ -186,6 +187,8 @@ class TravelTimes:
         table_path = cache / f"tt_{digest}.npz"
         #: The TauP model the table was computed with (built next to the table)
         self.taup_model = cache / f"model_{digest}.npz"
+        if not table_path.exists():
+            _install_shipped(table_path, self.taup_model)
         if table_path.exists():
             table = dict(np.load(table_path))
         else:
@@ -266,6 +269,26 @@ class TravelTimes:
         values = (t00 * (1 - fd) + t01 * fd) * (1 - fz) + (t10 * (1 - fd) + t11 * fd) * fz
         beyond = (d - (nd - 1.0)).clamp(min=0.0) * self.distance_step_km
         return values + beyond * slope[j]
+
+
+def shipped_tables() -> list[str]:
+    """Names of the tables shipped with the package (``sine_seisbench/tables``)."""
+    folder = resources.files("sine_seisbench") / "tables"
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("tt_"))
+
+
+def _install_shipped(table_path: Path, taup_model: Path) -> None:
+    """Copies a shipped table (and its TauP model) into the cache, atomically, when the package has it."""
+    folder = resources.files("sine_seisbench") / "tables"
+    shipped = folder / table_path.name
+    if not shipped.is_file():
+        return
+    for name in (taup_model.name, table_path.name):  # the table last: its presence means complete
+        source = folder / name
+        if source.is_file():
+            tmp = table_path.parent / f".{name}.{os.getpid()}.tmp"
+            tmp.write_bytes(source.read_bytes())
+            os.replace(tmp, table_path.parent / name)
 
 
 def _layers_of_taup_file(path: Path) -> list[tuple[float, float, float]]:
