@@ -17,13 +17,13 @@ are clipped to the surface of the table; a station's elevation adds a vertical p
 from __future__ import annotations
 
 import hashlib
-from importlib import resources
 import math
 import os
 import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
