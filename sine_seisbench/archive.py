@@ -459,23 +459,20 @@ def run_task(
 # ----------------------------------------------------------------------------------------------------
 def _merge_group_events(
     events: list[Event], merge_time_s: float, merge_distance_km: float
-) -> dict[str, str]:
+) -> list[list[int]]:
     """One event per earthquake among the events of one chunk from several station groups, by classify's merge
     rule (:func:`~sine_seisbench.pipeline.events.merge_sets_of` on
     :meth:`~sine_seisbench.pipeline.events.MergeKey.of_event`): events that share a P pick, or whose origins
     are within ``merge_time_s`` and ``merge_distance_km``, are one earthquake; the one with the most P
-    stations, then the smallest horizontal uncertainty, then the smallest id is kept.
+    stations, then the smallest horizontal uncertainty, then the smallest id comes first. (Groups that share
+    the station of an earthquake's first P pick give it the same id.)
 
-    :return: Every event's id → the id of the event kept for its earthquake.
+    :return: Indices into ``events``, one list per earthquake, the event kept first.
     """
-    events = sorted(events, key=_event_sort_key)
-    keys = [MergeKey.of_event(ev) for ev in events]
-    kept: dict[str, str] = {}
-    for members in merge_sets_of(keys, merge_time_s, merge_distance_km):
-        best = str(events[members[0]].resource_id)
-        for i in members:
-            kept[str(events[i].resource_id)] = best
-    return kept
+    order = sorted(range(len(events)), key=lambda i: _event_sort_key(events[i]))
+    keys = [MergeKey.of_event(events[i]) for i in order]
+    sets = merge_sets_of(keys, merge_time_s, merge_distance_km)
+    return [[order[i] for i in members] for members in sets]
 
 
 def _link_picks(
@@ -557,14 +554,14 @@ def assemble_day(
         recs = by_chunk[chunk]
         keep = None
         if merge is not None and len(recs) > 1:
-            evs = [(rec["task_id"], ev) for rec in recs for ev in catalog_of(rec)]
-            kept = _merge_group_events([ev for _, ev in evs], *merge)
-            keep = {
-                (task, str(ev.resource_id))
-                for task, ev in evs
-                if kept[str(ev.resource_id)] == str(ev.resource_id)
-            }
-            remap.update({k: v for k, v in kept.items() if k != v})
+            evs = [
+                (rec["task_id"], str(ev.resource_id), ev) for rec in recs for ev in catalog_of(rec)
+            ]
+            keep = set()
+            for members in _merge_group_events([ev for _, _, ev in evs], *merge):
+                task, best, _ = evs[members[0]]
+                keep.add((task, best))
+                remap.update({evs[i][1]: best for i in members[1:] if evs[i][1] != best})
         for rec in recs:
             for event_id, ns in rec["event_first_p"]:
                 key = (rec["task_id"], event_id)
