@@ -513,7 +513,8 @@ def fit_hypocentre(
 
     def predict(x):
         dist = np.hypot(x[0] - pos[:, 0], x[1] - pos[:, 1])
-        travel = np.where(is_s, tt.times(dist, x[2], "S"), tt.times(dist, x[2], "P"))
+        tp, ts = tt.times_ps(dist, x[2])
+        travel = np.where(is_s, ts, tp)
         return travel + elev + corr, dist
 
     def sigma(travel):
