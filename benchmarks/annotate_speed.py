@@ -1,13 +1,22 @@
-"""Times ``annotate`` of SINE, PhaseNet and EQTransformer on the same multi-station stream (N stations x T hours).
+"""Times ``annotate`` of SINE, PhaseNet and EQTransformer on the same multi-station stream (N stations x T hours),
+or (``--mode classify``) SINE's ``classify`` (picks and events) against PhaseNet's ``annotate``.
 
 The stream is built from ObsPy's bundled real record BW.RJOB (30 s, 100 Hz), tiled to T hours and copied to N
 virtual stations with per-station shifts, amplitudes and seeded noise. Every model is warmed up once on a
 2-minute stream, then timed with ``time.perf_counter`` on the full stream. Prints wall seconds, station-hours per
 second and the throughput ratio to PhaseNet, and writes a markdown report.
 
+SINE runs with the shipped default weights (``--sine-weights``, a spec of :func:`sine_seisbench.loader.load_weights`).
+PhaseNet/EQTransformer load their published ``original`` weights from the SeisBench cache given by
+``--seisbench-cache`` (default ``$SEISBENCH_CACHE_ROOT``; used in place, only read), with random weights of the
+same architecture when they are not there.
+
 Run from the repository root::
 
-    .venv/bin/python benchmarks/annotate_speed.py --stations 16 --hours 1.0 --threads 2
+    python benchmarks/annotate_speed.py --stations 16 --hours 1.0 --threads 2
+    # SINE classify vs PhaseNet annotate at 16 stations x 1 h and 2 stations x 1 h, alternating, median of 3:
+    python benchmarks/annotate_speed.py --mode classify --configs 16x1,2x1 --repeats 3 \
+        --out benchmarks/results/classify_speed.md
 """
 
 from __future__ import annotations
@@ -20,10 +29,8 @@ import os
 import platform
 import resource
 import shlex
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +41,6 @@ import obspy
 import torch
 from obspy.core.inventory import Channel, Inventory, Network, Site, Station
 
-#: Read-only SeisBench cache with the published PhaseNet / EQTransformer weights.
-SHARED_CACHE = Path("/work/shared/data/seisbench_cache")
 #: Location of BW.RJOB; the virtual network is scattered around it.
 CENTRE = (47.737, 12.796)
 SAMPLING_RATE = 100.0
@@ -129,27 +134,32 @@ def build_network(n_stations: int, hours: float, seed: int = 0) -> tuple[obspy.S
 # ------------------------------------------------------------------------------------------------
 # Models
 # ------------------------------------------------------------------------------------------------
-def setup_cache() -> str | None:
-    """Copies the shared SeisBench cache to a temporary folder and points ``SEISBENCH_CACHE_ROOT`` at it.
+def setup_cache(folder: str | None) -> bool:
+    """Points ``SEISBENCH_CACHE_ROOT`` at ``folder`` (default: its current value); must run before ``seisbench``
+    is imported. True when the folder holds published weights (``models/v3``), i.e. PhaseNet and EQTransformer
+    can load theirs without network access."""
+    folder = folder or os.environ.get("SEISBENCH_CACHE_ROOT")
+    if not folder:
+        return False
+    if "seisbench" in sys.modules and os.environ.get("SEISBENCH_CACHE_ROOT") != folder:
+        print("warning: seisbench was imported before the cache folder was set", file=sys.stderr)
+    os.environ["SEISBENCH_CACHE_ROOT"] = str(folder)
+    return (Path(folder) / "models").is_dir()
 
-    Must run before ``seisbench`` is imported. Returns the temporary folder, or None if the cache is absent.
-    """
-    if not SHARED_CACHE.is_dir():
-        return None
-    tmp = Path(tempfile.mkdtemp(prefix="sb_cache_"))
-    shutil.copytree(SHARED_CACHE, tmp / "cache")
-    os.environ["SEISBENCH_CACHE_ROOT"] = str(tmp / "cache")
-    return str(tmp)
 
-
-def load_model(name: str, cache_ok: bool) -> tuple[Any, str]:
-    """The model called ``name`` in eval mode and a description of its weights."""
+def load_model(name: str, cache_ok: bool, sine_weights: str | None = None) -> tuple[Any, str]:
+    """The model called ``name`` in eval mode and a description of its weights (SINE: ``sine_weights``, a
+    weights spec, None for the shipped default)."""
     import seisbench.models as sbm
 
     if name == "SINE":
-        from sine_seisbench import SINE
+        from sine_seisbench import DEFAULT_WEIGHTS
+        from sine_seisbench.loader import load_weights
 
-        return SINE().eval(), "untrained (random init)"
+        spec = sine_weights or DEFAULT_WEIGHTS
+        return load_weights(spec).eval(), f"{spec}" + (
+            " (shipped default)" if sine_weights is None else ""
+        )
     cls = {"PhaseNet": sbm.PhaseNet, "EQTransformer": sbm.EQTransformer}[name]
     if cache_ok:
         try:
@@ -287,8 +297,20 @@ def report(
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--mode",
+        choices=("annotate", "classify"),
+        default="annotate",
+        help="annotate: annotate of every --models model; classify: SINE classify (picks + events) against "
+        "PhaseNet annotate on each of --configs",
+    )
     p.add_argument("--stations", type=int, default=16, help="number of virtual stations")
     p.add_argument("--hours", type=float, default=1.0, help="stream length in hours")
+    p.add_argument(
+        "--configs",
+        default="16x1,2x1",
+        help="classify mode: comma-separated STATIONSxHOURS networks, each timed side by side",
+    )
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     p.add_argument("--batch-size", type=int, default=256, help="annotate batch_size")
     p.add_argument(
@@ -302,23 +324,53 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=1, help="timed runs per model (median reported)")
     p.add_argument("--models", default="SINE,PhaseNet,EQTransformer", help="comma-separated models")
     p.add_argument(
-        "--out", default="benchmarks/results/annotate_speed.md", help="markdown report path"
+        "--sine-weights",
+        default=None,
+        help="SINE weights spec (default: the shipped default weights; 'untrained' for random ones)",
     )
+    p.add_argument(
+        "--seisbench-cache",
+        default=None,
+        help="SeisBench cache folder with the published PhaseNet/EQTransformer weights (default "
+        "$SEISBENCH_CACHE_ROOT); only read",
+    )
+    p.add_argument("--out", default=None, help="markdown report path (default by mode)")
     p.add_argument("--append", action="store_true", help="append to --out instead of overwriting")
     p.add_argument("--seed", type=int, default=0)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.out is None:
+        args.out = (
+            f"benchmarks/results/{'annotate' if args.mode == 'annotate' else 'classify'}_speed.md"
+        )
+    return args
+
+
+def write_report(args: argparse.Namespace, title: str, text: str) -> None:
+    print()
+    print(text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.append and out.exists():
+        out.write_text(out.read_text().rstrip("\n") + "\n\n" + text)
+    else:
+        out.write_text(f"# {title}\n\n" + text)
+    print(f"report written to {out}")
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
     torch.set_num_threads(args.threads)
-    tmp_cache = setup_cache()  # before seisbench is imported
-    if tmp_cache is None:
+    cache_ok = setup_cache(args.seisbench_cache)  # before seisbench is imported
+    if not cache_ok:
         print(
-            f"SeisBench cache {SHARED_CACHE} not found: PhaseNet/EQTransformer use random weights",
+            "SeisBench cache with published weights not found (--seisbench-cache / SEISBENCH_CACHE_ROOT): "
+            "PhaseNet/EQTransformer use random weights",
             file=sys.stderr,
         )
+    if args.mode == "classify":
+        main_classify(args, command, cache_ok)
+        return
 
     t0 = time.perf_counter()
     stream, inventory = build_network(args.stations, args.hours, args.seed)
@@ -339,44 +391,145 @@ def main(argv: list[str] | None = None) -> None:
         )
     results = []
     rss_mode = ""
-    try:
-        for name in [m.strip() for m in args.models.split(",") if m.strip()]:
-            model, weights = load_model(name, tmp_cache is not None)
-            run_annotate(model, name, warm, inventory, args)  # warm-up
-            res = Result(name, weights=weights)
-            gc.collect()
-            reset_ok = reset_peak_rss()
-            res.rss_before_mib = peak_rss_mib(reset_ok)
-            for _ in range(args.repeats):
-                t0 = time.perf_counter()
-                out = run_annotate(model, name, stream, inventory, args)
-                res.times.append(time.perf_counter() - t0)
-                res.out_traces = len(out)
-                del out
-            res.peak_rss_mib = peak_rss_mib(reset_ok)
-            rss_mode = "VmHWM reset per model" if reset_ok else "ru_maxrss since process start"
-            thr = args.stations * args.hours / res.seconds
-            print(
-                f"{name:14s} {res.seconds:8.1f} s  {thr:7.2f} station-hours/s  "
-                f"(runs: {', '.join(f'{t:.1f}' for t in res.times)}; weights: {weights})",
-                flush=True,
-            )
-            results.append(res)
-            del model
-    finally:
-        if tmp_cache is not None:
-            shutil.rmtree(tmp_cache, ignore_errors=True)
+    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+        model, weights = load_model(name, cache_ok, args.sine_weights)
+        run_annotate(model, name, warm, inventory, args)  # warm-up
+        res = Result(name, weights=weights)
+        gc.collect()
+        reset_ok = reset_peak_rss()
+        res.rss_before_mib = peak_rss_mib(reset_ok)
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            out = run_annotate(model, name, stream, inventory, args)
+            res.times.append(time.perf_counter() - t0)
+            res.out_traces = len(out)
+            del out
+        res.peak_rss_mib = peak_rss_mib(reset_ok)
+        rss_mode = "VmHWM reset per model" if reset_ok else "ru_maxrss since process start"
+        thr = args.stations * args.hours / res.seconds
+        print(
+            f"{name:14s} {res.seconds:8.1f} s  {thr:7.2f} station-hours/s  "
+            f"(runs: {', '.join(f'{t:.1f}' for t in res.times)}; weights: {weights})",
+            flush=True,
+        )
+        results.append(res)
+        del model
 
     text = report(args, results, command, build_s, (load_before, os.getloadavg()[0]), rss_mode)
-    print()
-    print(text)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if args.append and out.exists():
-        out.write_text(out.read_text().rstrip("\n") + "\n\n" + text)
-    else:
-        out.write_text("# annotate speed benchmark\n\n" + text)
-    print(f"report written to {out}")
+    write_report(args, "annotate speed benchmark", text)
+
+
+# ------------------------------------------------------------------------------------------------
+# classify mode
+# ------------------------------------------------------------------------------------------------
+def parse_configs(text: str) -> list[tuple[int, float]]:
+    """``"16x1,2x0.5"`` -> ``[(16, 1.0), (2, 0.5)]`` (stations, hours)."""
+    out = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        stations, _, hours = part.strip().lower().partition("x")
+        out.append((int(stations), float(hours or 1.0)))
+    return out
+
+
+def time_classify_config(
+    sine: Any, phasenet: Any, n_stations: int, hours: float, args: argparse.Namespace
+) -> dict[str, Any]:
+    """SINE ``classify`` and PhaseNet ``annotate`` on one network, warmed up, then alternating ``--repeats``
+    times (the load of the machine hits both alike); medians."""
+    stream, inventory = build_network(n_stations, hours, args.seed)
+    warm = stream.slice(
+        stream[0].stats.starttime, stream[0].stats.starttime + WARMUP_SECONDS
+    ).copy()
+    sine_kwargs = {"inventory": inventory, "batch_size": args.sine_batch_size}
+    sine.classify(warm, **sine_kwargs)
+    phasenet.annotate(warm, batch_size=args.batch_size)
+    load_before = os.getloadavg()[0]
+    times: dict[str, list[float]] = {"SINE classify": [], "PhaseNet annotate": []}
+    n_picks = n_events = 0
+    for _ in range(args.repeats):
+        gc.collect()
+        t0 = time.perf_counter()
+        result = sine.classify(stream, **sine_kwargs)
+        times["SINE classify"].append(time.perf_counter() - t0)
+        n_picks, n_events = len(result.picks), len(result.events)
+        del result
+        gc.collect()
+        t0 = time.perf_counter()
+        out = phasenet.annotate(stream, batch_size=args.batch_size)
+        times["PhaseNet annotate"].append(time.perf_counter() - t0)
+        del out
+    row = {
+        "stations": n_stations,
+        "hours": hours,
+        "times": times,
+        "picks": n_picks,
+        "events": n_events,
+        "load": (load_before, os.getloadavg()[0]),
+    }
+    sh = n_stations * hours
+    print(
+        f"{n_stations} stations x {hours:g} h: "
+        + "; ".join(
+            f"{k} {statistics.median(v):.1f} s ({sh / statistics.median(v):.2f} station-h/s)"
+            for k, v in times.items()
+        )
+        + f"; {n_picks} picks, {n_events} events; load {row['load'][0]:.2f}/{row['load'][1]:.2f}",
+        flush=True,
+    )
+    return row
+
+
+def main_classify(args: argparse.Namespace, command: str, cache_ok: bool) -> None:
+    import seisbench
+
+    sine, sine_weights = load_model("SINE", cache_ok, args.sine_weights)
+    phasenet, pn_weights = load_model("PhaseNet", cache_ok)
+    rows = [
+        time_classify_config(sine, phasenet, n, h, args) for n, h in parse_configs(args.configs)
+    ]
+    lines = [
+        f"## SINE classify vs PhaseNet annotate, {args.threads} torch thread(s), {args.repeats} "
+        "alternating repeat(s)",
+        "",
+        f"- Command: `{command}`",
+        f"- Date: {dt.datetime.now().astimezone().isoformat(timespec='seconds')}",
+        f"- Machine: nproc={os.cpu_count()}, CPU: {cpu_model()}, torch threads={torch.get_num_threads()}",
+        f"- Versions: python {platform.python_version()}, torch {torch.__version__}, "
+        f"seisbench {seisbench.__version__}; sine_seisbench sources sha256 {source_digest()}",
+        f"- Weights: SINE {sine_weights}; PhaseNet {pn_weights}. batch_size: SINE {args.sine_batch_size} "
+        f"groups, PhaseNet {args.batch_size} windows",
+        "- Input: virtual stations x 3 channels at 100 Hz from ObsPy's real BW.RJOB record (see the module "
+        "docstring); each model warmed up on 2 minutes; SINE classify = annotate + picks + association + event "
+        "step (location, magnitude); PhaseNet annotate = probabilities only",
+        "",
+        "| Stations | Hours | SINE classify s | PhaseNet annotate s | SINE station-h/s | PhaseNet station-h/s "
+        "| Ratio SINE/PhaseNet | Picks | Events | Load before/after |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        sh = row["stations"] * row["hours"]
+        ts = statistics.median(row["times"]["SINE classify"])
+        tp = statistics.median(row["times"]["PhaseNet annotate"])
+        lines.append(
+            f"| {row['stations']} | {row['hours']:g} | {ts:.1f} | {tp:.1f} | {sh / ts:.2f} | {sh / tp:.2f} | "
+            f"{tp / ts:.2f}x | {row['picks']} | {row['events']} | {row['load'][0]:.2f} / "
+            f"{row['load'][1]:.2f} |"
+        )
+    lines += [
+        "",
+        "- Targets (issue 16): >= 1.0x at 16 stations x 1 h, >= 0.8x at 2 stations. Runs alternate SINE and "
+        "PhaseNet, so load from other processes hits both; the 1-min load average is given per network.",
+        "- Per-run wall seconds: "
+        + "; ".join(
+            f"{r['stations']} st: "
+            + ", ".join(f"{k} {', '.join(f'{t:.1f}' for t in v)}" for k, v in r["times"].items())
+            for r in rows
+        ),
+        "",
+    ]
+    write_report(args, "SINE classify vs PhaseNet annotate", "\n".join(lines))
 
 
 if __name__ == "__main__":
