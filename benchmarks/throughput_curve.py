@@ -4,9 +4,11 @@ of this CPU's peak they reach.
 
 For each N of ``--stations`` (default 1, 2, 4, 8, 16, 32, 64, 128, 300) a network of N virtual stations is built
 as in ``annotate_speed.py`` (ObsPy's real BW.RJOB record, tiled, stations scattered within 50 km), with a record
-length of ``--station-minutes / N`` minutes clipped to ``[--min-minutes, --max-minutes]`` (default 240 station-
-minutes: 60 min for 1-4 stations, 15 min at 16, 5 min from 48 stations up), so that every point takes seconds
-and large networks fit in memory. Both models are warmed up on the network's first 2 minutes, then timed
+length of ``--station-minutes / N`` minutes clipped to ``[--min-minutes, --max-minutes]`` (default 480 station-
+minutes: 60 min up to 8 stations, 30 min at 16, 15 at 32, 10 min from 48 stations up), so that large networks fit
+in memory and the whole curve runs in minutes. Records much shorter than 10 min bias against SINE classify: its
+event step reruns the network on every candidate window (16 stations x 30 s each), which on 32 stations x 2 min
+was twice the annotate pass. Both models are warmed up on the network's first 2 minutes, then timed
 alternating (``--repeats``, median).
 
 FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode`` on one batch of windows (SINE: one group of
@@ -184,8 +186,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> bool:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--stations", default=DEFAULT_STATIONS, help="comma-separated station counts")
-    p.add_argument("--station-minutes", type=float, default=240.0)
-    p.add_argument("--min-minutes", type=float, default=5.0)
+    p.add_argument("--station-minutes", type=float, default=480.0)
+    p.add_argument("--min-minutes", type=float, default=10.0)
     p.add_argument("--max-minutes", type=float, default=60.0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=1)
