@@ -78,15 +78,18 @@ def sine_flops_per_station_window(model: Any) -> float:
     n_st = model.max_stations
     names = [f"XX.S{i:02d}." for i in range(n_st)]
     argdict = dict(model.default_args)
-    argdict["_coordinates"] = {}
-    argdict["_calibrated"] = {}
     from sine_seisbench.geometry import Coordinates
+    from sine_seisbench.pipeline.prepare import StationSet
+    from sine_seisbench.pipeline.run import run_groups
 
-    for i, name in enumerate(names):
-        argdict["_coordinates"][name] = Coordinates(47.0 + 0.05 * i, 12.0 + 0.03 * i, 500.0)
+    stations = StationSet(
+        {name: Coordinates(47.0 + 0.05 * i, 12.0 + 0.03 * i, 500.0) for i, name in enumerate(names)}
+    )
     rng = np.random.default_rng(0)
     window = rng.normal(size=(n_st, model.in_channels, model.in_samples)).astype(np.float32)
-    flops = count_flops(lambda: model.run_groups([window], [names], argdict, event=False))
+    flops = count_flops(
+        lambda: run_groups(model, stations, [window], [names], argdict, event=False)
+    )
     return flops / n_st
 
 

@@ -1,6 +1,6 @@
 """The fast paths of the event step against the slower references they replaced: the bilinear travel-time
 look-up against scipy's ``RegularGridInterpolator`` (the former implementation), and the migration's best node
-and origin time (numpy) against :func:`~sine_seisbench.locate.coalescence` (torch)."""
+and origin time (numpy) against :func:`~sine_seisbench.pipeline.locate.coalescence` (torch)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import torch
 from scipy.interpolate import RegularGridInterpolator
 
-from sine_seisbench import locate
-from sine_seisbench.locate import LocatorConfig, coalescence, migrate
+from sine_seisbench.pipeline import locate
+from sine_seisbench.pipeline.locate import LocatorConfig, coalescence, migrate
 from sine_seisbench.traveltimes import TravelTimes
 
 
