@@ -448,6 +448,16 @@ class SINE(WaveformModel):
         """Normalises as the picker does (PhaseNet: each component demeaned and divided by its standard
         deviation + 1e-10, or its peak) and pads the station axis to ``max_stations``. The piggyback is log10 of
         each station's largest component scale (the amplitude level given to the event head)."""
+        batch, log_scale = self.normalise(batch)
+        if batch.shape[1] < self.max_stations:
+            missing = self.max_stations - batch.shape[1]
+            batch = F.pad(batch, (0, 0, 0, 0, 0, missing))
+            log_scale = F.pad(log_scale, (0, missing))
+        return batch, log_scale
+
+    def normalise(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`annotate_batch_pre` without padding the station axis: each station's components normalised
+        and the log10 of its largest component scale."""
         batch = batch - batch.mean(dim=-1, keepdim=True)
         if self.norm == "std":
             comp_scale = batch.std(dim=-1, keepdim=True)
@@ -455,12 +465,7 @@ class SINE(WaveformModel):
             comp_scale = batch.abs().amax(dim=-1, keepdim=True)
         batch = batch / (comp_scale + 1e-10)
         scale = comp_scale[..., 0].amax(dim=-1)
-        log_scale = torch.log10(scale.clamp(min=1e-30))
-        if batch.shape[1] < self.max_stations:
-            missing = self.max_stations - batch.shape[1]
-            batch = F.pad(batch, (0, 0, 0, 0, 0, missing))
-            log_scale = F.pad(log_scale, (0, missing))
-        return batch, log_scale
+        return batch, torch.log10(scale.clamp(min=1e-30))
 
     def annotate_batch_post(
         self, batch: dict[str, torch.Tensor], piggyback: Any, argdict: dict[str, Any]

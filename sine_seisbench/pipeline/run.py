@@ -42,18 +42,21 @@ def run_groups(
     event: bool = True,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """The network on windows ``(stations, components, samples)`` of the given station groups (every group at
-    most ``max_stations``). Pads the station axis, normalises (:meth:`SINE.annotate_batch_pre`), leaves
-    stations with non-finite values out, runs in eval mode without gradients.
+    most ``max_stations``). Pads the station axis to the largest group, normalises as
+    :meth:`SINE.annotate_batch_pre` (:meth:`SINE.normalise`), leaves stations with non-finite values out, runs
+    in eval mode without gradients.
 
-    :return: The network's outputs (see :meth:`SINE.forward`) and the log10 amplitude scales
-             ``(batch, max_stations)``.
+    :return: The network's outputs (see :meth:`SINE.forward`; station axis as long as the largest group) and
+             the log10 amplitude scales ``(batch, stations)``.
     """
-    n_st = model.max_stations
     for group in groups:
-        if len(group) > n_st:
+        if len(group) > model.max_stations:
             raise ValueError(
-                f"A group of {len(group)} stations exceeds max_stations={n_st}: {group}"
+                f"A group of {len(group)} stations exceeds max_stations={model.max_stations}: {group}"
             )
+    # the station axis only as long as the largest group of the batch (the network runs on stations with data
+    # only; padding to max_stations cost normalisation, masking and copies of empty stations)
+    n_st = max(len(group) for group in groups)
     n_samples = windows[0].shape[-1]
     data = np.zeros((len(windows), n_st, model.in_channels, n_samples), dtype=np.float32)
     positions = np.zeros((len(windows), n_st, 3), dtype=np.float32)
@@ -67,7 +70,7 @@ def run_groups(
         mask[i, : len(group)] = True
     device = model.device
     x = torch.as_tensor(data, device=device)
-    x, log_scale = model.annotate_batch_pre(x, argdict)
+    x, log_scale = model.normalise(x)
     finite = torch.isfinite(x).all(-1).all(-1) & torch.isfinite(log_scale)
     # numerically unusable windows never reach the network (through the graph they would spread NaN to
     # every station of the group)
