@@ -316,10 +316,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--sine-batch-size",
         type=int,
-        default=16,
-        help="batch_size for SINE only (default 16, SINE's own default): a SINE window holds a "
-        "whole station group of up to 16 stations, so 16 groups match 256 single-station "
-        "windows of the other models per forward pass",
+        default=None,
+        help="batch_size for SINE only (default: SINE's own, about 256 station-windows per forward pass: "
+        "256 // group size windows of a station group)",
     )
     p.add_argument("--repeats", type=int, default=1, help="timed runs per model (median reported)")
     p.add_argument("--models", default="SINE,PhaseNet,EQTransformer", help="comma-separated models")
@@ -442,7 +441,9 @@ def time_classify_config(
     warm = stream.slice(
         stream[0].stats.starttime, stream[0].stats.starttime + WARMUP_SECONDS
     ).copy()
-    sine_kwargs = {"inventory": inventory, "batch_size": args.sine_batch_size}
+    sine_kwargs = {"inventory": inventory}
+    if args.sine_batch_size is not None:
+        sine_kwargs["batch_size"] = args.sine_batch_size
     sine.classify(warm, **sine_kwargs)
     phasenet.annotate(warm, batch_size=args.batch_size)
     load_before = os.getloadavg()[0]
@@ -498,7 +499,7 @@ def main_classify(args: argparse.Namespace, command: str, cache_ok: bool) -> Non
         f"- Machine: nproc={os.cpu_count()}, CPU: {cpu_model()}, torch threads={torch.get_num_threads()}",
         f"- Versions: python {platform.python_version()}, torch {torch.__version__}, "
         f"seisbench {seisbench.__version__}; sine_seisbench sources sha256 {source_digest()}",
-        f"- Weights: SINE {sine_weights}; PhaseNet {pn_weights}. batch_size: SINE {args.sine_batch_size} "
+        f"- Weights: SINE {sine_weights}; PhaseNet {pn_weights}. batch_size: SINE {args.sine_batch_size or 'default (256 // group size)'} "
         f"groups, PhaseNet {args.batch_size} windows",
         "- Input: virtual stations x 3 channels at 100 Hz from ObsPy's real BW.RJOB record (see the module "
         "docstring); each model warmed up on 2 minutes; SINE classify = annotate + picks + association + event "
