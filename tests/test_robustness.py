@@ -25,6 +25,22 @@ def record():
     return network_stream(8, repeat=4)
 
 
+def with_responses(inventory: obspy.Inventory) -> obspy.Inventory:
+    """A copy of ``inventory`` whose channels all have the full response of ObsPy's example inventory (the
+    module's ``record`` inventory is shared by its tests and stays without responses).
+
+    :param inventory: The inventory to copy.
+    :return: The copy with responses.
+    """
+    response = obspy.read_inventory()[0][0][0].response
+    out = inventory.copy()
+    for net in out:
+        for sta in net:
+            for cha in sta:
+                cha.response = response
+    return out
+
+
 @pytest.fixture(scope="module")
 def reference(model, record):
     stream, inv = record
@@ -173,14 +189,10 @@ def test_an_inventory_with_responses_does_not_change_weights_trained_without_amp
     model, record
 ):
     """The default weights were trained with the amplitude flag off: giving responses must not move its events."""
-    stream, inv = record
+    stream, plain_inv = record
     assert model.calibrated_amplitudes is False
-    with_resp = obspy.read_inventory()  # ObsPy's example inventory: full responses
-    response = with_resp[0][0][0].response
-    for net in inv:
-        for sta in net:
-            for cha in sta:
-                cha.response = response
+    # a copy: the module's inventory stays as it is for the other tests
+    inv = with_responses(plain_inv)
     plain = model.classify(stream.copy(), inventory=inv, remove_sensitivity=False)
     calibrated = model.classify(stream.copy(), inventory=inv)
     assert len(plain.events) > 0 and len(plain.events) == len(calibrated.events)
@@ -251,12 +263,16 @@ def test_the_training_pipeline_reads_the_amplitude_flag_from_the_dataset():
 # ---------------------------------------------------------------------------------------------------------------
 def test_monitor_equals_classify_when_coverage_changes(model, record):
     """A station starting late, a gap and a dead span: the streaming engine gives classify's picks and
-    events (picks of the record's last window excepted, which classify aligns to the record end)."""
+    events (picks of the record's last window excepted, which classify aligns to the record end), magnitudes
+    included (an inventory with responses)."""
     from engine_util import assert_same_picks, published_events, run_engine, streamed_picks
 
     from sine_seisbench.monitor.engine import StreamingClassifier
 
-    stream, inv = record
+    stream, plain_inv = record
+    # responses of its own: the ML comparison below needs them, and it must not depend on another test having
+    # put them into the module's inventory (it did: deselected, e.g. by -k monitor, this test always failed)
+    inv = with_responses(plain_inv)
     t0 = stream[0].stats.starttime
     messy = stream.copy()
     for tr in messy.select(station="S03"):
