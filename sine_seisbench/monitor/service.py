@@ -327,7 +327,9 @@ class Monitor:
         """Runs until the source is finished (then flushes the engine), :meth:`stop` is called, SIGTERM/SIGINT
         arrive (with ``install_signals``) or ``max_seconds`` pass. With ``stop_when_idle_s``, a source that
         delivered nothing for that long (counted from its first message, or from the first poll when resumed
-        from a checkpoint) counts as finished (replays through a broker). Returns a summary."""
+        from a checkpoint) counts as finished (replays through a broker). Only polls that answered count as
+        idle: time spent waiting for an unreachable broker (retries) and the engine's work after a poll that
+        delivered messages do not. Returns a summary."""
         if install_signals and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
@@ -337,21 +339,32 @@ class Monitor:
         # it; a monitor resumed from a checkpoint has read this stream before: its idle time counts from its
         # first poll (a restart with nothing left to read stops too)
         resumed = self.engine.next_window is not None
-        last_message: float | None = None
+        seen = resumed  # whether idle time counts at all
+        # start of the current run of answered polls that delivered nothing
+        idle_since: float | None = None
+        retries = self.stats.retries
         while not self._stop.is_set():
             if t_end is not None and time.time() >= t_end:
                 break
+            polled_at = time.time()
             messages = self._retry(
                 f"polling {self.source.name}", lambda: self.source.poll(self.poll_timeout_s)
             )
             for msg in messages:
                 self._ingest(msg)
-            if messages or (resumed and last_message is None):
-                last_message = time.time()
+            if messages:
+                seen, idle_since = True, None
+            elif self.stats.retries != retries:
+                # a broker was unreachable since the last poll (polling, publishing or committing): waiting
+                # for it is not the source being idle; count from now
+                idle_since = time.time() if seen else None
+            elif seen and idle_since is None:
+                idle_since = polled_at
+            retries = self.stats.retries
             idle = (
                 stop_when_idle_s is not None
-                and last_message is not None
-                and time.time() - last_message >= stop_when_idle_s
+                and idle_since is not None
+                and time.time() - idle_since >= stop_when_idle_s
             )
             finished = (self.source.finished or idle) and not messages
             t0 = time.perf_counter()
