@@ -979,8 +979,13 @@ def locate_window(
 def event_groups(model: SINE, stations: StationSet) -> list[list[str]]:
     """The station groups of association and the event step: every station in compact groups of at most
     ``max_stations``."""
-    names = sorted(stations.coordinates)
-    return compact_groups(names, [stations.coordinates[s] for s in names], model.max_stations)
+    key = ("event_groups", model.max_stations)
+    if key not in stations.derived:
+        names = sorted(stations.coordinates)
+        stations.derived[key] = compact_groups(
+            names, [stations.coordinates[s] for s in names], model.max_stations
+        )
+    return stations.derived[key]
 
 
 def association_window(
@@ -991,9 +996,12 @@ def association_window(
     window_s = sba.arg(model, argdict, "association_window")
     if window_s is not None:
         return float(window_s)
-    pos, _ = local_positions([stations.coordinates[s] for s in group])
-    span = float(np.max(np.linalg.norm(pos[:, None, :2] - pos[None, :, :2], axis=-1)))
-    return min(span / 5.0 + 2.0, 0.8 * (model.in_samples - 1) / model.sampling_rate)
+    key = ("association_window", tuple(group))
+    if key not in stations.derived:
+        pos, _ = local_positions([stations.coordinates[s] for s in group])
+        span = float(np.max(np.linalg.norm(pos[:, None, :2] - pos[None, :, :2], axis=-1)))
+        stations.derived[key] = span / 5.0 + 2.0
+    return min(stations.derived[key], 0.8 * (model.in_samples - 1) / model.sampling_rate)
 
 
 def locator_config(model: SINE, argdict: dict[str, Any]) -> LocatorConfig:

@@ -503,6 +503,8 @@ class StationSet:
         default_factory=dict, repr=False
     )
     gain_cache: dict[str, dict[int, tuple[float, str]]] = field(default_factory=dict, repr=False)
+    #: other values derived from the station set once (the event step's groups and association windows)
+    derived: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     def same_stations(self, coordinates: dict[str, Coordinates], calibrated: dict[str, bool]) -> bool:
         return self.coordinates == coordinates and self.calibrated == calibrated
