@@ -74,7 +74,6 @@ from .pipeline.publish import (
 from .progress import progress as progress_bar
 from .stations import read_stations
 
-#: Columns of the picks tables (the same as ``sine classify --picks-out``).
 #: Default pad on each side of a chunk, in model windows.
 DEFAULT_PAD_WINDOWS = 4
 #: Settings that must agree between runs writing to the same output folder.

@@ -11,11 +11,12 @@ The engine reproduces :meth:`SINE.classify <sine_seisbench.model.SINE.classify>`
 * A sample is final when no later window covers it. Picks are taken from final stacked probabilities with
   SeisBench's trigger (on at the threshold, off at half of it), cut only where the trigger is off, so streaming
   picks equal those of one pass over the whole record.
-* P picks are associated with :func:`sine_seisbench.pipeline.events.associate`'s greedy rule per station group, replayed
-  cluster by cluster as picks become final; candidates are located with the event head
-  (:meth:`SINE.estimate_candidates`) and merged with :func:`sine_seisbench.pipeline.events.merge_sets`. An event is
-  published as soon as ``min_stations`` final P picks and its event window are there, and republished with the
-  same id and a higher ``version`` when picks, location or magnitude change.
+* P picks are associated with :func:`sine_seisbench.pipeline.events.associate`'s greedy rule per station
+  group, replayed cluster by cluster as picks become final; candidates are located by the event step
+  (:func:`sine_seisbench.pipeline.locate.estimate_candidates`) and merged with
+  :func:`sine_seisbench.pipeline.events.merge_sets`. An event is published as soon as ``min_stations`` final
+  P picks and its event window are there, and republished with the same id and a higher ``version`` when picks,
+  location or magnitude change.
 * :meth:`StreamingClassifier.checkpoint` captures everything needed to continue exactly after a restart; data
   older than :meth:`StreamingClassifier.keep_from` are then no longer needed, so their source positions can be
   committed.
@@ -543,7 +544,8 @@ class StreamingClassifier:
 
     def _run_windows(self, ks: list[int]) -> None:
         """Runs windows ``ks`` for every station group and stacks their predictions (classify's prepare and
-        run steps, :meth:`SINE.window_items` and :meth:`SINE.run_and_stack`)."""
+        run steps, :func:`~sine_seisbench.pipeline.prepare.window_items` and
+        :func:`~sine_seisbench.pipeline.run.run_and_stack`)."""
         stations = self._station_set()
         items: list[WindowItem] = []
         for k in ks:

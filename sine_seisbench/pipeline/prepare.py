@@ -496,15 +496,11 @@ class StationSet:
     coordinates: dict[str, Coordinates]
     calibrated: dict[str, bool] = field(default_factory=dict)
     inventory: Any = None
-    group_cache: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray, tuple[float, float]]] = field(
-        default_factory=dict, repr=False
-    )
-    window_group_cache: dict[frozenset[str], list[list[str]]] = field(
-        default_factory=dict, repr=False
-    )
+    #: the instrument gains looked up so far (:func:`~sine_seisbench.pipeline.locate.station_gains`)
     gain_cache: dict[str, dict[int, tuple[float, str]]] = field(default_factory=dict, repr=False)
-    #: other values derived from the station set once (the event step's groups and association windows)
-    derived: dict[Any, Any] = field(default_factory=dict, repr=False)
+    #: values derived from the station set once, keyed by what they are and their arguments (group inputs,
+    #: compact groups, the event step's groups and association windows)
+    derived: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
 
     def same_stations(self, coordinates: dict[str, Coordinates], calibrated: dict[str, bool]) -> bool:
         return self.coordinates == coordinates and self.calibrated == calibrated
@@ -513,24 +509,25 @@ class StationSet:
         self, stations: list[str]
     ) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
         """Local positions ``(S, 3)`` (km), calibration flags ``(S,)`` and reference point of a group."""
-        key = tuple(stations)
-        if key not in self.group_cache:
+        key = ("group_inputs", tuple(stations))
+        if key not in self.derived:
             positions, ref = local_positions([self.coordinates[station_key(s)] for s in stations])
             calibrated = np.array([self.calibrated.get(station_key(s), False) for s in stations])
-            self.group_cache[key] = (positions, calibrated, ref)
-        return self.group_cache[key]
+            self.derived[key] = (positions, calibrated, ref)
+        return self.derived[key]
 
     def groups(
         self, stations: Iterable[str], max_stations: int, min_neighbours: int | None
     ) -> list[list[str]]:
         """The compact groups of at most ``max_stations`` of a set of stations (cached per set)."""
-        key = frozenset(stations)
-        if key not in self.window_group_cache:
-            names = sorted(key)
-            self.window_group_cache[key] = compact_groups(
+        members = frozenset(stations)
+        key = ("groups", members, max_stations, min_neighbours)
+        if key not in self.derived:
+            names = sorted(members)
+            self.derived[key] = compact_groups(
                 names, [self.coordinates[s] for s in names], max_stations, min_neighbours
             )
-        return self.window_group_cache[key]
+        return self.derived[key]
 
 
 def group_limits(model: SINE) -> tuple[int, int | None]:
