@@ -598,7 +598,7 @@ class StreamingClassifier:
     def _extract_picks(self, final: int) -> list[sbu.Pick]:
         new: list[sbu.Pick] = []
         for key, stack in self.stacks.items():
-            stop_all = min(final, stack.base + stack.total.shape[1])
+            stop_all = min(final, stack.end)
             for p_idx, phase in enumerate(self.phases):
                 if phase not in self.thresholds:
                     continue

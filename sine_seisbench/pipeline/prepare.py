@@ -361,8 +361,31 @@ class Stack:
     def __init__(self, phases: int, base: int, method: str) -> None:
         self.base = base
         self.method = method
-        self.total = np.zeros((phases, 0), dtype=np.float64)
-        self.count = np.zeros((phases, 0), dtype=np.int32)
+        self._fill = -np.inf if method == "max" else 0.0
+        # buffers with spare room at the end (grown geometrically); the first ``_length`` samples are used
+        self._total = np.full((phases, 0), self._fill, dtype=np.float64)
+        self._count = np.zeros((phases, 0), dtype=np.int32)
+        self._length = 0
+
+    @property
+    def total(self) -> np.ndarray:
+        """Sums (``avg``) or maxima (``max``) from ``base`` on, ``(phases, samples)`` (a view)."""
+        return self._total[:, : self._length]
+
+    @property
+    def count(self) -> np.ndarray:
+        """Windows that covered each sample, ``(phases, samples)`` (a view)."""
+        return self._count[:, : self._length]
+
+    def _reserve(self, length: int) -> None:
+        if length > self._total.shape[1]:
+            size = max(length, 2 * self._total.shape[1])
+            total = np.full((self._total.shape[0], size), self._fill)
+            count = np.zeros((self._count.shape[0], size), dtype=np.int32)
+            total[:, : self._length] = self._total[:, : self._length]
+            count[:, : self._length] = self._count[:, : self._length]
+            self._total, self._count = total, count
+        self._length = max(self._length, length)
 
     def add(self, start: int, pred: np.ndarray) -> None:
         """``pred``: (phases, samples) with NaN where blinded or masked."""
@@ -370,30 +393,25 @@ class Stack:
             pred = pred[:, self.base - start :]
             start = self.base
         stop = start + pred.shape[1] - self.base
-        if stop > self.total.shape[1]:
-            pad = stop - self.total.shape[1]
-            fill = -np.inf if self.method == "max" else 0.0
-            self.total = np.concatenate(
-                [self.total, np.full((self.total.shape[0], pad), fill)], axis=1
-            )
-            self.count = np.concatenate(
-                [self.count, np.zeros((self.count.shape[0], pad), dtype=np.int32)], axis=1
-            )
+        self._reserve(stop)
         sl = slice(start - self.base, stop)
         valid = ~np.isnan(pred)
+        total = self._total[:, sl]
         if self.method == "max":
-            self.total[:, sl] = np.where(valid, np.fmax(self.total[:, sl], pred), self.total[:, sl])
+            np.fmax(total, pred, out=total)  # fmax ignores NaN
+        elif valid.all():
+            total += pred
         else:
-            self.total[:, sl] += np.where(valid, pred, 0.0)
-        self.count[:, sl] += valid
+            total += np.where(valid, pred, 0.0)
+        self._count[:, sl] += valid
 
     def values(self, start: int, stop: int, missing: float = 0.0) -> np.ndarray:
         """Stacked probabilities on ``[start, stop)``; ``missing`` where no window covered a sample."""
-        out = np.full((self.total.shape[0], stop - start), missing)
-        a, b = max(start, self.base), min(stop, self.base + self.total.shape[1])
+        out = np.full((self._total.shape[0], stop - start), missing)
+        a, b = max(start, self.base), min(stop, self.end)
         if b > a:
-            tot = self.total[:, a - self.base : b - self.base]
-            cnt = self.count[:, a - self.base : b - self.base]
+            tot = self._total[:, a - self.base : b - self.base]
+            cnt = self._count[:, a - self.base : b - self.base]
             with np.errstate(invalid="ignore", divide="ignore"):
                 val = tot if self.method == "max" else tot / cnt
             out[:, a - start : b - start] = np.where(cnt > 0, val, missing)
@@ -401,14 +419,15 @@ class Stack:
 
     @property
     def end(self) -> int:
-        return self.base + self.total.shape[1]
+        return self.base + self._length
 
     def trim(self, keep_from: int) -> None:
         if keep_from <= self.base:
             return
-        drop = min(keep_from - self.base, self.total.shape[1])
-        self.total = self.total[:, drop:].copy()
-        self.count = self.count[:, drop:].copy()
+        drop = min(keep_from - self.base, self._length)
+        self._length -= drop
+        self._total = self._total[:, drop:].copy()
+        self._count = self._count[:, drop:].copy()
         self.base = keep_from
 
 

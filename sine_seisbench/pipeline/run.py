@@ -16,6 +16,7 @@ import seisbench
 import torch
 
 from .. import seisbench_adapter as sba
+from ..nn.onnx_backend import check_backend
 from ..progress import progress
 from .prepare import (
     GridRecord,
@@ -98,6 +99,7 @@ def run_groups(
                 calibrated=torch.as_tensor(calibrated, device=device),
                 event=event,
                 graph_picks=bool(sba.arg(model, argdict, "graph_picks")),
+                backend=check_backend(sba.arg(model, argdict, "inference_backend")),
             )
     finally:
         model.train(was_training)

@@ -1,0 +1,200 @@
+"""ONNX Runtime for the per-station path (:class:`~sine_seisbench.nn.phasenet.PhaseNetBackbone`) at inference.
+
+On CPUs ONNX Runtime runs PhaseNet's U-Net about twice as fast as torch (fused convolution, batch norm and ReLU;
+``benchmarks/results/classify_speed.md``), with the same weights: probabilities differ from torch's by float32
+rounding (``tests/test_onnx_backend.py`` bounds them at 1e-5). The encoder and the decoder are exported separately
+(the station-graph branch runs in torch between them), in memory, on first use and again whenever the weights,
+the window length or torch's thread count change; nothing is written to disk.
+
+``inference_backend`` (an ``annotate`` argument of :class:`~sine_seisbench.model.SINE`) picks the engine:
+``"auto"`` uses ONNX Runtime when the packages ``onnxruntime`` and ``onnx`` are installed and the model runs on
+the CPU in float32 without gradients, else torch; ``"onnxruntime"`` requires it; ``"torch"`` never uses it.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import io
+import threading
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+if TYPE_CHECKING:
+    from .phasenet import PhaseNetBackbone
+
+#: The values of ``inference_backend``
+BACKENDS = ("auto", "torch", "onnxruntime")
+
+
+@functools.cache
+def onnxruntime_available() -> bool:
+    """Whether ``onnxruntime`` and ``onnx`` (which torch's exporter needs) can be imported."""
+    return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx"))
+
+
+def check_backend(name: str) -> str:
+    """``name`` if it is a known backend and usable here; a ValueError/ImportError that says what to do
+    otherwise."""
+    if name not in BACKENDS:
+        raise ValueError(f"inference_backend must be one of {', '.join(BACKENDS)}, got {name!r}")
+    if name == "onnxruntime" and not onnxruntime_available():
+        raise ImportError(
+            "inference_backend='onnxruntime' needs the packages onnxruntime and onnx: "
+            "pip install onnxruntime onnx (or use inference_backend='torch')"
+        )
+    return name
+
+
+def wants_onnxruntime(name: str, x: torch.Tensor, training: bool) -> bool:
+    """Whether a forward pass on ``x`` runs the backbone in ONNX Runtime under backend ``name``: only at
+    inference (eval mode, no gradients), on the CPU, in float32."""
+    if name == "torch" or training or torch.is_grad_enabled():
+        return False
+    if x.device.type != "cpu" or x.dtype != torch.float32:
+        if name == "onnxruntime":
+            raise ValueError(
+                f"inference_backend='onnxruntime' runs on the CPU in float32; the input is {x.dtype} on "
+                f"{x.device} (use inference_backend='auto' or 'torch')"
+            )
+        return False
+    if name == "auto":
+        return onnxruntime_available()
+    return True
+
+
+class _Encoder(nn.Module):
+    def __init__(self, backbone: PhaseNetBackbone) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        h, skips = self.backbone.encode(x)
+        return (h, *skips)
+
+
+class _Decoder(nn.Module):
+    def __init__(self, backbone: PhaseNetBackbone) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, h: torch.Tensor, *skips: torch.Tensor) -> torch.Tensor:
+        return self.backbone.decode(h, list(skips))
+
+
+def _weights_version(module: nn.Module) -> tuple:
+    """Changes whenever a parameter or buffer of ``module`` is replaced or changed in place (optimiser steps,
+    ``load_state_dict``)."""
+    return tuple((id(t), t._version) for t in (*module.parameters(), *module.buffers()))
+
+
+class OnnxBackbone:
+    """The encoder and decoder of ``backbone`` as ONNX Runtime sessions (CPU, float32).
+
+    :param backbone: The torch module; its weights are read at export, and a change of them is noticed.
+    """
+
+    def __init__(self, backbone: PhaseNetBackbone) -> None:
+        self._backbone = backbone
+        self._key: tuple | None = None
+        self._sessions: tuple[Any, Any] | None = None
+        self._skip_names: list[str] = []
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # sessions and the lock are neither copied nor pickled (Dask workers, deepcopy): made again on first use
+        return {"backbone": self._backbone}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["backbone"])
+
+    def _export(
+        self,
+        module: nn.Module,
+        args: tuple[torch.Tensor, ...],
+        inputs: list[str],
+        outputs: list[str],
+    ):
+        import onnxruntime as ort
+
+        buffer = io.BytesIO()
+        was_training = self._backbone.training
+        module.eval()  # the exporter restores the wrapper's mode afterwards, recursively
+        try:
+            with warnings.catch_warnings():
+                # the tracer's notes on the decoder's length check (fixed for a fixed window length) and the
+                # exporter's deprecation notice
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    module,
+                    args,
+                    buffer,
+                    input_names=inputs,
+                    output_names=outputs,
+                    dynamic_axes={name: {0: "batch"} for name in inputs + outputs},
+                    dynamo=False,
+                )
+        finally:
+            self._backbone.train(was_training)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        # idle worker threads sleep instead of spinning (as torch's with OMP_WAIT_POLICY=PASSIVE): on a busy
+        # machine spinning threads take the cores the other work needs
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+
+    def _ready(self, samples: int, channels: int) -> tuple[Any, Any]:
+        key = (samples, channels, torch.get_num_threads(), _weights_version(self._backbone))
+        with self._lock:
+            if self._key != key or self._sessions is None:
+                example = torch.zeros(2, channels, samples)
+                with torch.no_grad():
+                    h, skips = self._backbone.encode(example)
+                self._skip_names = [f"skip{i}" for i in range(len(skips))]
+                encoder = self._export(
+                    _Encoder(self._backbone), (example,), ["x"], ["h", *self._skip_names]
+                )
+                decoder = self._export(
+                    _Decoder(self._backbone),
+                    (h, *skips),
+                    ["h", *self._skip_names],
+                    ["logits"],
+                )
+                self._sessions, self._key = (encoder, decoder), key
+            return self._sessions
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """:meth:`PhaseNetBackbone.encode` of ``x`` ``(N, channels, samples)``."""
+        encoder, _ = self._ready(x.shape[-1], x.shape[1])
+        if x.shape[0] == 0:
+            with torch.no_grad():
+                return self._backbone.encode(x)
+        out = encoder.run(None, {"x": np.ascontiguousarray(x.numpy())})
+        tensors = [torch.from_numpy(a) for a in out]
+        return tensors[0], tensors[1:]
+
+    def decode(self, h: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        """:meth:`PhaseNetBackbone.decode` of ``h`` and ``skips`` (as :meth:`encode` returns them)."""
+        _, decoder = self._ready(skips[0].shape[-1], self._backbone.inc.in_channels)
+        if h.shape[0] == 0:
+            with torch.no_grad():
+                return self._backbone.decode(h, skips)
+        feeds = {"h": np.ascontiguousarray(h.numpy())}
+        for name, skip in zip(self._skip_names, skips, strict=True):
+            feeds[name] = np.ascontiguousarray(skip.numpy())
+        return torch.from_numpy(decoder.run(None, feeds)[0])
+
+
+__all__ = [
+    "BACKENDS",
+    "OnnxBackbone",
+    "check_backend",
+    "onnxruntime_available",
+    "wants_onnxruntime",
+]

@@ -1,0 +1,111 @@
+"""The per-station path in ONNX Runtime (``inference_backend``) against torch: same picks, probabilities within
+float32 rounding, weights changes followed, torch kept for training."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import numpy as np
+import obspy
+import pandas as pd
+import pytest
+import torch
+
+from sine_seisbench import DEFAULT_WEIGHTS
+from sine_seisbench.loader import load_weights
+from sine_seisbench.nn.onnx_backend import onnxruntime_available
+
+pytestmark = pytest.mark.skipif(
+    not onnxruntime_available(),
+    reason="onnxruntime/onnx not installed (pip install onnxruntime onnx)",
+)
+
+
+@pytest.fixture(scope="module")
+def network() -> tuple[obspy.Stream, pd.DataFrame]:
+    """ObsPy's real BW.RJOB record on 5 virtual stations (shifted, scaled, with noise), 3 minutes."""
+    rng = np.random.default_rng(1)
+    base = obspy.read()
+    base.detrend("demean")
+    stream = obspy.Stream()
+    rows = []
+    for i in range(5):
+        shift = int(rng.integers(0, 300))
+        for tr in base:
+            data = np.tile(tr.data.astype(np.float64), 7)[shift : shift + 18000]
+            data = data * 10 ** rng.uniform(-0.5, 0.5) + rng.normal(0, 5.0, data.size)
+            header = dict(
+                network="XX",
+                station=f"S{i}",
+                location="",
+                channel="HH" + tr.stats.channel[-1],
+                sampling_rate=100.0,
+                starttime=tr.stats.starttime,
+            )
+            stream += obspy.Trace(data.astype(np.float32), header)
+        rows.append(
+            dict(
+                network="XX",
+                station=f"S{i}",
+                location="",
+                latitude=47.7 + 0.1 * rng.uniform(),
+                longitude=12.8 + 0.1 * rng.uniform(),
+                elevation=500.0,
+            )
+        )
+    return stream, pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_weights(DEFAULT_WEIGHTS).eval()
+
+
+def test_annotate_and_picks_match_torch(model, network) -> None:
+    stream, stations = network
+    kw = dict(inventory=stations, batch_size=2)
+    ref = model.annotate(stream, inference_backend="torch", **kw)
+    got = model.annotate(stream, inference_backend="onnxruntime", **kw)
+    assert model._onnx is not None  # the ONNX Runtime path ran
+    assert [tr.id for tr in ref] == [tr.id for tr in got]
+    diff = max(float(np.max(np.abs(a.data - b.data))) for a, b in zip(ref, got, strict=True))
+    assert diff < 1e-5
+    picks = [
+        model.classify(stream, inference_backend=b, **kw).picks for b in ("torch", "onnxruntime")
+    ]
+    assert len(picks[0]) > 0
+    assert [(p.trace_id, p.phase, p.peak_time) for p in picks[0]] == [
+        (p.trace_id, p.phase, p.peak_time) for p in picks[1]
+    ]
+
+
+def test_changed_weights_are_followed_and_training_uses_torch(network) -> None:
+    model = load_weights(DEFAULT_WEIGHTS).eval()
+    x = torch.randn(3, 2, 3, 3001)
+    with torch.no_grad():
+        before = model(x, event=False, graph_picks=False, backend="onnxruntime")["picks"]
+        model.backbone.out.bias.add_(
+            torch.tensor([2.0, -1.0, 0.0])
+        )  # in place, as an optimiser step
+        after = model(x, event=False, graph_picks=False, backend="onnxruntime")["picks"]
+        want = model(x, event=False, graph_picks=False, backend="torch")["picks"]
+    assert float((after - before).abs().max()) > 0.1
+    assert float((after - want).abs().max()) < 1e-5
+    # gradients: torch, whatever the backend asked for
+    out = model(x, event=False, graph_picks=False, backend="onnxruntime", logits=True)["picks"]
+    out.sum().backward()
+    assert model.backbone.inc.weight.grad is not None
+    # a used model copies and pickles (the sessions are made again)
+    for other in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        with torch.no_grad():
+            again = other(x, event=False, graph_picks=False, backend="onnxruntime")["picks"]
+        assert float((again - want).abs().max()) < 1e-5
+
+
+def test_unknown_backend_is_refused(model, network) -> None:
+    stream, stations = network
+    with pytest.raises(
+        ValueError, match="inference_backend must be one of auto, torch, onnxruntime"
+    ):
+        model.annotate(stream, inventory=stations, inference_backend="tensorrt")

@@ -1,0 +1,49 @@
+"""The stacking of window predictions (:class:`sine_seisbench.pipeline.prepare.Stack`) against a direct
+computation: SeisBench's ``avg`` and ``max`` over the windows covering each sample, NaN samples not counted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sine_seisbench.pipeline.prepare import Stack
+
+
+def _reference(windows: list[tuple[int, np.ndarray]], start: int, stop: int, method: str):
+    out = np.zeros((2, stop - start))
+    for i in range(start, stop):
+        for k in range(2):
+            vals = [
+                w[k, i - s] for s, w in windows if s <= i < s + w.shape[1] and not np.isnan(w[k, i - s])
+            ]
+            if vals:
+                out[k, i - start] = max(vals) if method == "max" else float(np.mean(vals))
+    return out
+
+
+@pytest.mark.parametrize("method", ["avg", "max"])
+def test_stack_equals_direct_average_and_maximum(method: str) -> None:
+    rng = np.random.default_rng(3)
+    windows = []
+    for j in range(40):  # overlapping windows, a gap after window 20, some NaN (blinded/masked) samples
+        s = 10 + 37 * j + (200 if j > 20 else 0)
+        w = rng.uniform(size=(2, 75))
+        w[:, :5] = np.nan
+        w[0, rng.integers(0, 75, 10)] = np.nan
+        windows.append((s, w))
+    stack = Stack(2, 10, method)
+    for s, w in windows:
+        stack.add(s, w)
+    end = windows[-1][0] + 75
+    assert stack.end == end
+    got = stack.values(0, end + 20, missing=0.0)
+    want = np.zeros((2, end + 20))
+    want[:, 10:end] = _reference(windows, 10, end, method)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    # trimming keeps later values; windows before ``base`` only add their part from ``base`` on
+    stack.trim(800)
+    assert stack.base == 800 and stack.end == end
+    stack.add(790, np.full((2, 30), 0.5))
+    windows.append((790, np.full((2, 30), 0.5)))
+    ref = _reference(windows, 800, end, method)
+    np.testing.assert_allclose(stack.values(800, end), ref, rtol=1e-12, atol=0)
