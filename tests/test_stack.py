@@ -47,3 +47,24 @@ def test_stack_equals_direct_average_and_maximum(method: str) -> None:
     windows.append((790, np.full((2, 30), 0.5)))
     ref = _reference(windows, 800, end, method)
     np.testing.assert_allclose(stack.values(800, end), ref, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize(
+    "data, bad_at, kinds",
+    [
+        (np.arange(100, dtype=np.float32), [], []),
+        (np.arange(100, dtype=np.int32) - 50, [], []),
+        (np.r_[np.zeros(5), np.nan, np.inf, -np.inf, np.ones(3)], [5, 6, 7], ["NaN/inf"]),
+        (np.r_[np.zeros(5), 2e15, -3e15, 1.0], [5, 6], ["absurd (|x| > 1e+15)"]),
+        (np.array([0, 2**62, 3], dtype=np.int64), [1], ["absurd (|x| > 1e+15)"]),
+        (np.ma.masked_array(np.arange(6.0), mask=[0, 1, 0, 0, 1, 0]), [1, 4], ["masked"]),
+        (np.zeros(0, dtype=np.float32), [], []),
+    ],
+)
+def test_invalid_samples(data, bad_at, kinds) -> None:
+    from sine_seisbench.pipeline.prepare import invalid_samples
+
+    bad, found = invalid_samples(data, 1e15)
+    assert bad.dtype == bool and bad.shape == np.shape(data)
+    assert np.flatnonzero(bad).tolist() == bad_at
+    assert found == kinds

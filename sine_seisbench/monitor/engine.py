@@ -551,7 +551,9 @@ class StreamingClassifier:
         for k in ks:
             start = self.window_start(k)
             raw = {key: self._station_raw(state, start) for key, state in self.stations.items()}
-            new_items, new_outages = window_items(self.model, stations, start, raw, self._outages)
+            new_items, new_outages = window_items(
+                self.model, stations, start, raw, self._outages, self.argdict
+            )
             for key, first in new_outages:
                 seisbench.logger.warning(
                     f"SINE: station {key} has only constant data (dead channel or outage) from "

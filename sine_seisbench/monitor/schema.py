@@ -26,6 +26,8 @@ Consumers keep the highest version per id; a repeated (id, version) is a harmles
 from __future__ import annotations
 
 import base64
+import functools
+import importlib.util
 import io
 import json
 import math
@@ -87,13 +89,54 @@ def _decode_mseed(raw: bytes) -> list[obspy.Trace]:
             f"packet of {len(raw)} bytes is too short for miniSEED and is not JSON"
         )
     try:
-        # ObsPy's miniSEED reader itself (obspy.read() is ~3.5x slower on a 1 s packet)
-        stream = read_mseed_bytes(raw)
-    except Exception as e:  # noqa: BLE001 - ObsPy raises many types for corrupt records
+        if _libmseed_available():
+            traces = _read_libmseed(raw)
+        else:
+            # ObsPy's miniSEED reader itself (obspy.read() is ~3.5x slower on a 1 s packet)
+            traces = list(read_mseed_bytes(raw))
+    except MalformedPacket:
+        raise
+    except Exception as e:  # noqa: BLE001 - the readers raise many types for corrupt records
         raise MalformedPacket(f"packet is neither JSON nor readable miniSEED: {e}") from e
-    if len(stream) == 0:
+    if not traces:
         raise MalformedPacket("miniSEED packet holds no samples")
-    return list(stream)
+    return traces
+
+
+@functools.cache
+def _libmseed_available() -> bool:
+    return importlib.util.find_spec("pymseed") is not None
+
+
+def _read_libmseed(raw: bytes) -> list[obspy.Trace]:
+    """The traces of miniSEED (2 or 3) bytes by EarthScope's libmseed (``pymseed``): ~3x faster than ObsPy's
+    reader on a 1 s packet, the same traces (contiguous records of a channel merged; tested against ObsPy's);
+    records without samples (log, detection) are skipped."""
+    import pymseed
+
+    traces = []
+    for record in pymseed.MS3Record.from_buffer(raw, unpack_data=True):
+        if record.numsamples == 0:
+            continue
+        if record.sampletype not in ("i", "f", "d"):
+            raise MalformedPacket(
+                f"miniSEED record of {record.sourceid} holds {record.sampletype_str()} samples, not numbers"
+            )
+        net, sta, loc, cha = pymseed.sourceid2nslc(record.sourceid)
+        header = {
+            "network": net,
+            "station": sta,
+            "location": loc,
+            "channel": cha,
+            "sampling_rate": record.samprate,
+            "starttime": obspy.UTCDateTime(ns=record.starttime),
+        }
+        # a copy: the samples live in the record's buffer, reused for the next record
+        traces.append(obspy.Trace(np.array(record.np_datasamples), header=header))
+    if len(traces) > 1:
+        # contiguous records of a channel become one trace, as ObsPy's reader makes them
+        traces = list(obspy.Stream(traces).merge(method=-1))
+    return traces
 
 
 def _decode_json(obj: dict[str, Any]) -> obspy.Trace:

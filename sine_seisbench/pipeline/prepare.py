@@ -59,6 +59,16 @@ def invalid_samples(
     :return: The boolean mask and the kinds found (for a warning).
     """
     values = np.ma.getdata(data)
+    if (
+        np.ma.getmask(data) is np.ma.nomask
+        and values.size
+        and (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating))
+    ):
+        # the common case in two reductions (the monitor calls this for every 1 s packet): no mask and every
+        # value within ±max_abs; NaN fails the comparisons and takes the full path below
+        with np.errstate(invalid="ignore"):
+            if values.min() >= -max_abs and values.max() <= max_abs:
+                return np.zeros(values.shape, dtype=bool), []
     bad = np.ma.getmaskarray(data).copy()
     kinds = ["masked"] if bad.any() else []
     if np.issubdtype(values.dtype, np.number):
@@ -521,7 +531,9 @@ class StationSet:
     #: compact groups, the event step's groups and association windows)
     derived: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
 
-    def same_stations(self, coordinates: dict[str, Coordinates], calibrated: dict[str, bool]) -> bool:
+    def same_stations(
+        self, coordinates: dict[str, Coordinates], calibrated: dict[str, bool]
+    ) -> bool:
         return self.coordinates == coordinates and self.calibrated == calibrated
 
     def group_inputs(
@@ -591,17 +603,30 @@ def window_items(
     start: int,
     raw: dict[str, np.ndarray],
     outages: OutageLog,
+    argdict: dict[str, Any],
 ) -> tuple[list[WindowItem], list[tuple[str, int]]]:
     """The *prepare* step of one window from grid index ``start``: the stations' raw windows
     ``(components, in_samples)`` (NaN where there is no sample) filled and masked (:func:`usable_windows`)
     and split into the model's station groups (:meth:`StationSet.groups`). Used by ``classify`` and the
     monitor.
 
+    Where the picks do not depend on the group (``graph_picks`` false: each station's are the per-station
+    path's), every station is run once per window, in batches of ``max_stations`` in name order, instead of once
+    per overlapping group it belongs to; its stacked values are the same (the mean of equal predictions).
+
     :return: One ``(start, group, windows (stations, components, samples), sample masks)`` per group, and
              the stations whose outage starts a new span in ``outages`` (see :func:`usable_windows`).
     """
     windows, have, new_outages = usable_windows(raw, start, outages)
-    groups = stations.groups(windows, *group_limits(model)) if windows else []
+    if not windows:
+        groups = []
+    elif sba.arg(model, argdict, "graph_picks"):
+        groups = stations.groups(windows, *group_limits(model))
+    else:
+        names = sorted(windows)
+        groups = [
+            names[i : i + model.max_stations] for i in range(0, len(names), model.max_stations)
+        ]
     items = [
         (start, group, np.stack([windows[s] for s in group]), [have[s] for s in group])
         for group in groups

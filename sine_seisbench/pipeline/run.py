@@ -162,7 +162,7 @@ def annotate_record(
             if station.base < start + n and station.end > start
         }
         # outages are reported at the end
-        items, _ = window_items(model, stations, start, raw, outages)
+        items, _ = window_items(model, stations, start, raw, outages, argdict)
         for item in items:
             pending.append(item)
             if len(pending) >= batch_size:
