@@ -56,6 +56,7 @@ def _classify_kwargs(args: argparse.Namespace) -> dict:
         "min_stations": args.min_stations,
         "P_threshold": args.p_threshold,
         "S_threshold": args.s_threshold,
+        "inference_backend": getattr(args, "inference_backend", None),
     }
     out = {k: v for k, v in given.items() if v is not None}
     if getattr(args, "velocity_model", None):
@@ -532,6 +533,11 @@ def _add_event_options(parser: Any) -> None:
     )
     parser.add_argument("--p-threshold", type=float, help="P pick threshold (default: SINE's, 0.3)")
     parser.add_argument("--s-threshold", type=float, help="S pick threshold (default: SINE's, 0.3)")
+    parser.add_argument(
+        "--inference-backend",
+        choices=("auto", "torch", "onnxruntime"),
+        help="engine of the network's per-station path (default: auto, ONNX Runtime on the CPU when installed)",
+    )
     parser.add_argument(
         "--velocity-model",
         help="1-D velocity model of the event step: a text table depth_km, vp, vs (e.g. QuakeMigrate's) or a "
