@@ -218,6 +218,16 @@ def source_digest() -> str:
     return h.hexdigest()[:12]
 
 
+def _ort_versions() -> str:
+    """``onnxruntime X, onnx Y`` or ``no``."""
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError:
+        return "no"
+    return f"onnxruntime {onnxruntime.__version__}, onnx {onnx.__version__}"
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -501,6 +511,8 @@ def main_classify(args: argparse.Namespace, command: str, cache_ok: bool) -> Non
         f"seisbench {seisbench.__version__}; sine_seisbench sources sha256 {source_digest()}",
         f"- Weights: SINE {sine_weights}; PhaseNet {pn_weights}. batch_size: SINE {args.sine_batch_size or 'default (256 // group size)'} "
         f"groups, PhaseNet {args.batch_size} windows",
+        f"- SINE inference_backend: default 'auto' (ONNX Runtime installed: {_ort_versions()}); PhaseNet: torch "
+        "(SeisBench)",
         "- Input: virtual stations x 3 channels at 100 Hz from ObsPy's real BW.RJOB record (see the module "
         "docstring); each model warmed up on 2 minutes; SINE classify = annotate + picks + association + event "
         "step (location, magnitude); PhaseNet annotate = probabilities only",

@@ -5,7 +5,10 @@ The default weights run only the per-station path (PhaseNet's U-Net: convolution
 ``annotate`` (``graph_picks`` is false, the event head is not needed there), so the levers are applied to that
 path by replacing ``model.backbone``'s ``encode``/``decode`` for the run:
 
-- ``baseline``: as shipped (``torch.no_grad`` in ``run_groups``);
+- ``baseline``: torch (``inference_backend="torch"``, ``torch.no_grad`` in ``run_groups``); every lever but
+  ``onnxruntime`` patches this torch path;
+- ``onnxruntime``: ``inference_backend="onnxruntime"`` (the shipped default, ``"auto"``, where it is installed):
+  the encoder and decoder exported to ONNX and run by ONNX Runtime;
 - ``inference_mode``: ``torch.inference_mode`` instead of ``no_grad`` (patched globally for the run);
 - ``bn_fold``: every batch norm folded into the convolution before it (``fuse_conv_bn_eval``);
 - ``jit_freeze``: TorchScript trace, ``torch.jit.freeze`` + ``optimize_for_inference`` (folds batch norms, may
@@ -47,7 +50,7 @@ from annotate_speed import build_network  # noqa: E402
 
 #: Levers run by default; ``compile`` (inductor took 200 s to compile on the 2-core machine) and
 #: ``int8_static`` (FX tracing fails on the decoder's length check) only on request
-LEVERS = ("inference_mode", "bn_fold", "jit_freeze", "bf16")
+LEVERS = ("onnxruntime", "inference_mode", "bn_fold", "jit_freeze", "bf16")
 EXTRA_LEVERS = ("compile", "int8_static")
 
 
@@ -100,11 +103,21 @@ def whole_net(model: Any, net: Callable[[torch.Tensor], torch.Tensor]) -> Iterat
         backbone.encode, backbone.decode = encode, decode
 
 
+#: The ``inference_backend`` of the next run (``onnxruntime`` is the only lever that changes it)
+BACKEND = {"name": "torch"}
+
+
 @contextlib.contextmanager
 def lever(name: str, model: Any, sample: torch.Tensor, log: list[str]) -> Iterator[None]:
     """The model patched with lever ``name`` (``sample``: normalised windows for tracing/calibration)."""
     if name == "baseline":
         yield
+    elif name == "onnxruntime":
+        BACKEND["name"] = "onnxruntime"
+        try:
+            yield
+        finally:
+            BACKEND["name"] = "torch"
     elif name == "inference_mode":
         saved = torch.no_grad
         torch.no_grad = torch.inference_mode  # type: ignore[misc]
@@ -220,11 +233,11 @@ def main(argv: list[str] | None = None) -> None:
 
     def run() -> tuple[float, Any]:
         t0 = time.perf_counter()
-        out = model.annotate(stream, inventory=inventory)
+        out = model.annotate(stream, inventory=inventory, inference_backend=BACKEND["name"])
         return time.perf_counter() - t0, out
 
     load_before = os.getloadavg()[0]
-    base_out = model.annotate(stream, inventory=inventory)  # warm-up
+    base_out = model.annotate(stream, inventory=inventory, inference_backend="torch")  # warm-up
     rows = []
     for name in [n.strip() for n in args.levers.split(",") if n.strip()]:
         try:
@@ -291,12 +304,14 @@ def _unpatched(model: Any) -> Iterator[None]:
     """The model without any lever for one baseline run (the backbone's own methods, ``torch.no_grad``)."""
     backbone = model.backbone
     saved = backbone.__dict__.pop("encode", None), backbone.__dict__.pop("decode", None)
+    backend, BACKEND["name"] = BACKEND["name"], "torch"
     no_grad = torch.no_grad
     torch.no_grad = torch.autograd.grad_mode.no_grad  # type: ignore[misc]
     try:
         yield
     finally:
         torch.no_grad = no_grad  # type: ignore[misc]
+        BACKEND["name"] = backend
         if saved[0] is not None:
             backbone.encode, backbone.decode = saved
 
