@@ -93,8 +93,9 @@ def test_nan_is_refused_like_scipy(tt):
         tt.times(np.array([1.0]), np.nan, "S")
 
 
-def reference_best(curves, tp, ts, origins, weights, dt) -> tuple[int, int, float]:
-    """The migration's search as it was: torch coalescence over chunks of nodes, first maximum."""
+def reference_best(curves, tp, ts, origins, weights, dt, group=1) -> tuple[int, int, float]:
+    """The migration's search as it was: torch coalescence over chunks of nodes, first maximum (``group``, the
+    bounded search's node groups, changes nothing)."""
     best = (-1.0, 0, 0)
     chunk = 37  # any chunking gives the first maximum in node-major order
     for start in range(0, tp.shape[0], chunk):
@@ -113,13 +114,21 @@ def reference_best(curves, tp, ts, origins, weights, dt) -> tuple[int, int, floa
     return best[1], best[2], best[0]
 
 
-@pytest.mark.parametrize("n_st, ties", [(1, False), (5, False), (16, False), (6, True)])
-def test_best_node_time_is_the_coalescence_maximum(n_st, ties):
+@pytest.mark.parametrize("group", [1, 5])
+@pytest.mark.parametrize("n_st, kind", [(1, "random"), (5, "random"), (16, "random"), (6, "ties"), (12, "peaks")])
+def test_best_node_time_is_the_coalescence_maximum(n_st, kind, group):
+    """The bounded search, its dense reference and torch's coalescence: the same node, origin and value (ties:
+    the first in node-major order)."""
     rng = np.random.default_rng(n_st)
     dt, n_samples, n_nodes = 0.1, 300, 250
-    if ties:  # flat curves: many nodes and origin times share the maximum
+    if kind == "ties":  # flat curves: many nodes and origin times share the maximum
         curves = torch.zeros(n_st, 2, n_samples)
         curves[:, :, 100:200] = 0.5
+    elif kind == "peaks":  # sparse peaks as from the picker: most blocks are pruned
+        t = np.arange(n_samples)
+        centres = rng.uniform(20, 280, (n_st, 2, 3))
+        peaks = np.exp(-0.5 * ((t - centres[..., None]) / 3.0) ** 2).max(axis=2)
+        curves = torch.from_numpy((peaks + 0.01 * rng.random(peaks.shape)).astype(np.float32))
     else:
         curves = torch.from_numpy(rng.random((n_st, 2, n_samples)).astype(np.float32))
     tp = rng.uniform(0.0, 20.0, (n_nodes, n_st)).astype(np.float32)
@@ -129,8 +138,52 @@ def test_best_node_time_is_the_coalescence_maximum(n_st, ties):
     weights[0] = 0.0  # a station without data
     with torch.no_grad():
         expected = reference_best(curves, tp, ts, origins, weights, dt)
-    got = locate._best_node_time(curves, tp, ts, origins, weights, dt)
-    assert got == expected
+    assert locate._best_node_time_dense(curves, tp, ts, origins, weights, dt) == expected
+    assert locate._best_node_time(curves, tp, ts, origins, weights, dt, group) == expected
+
+
+def test_bounded_search_prunes_and_matches_on_an_event(tt, monkeypatch):
+    """On the curves of an event (clean peaks at the predicted arrivals plus noise peaks) the bounded search sums
+    few node blocks and finds the dense search's node, origin and value, also when curves are not finite."""
+    positions = np.array(
+        [[30 * math.cos(a), 30 * math.sin(a), 0.4] for a in np.linspace(0, 6.0, 11)]
+        + [[0.0, 0.0, 0.5]]
+    )
+    east, north = np.linspace(-40, 40, 21), np.linspace(-40, 40, 21)
+    ge, gn = np.meshgrid(east, north, indexing="ij")
+    depth = np.linspace(0.0, 24.0, 9)
+    tp, ts = locate._node_grid_times(
+        tt, positions, ge.ravel(), gn.ravel(), depth, np.zeros((len(positions), 2))
+    )
+    true = 21 * 9 * 12 + 9 * 7 + 4  # some node
+    rng = np.random.default_rng(3)
+    dt, n = 0.05, 1200
+    t = np.arange(n) * dt
+    arrivals = np.stack([tp[true], ts[true]], axis=-1) + 8.0
+    curves = np.exp(-0.5 * ((t - arrivals[..., None]) / 0.15) ** 2)
+    curves += 0.6 * np.exp(-0.5 * ((t - rng.uniform(0, 60, (len(positions), 2, 1))) / 0.15) ** 2)
+    curves = torch.from_numpy(curves.astype(np.float32))
+    origins = torch.arange(-20.0, 50.0, dt, dtype=torch.float32)
+    weights = torch.from_numpy(rng.uniform(0.5, 1.0, (len(positions), 2)).astype(np.float32))
+    args = (curves, tp.astype(np.float32), ts.astype(np.float32), origins, weights, dt)
+    expected = locate._best_node_time_dense(*args)
+    summed = []
+    exact_sums = np.zeros
+
+    def counting_zeros(shape, *a, **k):
+        if isinstance(shape, tuple) and len(shape) == 2 and shape[1] == locate._BOUND_BLOCK:
+            summed.append(shape[0])
+        return exact_sums(shape, *a, **k)
+
+    monkeypatch.setattr(locate.np, "zeros", counting_zeros)
+    got = locate._best_node_time(*args, 9)
+    monkeypatch.undo()
+    assert got == expected and got[0] == true
+    n_blocks = tp.shape[0] * -(-len(origins) // locate._BOUND_BLOCK)
+    assert 0 < sum(summed) < 0.02 * n_blocks
+    # a NaN sample: the dense path, the same answer as the reference
+    curves[3, 1, 5] = float("nan")
+    assert locate._best_node_time(*args, 9) == locate._best_node_time_dense(*args)
 
 
 def test_migrate_unchanged_by_the_fast_search(tt, monkeypatch):
