@@ -255,6 +255,14 @@ class TravelTimes:
             cache[key] = np.ascontiguousarray(np.stack([t, t01, t10, t11], axis=-1).reshape(-1, 4))
         return cache[key]
 
+    def _cell_columns(self, key: str) -> tuple[np.ndarray, ...]:
+        """The four coefficients of :meth:`_cells` as contiguous ``(depths, distances)`` arrays (built once)."""
+        cache = self.__dict__.setdefault("_cell_column_cache", {})
+        if key not in cache:
+            cells = self._cells(key).reshape(len(self.depths), len(self.distances), 4)
+            cache[key] = tuple(np.ascontiguousarray(cells[..., q]) for q in range(4))
+        return cache[key]
+
     def __call__(self, distance_km: np.ndarray, depth_km: float) -> dict[str, np.ndarray]:
         """All tabulated fields at ``distance_km`` for one source depth (km below sea level)."""
         d = np.clip(np.asarray(distance_km, dtype=float), 0, self.max_distance_km)
@@ -284,6 +292,49 @@ class TravelTimes:
             ]
         # scalars give one-element arrays, as scipy's interpolator did
         return [np.atleast_1d(v) for v in values]
+
+    def grid_times_ps(
+        self, distance_km: np.ndarray, depth_km: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """P and S :meth:`times_ps` of a grid: ``(positions, depths, stations)`` from distances ``(positions,
+        stations)`` and depths ``(depths,)``, the same values as ``times_ps(distance_km[:, None, :],
+        depth_km[None, :, None])``. The look-up runs one depth at a time (each depth's table row and fraction
+        once, arrays of one depth that stay in the CPU cache): 3-10x faster than :meth:`times_ps` on the event
+        step's grids (21 x 21 positions x 7-11 depths x 16 stations)."""
+        d = np.asarray(distance_km, dtype=float)
+        z = np.clip(np.asarray(depth_km, dtype=float) + self.datum_km, 0.0, self.max_depth_km)
+        if d.ndim != 2 or z.ndim != 1:
+            raise ValueError("grid_times_ps: distances (positions, stations) and depths (depths,).")
+        if np.isnan(d).any() or np.isnan(z).any():
+            raise ValueError("Travel times: distance or depth is NaN.")
+        n_d, n_z = len(self.distances), len(self.depths)
+        x = np.clip(d, 0.0, self.max_distance_km) / self.distance_step_km
+        i = np.clip(x.astype(np.intp), 0, n_d - 2)
+        u = x - i
+        y = z / self.depth_step_km
+        j = np.clip(y.astype(np.intp), 0, n_z - 2)
+        v = y - j
+        beyond = np.maximum(d - self.max_distance_km, 0.0)
+        far = bool(np.any(beyond > 0))
+        zi = np.clip(np.round(z / self.depth_step_km).astype(int), 0, n_z - 1)
+        out = []
+        for key in ("tp", "ts"):
+            columns = self._cell_columns(key)
+            times = np.empty((d.shape[0], len(z), d.shape[1]))
+            for k in range(len(z)):
+                # t00 + u t01 + v (t10 + u t11) as in _lookup, in place; the depth's table row, one gather each
+                t00, t01, t10, t11 = (c[j[k]].take(i) for c in columns)
+                t11 *= u
+                t11 += t10
+                t11 *= v[k]
+                t01 *= u
+                t01 += t00
+                t01 += t11
+                if far:
+                    t01 += beyond * self._far_slope[key][zi[k]]
+                times[:, k] = t01
+            out.append(times)
+        return out[0], out[1]
 
     def elevation_correction(self, elevation_m: np.ndarray, phase: str) -> np.ndarray:
         """Vertical travel time (s) from the table's surface (sea level, or ``datum_km`` above it) up to stations
