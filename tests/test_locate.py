@@ -264,3 +264,49 @@ def test_station_corrections_from_located_events_and_back(tmp_path):
     wrong.write_text("sta,P\nA,1\n")
     with pytest.raises(ValueError, match="'station' column"):
         read_station_corrections(wrong)
+
+
+def test_fit_jacobian_is_scipys_forward_differences(tt, monkeypatch):
+    """fit_hypocentre gives least_squares a Jacobian that evaluates the point and its 4 steps in one look-up:
+    scipy's own forward differences (diff_step=1e-4) at every point, and the same fit as with them."""
+    from scipy.optimize import _numdiff
+
+    from sine_seisbench.pipeline import locate
+
+    times = arrival_times(tt, TRUE)
+    rng = np.random.default_rng(2)
+    arrivals = [
+        ArrivalEstimate(s, phase, float(times[i, k] + rng.normal(0, 0.05)), 0.03, 0.8)
+        for i, s in enumerate(STATIONS)
+        for k, phase in enumerate(("P", "S"))
+    ]
+    positions = {s: POSITIONS[i] for i, s in enumerate(STATIONS)}
+    config = LocatorConfig()
+    real = locate.least_squares
+    seen = []
+
+    def recording(fun, x0, jac, **kwargs):
+        seen.append((fun, jac, kwargs["bounds"]))
+        return real(fun, x0, jac=jac, **kwargs)
+
+    monkeypatch.setattr(locate, "least_squares", recording)
+    # starts near the surface bound (a step reversed there) and at zero (the absolute step)
+    for start in [(0.0, 0.0, 5.0, 3.0), (6.0, -4.0, -0.499999, 5.0), (-3.0, 2.0, 29.99, 0.0)]:
+        x, cov, rms = fit_hypocentre(list(arrivals), positions, tt, start, config)
+        fun, jac, bounds = seen[-1]
+        for point in (np.array(start, dtype=float), x, x + [0.3, -0.2, 0.0, 0.01]):
+            point[2] = min(max(point[2], bounds[0][2]), bounds[1][2])
+            expected = _numdiff.approx_derivative(
+                fun, point, method="2-point", rel_step=1e-4, bounds=bounds
+            )
+            assert np.array_equal(jac(point), expected)
+        # the fit as with scipy's own differences
+        monkeypatch.setattr(
+            locate,
+            "least_squares",
+            lambda fun, x0, jac, **kw: real(fun, x0, diff_step=1e-4, **kw),
+        )
+        x_ref, cov_ref, rms_ref = fit_hypocentre(list(arrivals), positions, tt, start, config)
+        monkeypatch.setattr(locate, "least_squares", recording)
+        assert np.allclose(x, x_ref, rtol=0, atol=1e-9) and rms == pytest.approx(rms_ref, abs=1e-12)
+        assert np.allclose(cov, cov_ref, rtol=1e-9, atol=0)

@@ -93,9 +93,9 @@ def test_nan_is_refused_like_scipy(tt):
         tt.times(np.array([1.0]), np.nan, "S")
 
 
-def reference_best(curves, tp, ts, origins, weights, dt, group=1) -> tuple[int, int, float]:
+def reference_best(curves, tp, ts, origins, weights, dt, group=1, hint=None) -> tuple[int, int, float]:
     """The migration's search as it was: torch coalescence over chunks of nodes, first maximum (``group``, the
-    bounded search's node groups, changes nothing)."""
+    bounded search's node groups and hint, change nothing)."""
     best = (-1.0, 0, 0)
     chunk = 37  # any chunking gives the first maximum in node-major order
     for start in range(0, tp.shape[0], chunk):
@@ -214,3 +214,20 @@ def test_migrate_unchanged_by_the_fast_search(tt, monkeypatch):
     slow = migrate(curves, 100.0, positions, available, tt, first_p, config, None, weights)
     assert fast == slow
     assert math.hypot(fast[0] - x[0], fast[1] - x[1]) < 3.0
+
+
+def test_grid_times_equal_times_ps_broadcast(tt):
+    """The event step's grid look-up (one depth at a time): the same values as times_ps on the broadcast grid,
+    beyond the table's distances and outside its depths too."""
+    rng = np.random.default_rng(5)
+    dist = rng.uniform(0.0, 1.4 * tt.max_distance_km, (60, 9))
+    dist[0, 0], dist[1, 1] = 0.0, tt.max_distance_km
+    depth = np.concatenate([rng.uniform(-3.0, tt.max_depth_km + 5.0, 7), [-tt.datum_km, 0.0]])
+    expected = tt.times_ps(dist[:, None, :], depth[None, :, None])
+    got = tt.grid_times_ps(dist, depth)
+    assert all(g.shape == (60, 9, 9) for g in got)
+    assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
+    near = tt.grid_times_ps(dist[:, :3] * 0.1, depth)  # inside the table: no far-distance term
+    assert np.array_equal(near[1], tt.times_ps(dist[:, None, :3] * 0.1, depth[None, :, None])[1])
+    with pytest.raises(ValueError, match="NaN"):
+        tt.grid_times_ps(np.full((2, 2), np.nan), depth)
