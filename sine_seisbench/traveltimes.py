@@ -293,6 +293,38 @@ class TravelTimes:
         # scalars give one-element arrays, as scipy's interpolator did
         return [np.atleast_1d(v) for v in values]
 
+    def phase_times(
+        self, distance_km: np.ndarray, depth_km: np.ndarray, is_s: np.ndarray
+    ) -> np.ndarray:
+        """Travel times (s) of each point's own phase: S where ``is_s``, else P (broadcast against each other),
+        the same values as ``np.where(is_s, *self.times_ps(distance_km, depth_km)[::-1])`` with one table look-up
+        per point instead of two (the event step's fit)."""
+        d = np.asarray(distance_km, dtype=float)
+        # np.clip as minimum(maximum()): the same values, without np.clip's per-call overhead (~10 us)
+        z = np.minimum(np.maximum(np.asarray(depth_km, dtype=float) + self.datum_km, 0.0), self.max_depth_km)
+        farthest = float(d.max()) if d.size else 0.0  # NaN where any distance is
+        if math.isnan(farthest) or np.isnan(z).any():
+            raise ValueError("Travel times: distance or depth is NaN.")
+        n_d, n_z = len(self.distances), len(self.depths)
+        x = np.minimum(np.maximum(d, 0.0), self.max_distance_km) / self.distance_step_km
+        i = np.minimum(np.maximum(x.astype(np.intp), 0), n_d - 2)
+        u = x - i
+        y = z / self.depth_step_km
+        j = np.minimum(np.maximum(y.astype(np.intp), 0), n_z - 2)
+        v = y - j
+        cells = self.__dict__.get("_phase_cells")
+        if cells is None:  # P cells, then S cells
+            cells = np.concatenate([self._cells("tp"), self._cells("ts")])
+            self.__dict__["_phase_cells"] = cells
+        coef = cells[j * n_d + i + np.where(is_s, n_d * n_z, 0)]
+        values = coef[..., 0] + u * coef[..., 1] + v * (coef[..., 2] + u * coef[..., 3])
+        if farthest > self.max_distance_km:  # as times_ps: beyond the table, its last slope
+            beyond = np.maximum(d - self.max_distance_km, 0.0)
+            zi = np.minimum(np.maximum(np.round(z / self.depth_step_km).astype(int), 0), n_z - 1)
+            slope = np.where(is_s, self._far_slope["ts"][zi], self._far_slope["tp"][zi])
+            values = values + beyond * slope
+        return np.atleast_1d(values)
+
     def grid_times_ps(
         self, distance_km: np.ndarray, depth_km: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:

@@ -231,3 +231,21 @@ def test_grid_times_equal_times_ps_broadcast(tt):
     assert np.array_equal(near[1], tt.times_ps(dist[:, None, :3] * 0.1, depth[None, :, None])[1])
     with pytest.raises(ValueError, match="NaN"):
         tt.grid_times_ps(np.full((2, 2), np.nan), depth)
+
+
+def test_phase_times_select_the_phase_of_times_ps(tt):
+    """The fit's look-up of each arrival's own phase: the values of times_ps, selected, also beyond the table;
+    NaN refused."""
+    rng = np.random.default_rng(6)
+    d = rng.uniform(0.0, 1.3 * tt.max_distance_km, (5, 40))
+    z = rng.uniform(-3.0, tt.max_depth_km + 4.0, (5, 1))
+    is_s = rng.random(40) < 0.5
+    tp, ts = tt.times_ps(d, z)
+    assert np.array_equal(tt.phase_times(d, z, is_s), np.where(is_s, ts, tp))
+    near = d * 0.1
+    tp, ts = tt.times_ps(near, z)
+    assert np.array_equal(tt.phase_times(near, z, is_s), np.where(is_s, ts, tp))
+    with pytest.raises(ValueError, match="NaN"):
+        tt.phase_times(np.array([[1.0, np.nan]]), z[:1], is_s[:2])
+    with pytest.raises(ValueError, match="NaN"):
+        tt.phase_times(d, np.full((5, 1), np.nan), is_s)

@@ -706,9 +706,7 @@ def fit_hypocentre(
     def predict(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Travel times and distances ``(points, arrivals)`` from hypocentres ``xs`` ``(points, 4)``."""
         dist = np.hypot(xs[:, :1] - pos[:, 0], xs[:, 1:2] - pos[:, 1])
-        tp, ts = tt.times_ps(dist, xs[:, 2:3])
-        travel = np.where(is_s, ts, tp)
-        return travel + elev + corr, dist
+        return tt.phase_times(dist, xs[:, 2:3], is_s) + elev + corr, dist
 
     def sigma(travel):
         model = config.model_error_s + config.model_error_fraction * np.abs(travel)
