@@ -491,15 +491,16 @@ def _best_node_time(
     def best_of(values: np.ndarray, n_top: int) -> np.ndarray:
         return np.argpartition(values, -n_top)[-n_top:] if values.size > n_top else np.arange(values.size)
 
-    # the floor: the best sum in the node blocks of the best node bounds in the groups of the best group bounds,
-    # and near the hint
-    blocks = expand(best_of(group_bounds, 64))
-    floor = float(exact(blocks[best_of(node_bounds(blocks), 16)]).max())
+    # the floor: the best sum near the hint, else in the node blocks of the best node bounds in the groups of the
+    # best group bounds
     if hint is not None and len(hint[0]):
         j = int(round((hint[1] - float(origins[0])) / dt))
-        near = np.clip(np.arange(j - width, j + width + 1, width) // width, 0, n_blocks - 1)
+        near = np.clip(np.array([j - width // 2, j + width // 2]) // width, 0, n_blocks - 1)
         blocks = np.unique(np.asarray(hint[0], dtype=np.int64)[:, None] * n_blocks + near)
-        floor = max(floor, float(exact(blocks).max()))
+    else:
+        blocks = expand(best_of(group_bounds, 64))
+        blocks = blocks[best_of(node_bounds(blocks), 16)]
+    floor = float(exact(blocks).max())
     blocks = expand(np.flatnonzero(group_bounds >= floor))
     bounds = node_bounds(blocks)
     floor = max(floor, float(exact(blocks[best_of(bounds, 16)]).max()))
