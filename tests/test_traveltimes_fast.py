@@ -249,3 +249,23 @@ def test_phase_times_select_the_phase_of_times_ps(tt):
         tt.phase_times(np.array([[1.0, np.nan]]), z[:1], is_s[:2])
     with pytest.raises(ValueError, match="NaN"):
         tt.phase_times(d, np.full((5, 1), np.nan), is_s)
+
+
+def test_bounded_search_on_many_small_random_grids():
+    """Random small grids, groups, weights and sparse curves with peaks up to their very last samples (where the
+    bounds' longest ranges end): the bounded search always finds the dense search's node, origin and value."""
+    rng = np.random.default_rng(11)
+    for case in range(150):
+        n_st, group = int(rng.integers(1, 7)), int(rng.integers(1, 6))
+        n_nodes, n_samples, dt = group * int(rng.integers(3, 30)), int(rng.integers(40, 160)), 0.1
+        curves = np.zeros((n_st, 2, n_samples), dtype=np.float32)
+        for _ in range(int(rng.integers(1, 6))):  # sparse peaks, some at the end
+            s, k = rng.integers(0, n_st), rng.integers(0, 2)
+            at = n_samples - 1 - int(rng.integers(0, 4)) if rng.random() < 0.5 else rng.integers(0, n_samples)
+            curves[s, k, max(at - 2, 0) : at + 1] = rng.uniform(0.2, 1.0)
+        tp = rng.uniform(0.0, 0.6 * n_samples * dt, (n_nodes, n_st)).astype(np.float32)
+        ts = (tp * rng.uniform(1.5, 1.9)).astype(np.float32)
+        origins = torch.arange(-float(rng.uniform(0, 5)), float(rng.uniform(2, 9)), dt, dtype=torch.float32)
+        weights = torch.from_numpy(rng.uniform(0.0, 1.0, (n_st, 2)).astype(np.float32))
+        args = (torch.from_numpy(curves), tp, ts, origins, weights, dt)
+        assert locate._best_node_time(*args, group) == locate._best_node_time_dense(*args), case

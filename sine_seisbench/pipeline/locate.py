@@ -432,8 +432,11 @@ def _best_node_time(
     # per group and series the first and last read of block 0
     lo = reads.reshape(-1, group, 2 * n_st).min(axis=1).T.astype(np.int64)
     hi = reads.reshape(-1, group, 2 * n_st).max(axis=1).T.astype(np.int64)
+    # each group's range is read at the table's next length at or above it (up to level_step - 1 more): the
+    # padding keeps these longer ranges inside the series, where the table's maxima are whole
+    level_step = max(width // 4, 1)
     left = max(-int(lo.min()), 0)
-    right = max(int(hi.max()) + n_blocks * width - n_samples, 0)
+    right = max(int(hi.max()) + n_blocks * width - n_samples, 0) + level_step
     series, denominator = _weighted_series(curves, weights, left, right)
     if not np.isfinite(series).all() or series.min() < 0 or not np.isfinite(denominator):
         return _best_node_time_dense(curves, tp, ts, origins, weights, dt)
@@ -441,9 +444,7 @@ def _best_node_time(
     offsets = np.arange(n_series)[:, None] * n_padded + left  # of the series in the flattened table
     scale = np.float64(1.0 + _BOUND_MARGIN) / np.float64(denominator)
     length = hi - lo + width  # (series, groups): positions read by a group in a block
-    # each group's range read at the table's next length at or above it, in every block b at lo + b w: rows
-    # of a strided view of the table
-    level_step = max(width // 4, 1)
+    # the reads of every block b at lo + b w: rows of a strided view of the table
     table = _window_max_table(series, width, int(length.max()), level_step).reshape(-1)
     rows = -(-(length - width) // level_step) * series.size + lo + offsets
     item = table.itemsize
