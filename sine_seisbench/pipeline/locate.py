@@ -716,15 +716,18 @@ def fit_hypocentre(
         dist = np.hypot(xs[:, :1] - pos[:, 0], xs[:, 1:2] - pos[:, 1])
         return tt.phase_times(dist, xs[:, 2:3], is_s) + elev + corr, dist
 
+    root_weight, spread2 = np.sqrt(weight), spread**2
+
     def sigma(travel):
         model = config.model_error_s + config.model_error_fraction * np.abs(travel)
-        return np.sqrt(spread**2 + model**2)
+        return np.sqrt(spread2 + model**2)
 
-    def residuals_at(xs: np.ndarray) -> np.ndarray:
-        """Scaled residuals ``(points, arrivals)`` of hypocentres ``xs`` ``(points, 4)``: one table look-up for
-        all points, the same values as one point at a time."""
-        travel, _ = predict(xs)
-        return np.sqrt(weight) * (obs - xs[:, 3:4] - travel) / sigma(travel)
+    def residuals_at(xs: np.ndarray, travel: np.ndarray | None = None) -> np.ndarray:
+        """Scaled residuals ``(points, arrivals)`` of hypocentres ``xs`` ``(points, 4)`` (with their travel
+        times, when given): one table look-up for all points, the same values as one point at a time."""
+        if travel is None:
+            travel, _ = predict(xs)
+        return root_weight * (obs - xs[:, 3:4] - travel) / sigma(travel)
 
     def residuals(x):
         return residuals_at(x[None])[0]
@@ -735,8 +738,8 @@ def fit_hypocentre(
     def jacobian(x):
         """scipy's forward differences of ``least_squares(diff_step=1e-4)`` (``_numdiff.approx_derivative``:
         steps ``1e-4 |x|``, sqrt(eps) max(1, |x|) where that is lost to rounding, reversed where a step would
-        leave the bounds, shortened where it cannot fit), the point and its 4 steps in one look-up: the same
-        Jacobian, one call instead of five."""
+        leave the bounds, shortened where it cannot fit), the point and its 3 steps in space in one look-up
+        (the origin time's step shares the point's travel times): the same Jacobian, one call instead of five."""
         sign = np.where(x >= 0, 1.0, -1.0)
         h = 1e-4 * sign * np.abs(x)
         h = np.where((x + h) - x == 0, _SQRT_EPS * sign * np.maximum(1.0, np.abs(x)), h)
@@ -747,7 +750,8 @@ def fit_hypocentre(
         h = np.where(fitting, h, np.where(above >= below, above, -below))
         points = np.repeat(x[None], 5, axis=0)
         points[np.arange(1, 5), np.arange(4)] = x + h
-        r = residuals_at(points)
+        travel, _ = predict(points[:4])  # the origin time's step moves no travel time
+        r = residuals_at(points, np.concatenate([travel, travel[:1]]))
         return ((r[1:] - r[0]) / ((x + h) - x)[:, None]).T
 
     x0 = np.array(start, dtype=float)
@@ -772,7 +776,7 @@ def fit_hypocentre(
     travels, dists = predict(points)
     travel, dist = travels[0], dists[0]
     raw = obs - x[3] - travel
-    scaled = np.sqrt(weight) * (obs - points[:, 3:4] - travels) / sigma(travels)
+    scaled = root_weight * (obs - points[:, 3:4] - travels) / sigma(travels)
     r = scaled[0]
     # Huber weights of the solution: full inside f_scale, f_scale/|r| outside
     huber = np.where(
