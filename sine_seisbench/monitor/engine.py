@@ -567,15 +567,8 @@ class StreamingClassifier:
             return Stack(len(self.phases), base, self.stacking)
 
         self.model.eval()
-        for i in range(0, len(items), self.batch_size):
-            run_and_stack(
-                self.model,
-                stations,
-                items[i : i + self.batch_size],
-                self.stacks,
-                self.argdict,
-                new_stack,
-            )
+        batches = [items[i : i + self.batch_size] for i in range(0, len(items), self.batch_size)]
+        run_and_stack(self.model, stations, batches, self.stacks, self.argdict, new_stack)
         self.stats["windows"] += len(ks)
 
     def _station_set(self) -> StationSet:

@@ -51,7 +51,7 @@ from ..geometry import compact_groups, local_positions
 from ..traveltimes import TravelTimes
 from .events import Candidate, associate, candidate_to_event, drop_implausible, merge_candidates
 from .prepare import GridRecord, StationSet, cut_window
-from .run import run_groups
+from .run import pipelined, run_groups
 
 if TYPE_CHECKING:
     from ..model import SINE
@@ -449,7 +449,10 @@ def _best_node_time(
     rows = -(-(length - width) // level_step) * series.size + lo + offsets
     item = table.itemsize
     view = np.lib.stride_tricks.as_strided(
-        table, (table.size - (n_blocks - 1) * width, n_blocks), (item, width * item), writeable=False
+        table,
+        (table.size - (n_blocks - 1) * width, n_blocks),
+        (item, width * item),
+        writeable=False,
     )
     group_bounds = np.zeros((rows.shape[1], n_blocks), dtype=np.float32)
     for row in rows:
@@ -490,7 +493,11 @@ def _best_node_time(
         return acc
 
     def best_of(values: np.ndarray, n_top: int) -> np.ndarray:
-        return np.argpartition(values, -n_top)[-n_top:] if values.size > n_top else np.arange(values.size)
+        return (
+            np.argpartition(values, -n_top)[-n_top:]
+            if values.size > n_top
+            else np.arange(values.size)
+        )
 
     # the floor: the best sum near the hint, else in the node blocks of the best node bounds in the groups of the
     # best group bounds
@@ -567,9 +574,13 @@ def migrate(
         best_value, best = -1.0, (0.0, 0.0, 0.0, 0.0)
         if _regular_origins(origins, dt) and pooled.device.type == "cpu" and len(east):
             hint = None
-            if hint_origin is not None:  # the centre (the coarse best) and its 8 neighbours, all depths
+            if (
+                hint_origin is not None
+            ):  # the centre (the coarse best) and its 8 neighbours, all depths
                 centre_h = (n // 2) * n + n // 2
-                around = (centre_h + np.array([-n - 1, -n, -n + 1, -1, 0, 1, n - 1, n, n + 1]))[:, None]
+                around = (centre_h + np.array([-n - 1, -n, -n + 1, -1, 0, 1, n - 1, n, n + 1]))[
+                    :, None
+                ]
                 hint = ((around * nz + np.arange(nz)).ravel(), hint_origin)
             i, j, value = _best_node_time(pooled, tp32, ts32, origins, weights, dt, nz, hint)
             if value > best_value:
@@ -606,7 +617,15 @@ def migrate(
         centre[0], centre[1], half, top, bottom, nz, coarse, 2 * dt
     )
     (e, nn, z, t0), value, _ = search(
-        e, nn, 1.5 * step_h, max(top, z - 1.5 * step_z), min(bottom, z + 1.5 * step_z), 7, fine, dt, t0
+        e,
+        nn,
+        1.5 * step_h,
+        max(top, z - 1.5 * step_z),
+        min(bottom, z + 1.5 * step_z),
+        7,
+        fine,
+        dt,
+        t0,
     )
     return float(e), float(nn), float(z), float(t0), value
 
@@ -1265,9 +1284,10 @@ def estimate_candidates(
     corrections = read_station_corrections(sba.arg(model, argdict, "station_corrections"))
     pre_p = sba.arg(model, argdict, "event_pre_p")
     phase_index = [model.labels.index("P"), model.labels.index("S")]
-    for start in range(0, len(candidates), batch_size):
-        chunk = candidates[start : start + batch_size]
-        chunk_windows = windows[start : start + batch_size]
+    Chunk = tuple[list[Candidate], list[np.ndarray]]
+
+    def network(job: Chunk) -> tuple[np.ndarray, np.ndarray | None]:
+        chunk, chunk_windows = job
         # the event head's graph features are run only where they give the arrival weights
         out, _ = run_groups(
             model,
@@ -1277,8 +1297,12 @@ def estimate_candidates(
             argdict,
             event=model.arrival_head is not None,
         )
-        picks = out["picks"].cpu().numpy()
         sigmas = out["arrival_sigma"].cpu().numpy() if "arrival_sigma" in out else None
+        return out["picks"].cpu().numpy(), sigmas
+
+    def locate(job: Chunk, result: tuple[np.ndarray, np.ndarray | None]) -> None:
+        chunk, chunk_windows = job
+        picks, sigmas = result
         for i, cand in enumerate(chunk):
             positions, _, ref = stations.group_inputs(cand.group)
             window = chunk_windows[i]
@@ -1304,6 +1328,13 @@ def estimate_candidates(
                 None if sigmas is None else np.nan_to_num(sigmas[i, :n_st], nan=0.0),
             )
             cand.set_estimate(result, cand.first_p - pre_p, tt)
+
+    # the network of the next chunk runs while this one is located
+    chunks = [
+        (candidates[s : s + batch_size], windows[s : s + batch_size])
+        for s in range(0, len(candidates), batch_size)
+    ]
+    pipelined(chunks, network, locate)
 
 
 def locate_record(

@@ -7,8 +7,9 @@ windows.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import obspy
@@ -32,6 +33,9 @@ from .prepare import (
 
 if TYPE_CHECKING:
     from ..model import SINE
+
+Job = TypeVar("Job")
+Result = TypeVar("Result")
 
 
 def run_groups(
@@ -106,28 +110,67 @@ def run_groups(
     return out, log_scale
 
 
-def run_and_stack(
-    model: SINE,
-    stations: StationSet,
-    items: list[WindowItem],
-    stacks: dict[str, Stack],
-    argdict: dict[str, Any],
-    new_stack: Callable[[str, int], Stack],
+def pipelined(
+    jobs: Iterable[Job], work: Callable[[Job], Result], use: Callable[[Job, Result], None]
 ) -> None:
+    """``use(job, work(job))`` for each job in order, ``work`` (the network: ONNX Runtime and torch release the
+    GIL) running in a worker thread one job ahead of ``use`` (Python: stacking, the event step) and of the
+    preparation of the next job (``jobs`` may be a generator), so that the two overlap. The same calls in the
+    same order as a plain loop, so the same results; an exception of either is raised here."""
+    with ThreadPoolExecutor(1, thread_name_prefix="sine-network") as pool:
+        previous: tuple[Job, Future[Result]] | None = None
+        for job in jobs:
+            future = pool.submit(work, job)
+            if previous is not None:
+                use(previous[0], previous[1].result())
+            previous = (job, future)
+        if previous is not None:
+            use(previous[0], previous[1].result())
+
+
+def run_batch(
+    model: SINE, stations: StationSet, items: list[WindowItem], argdict: dict[str, Any]
+) -> np.ndarray:
     """The network on one batch of :func:`~sine_seisbench.pipeline.prepare.window_items`
-    (:func:`run_groups`), blinded edges (:meth:`SINE.annotate_batch_post`), each station's prediction masked
-    where it had no sample and added to its stack in ``stacks`` (``new_stack(station, window start)`` makes a
-    missing one)."""
+    (:func:`run_groups`) with blinded edges (:meth:`SINE.annotate_batch_post`): ``(items, stations, samples,
+    phases)``."""
     out, log_scale = run_groups(
         model, stations, [item[2] for item in items], [item[1] for item in items], argdict, False
     )
-    preds = model.annotate_batch_post(out, log_scale, argdict).cpu().numpy()
+    return model.annotate_batch_post(out, log_scale, argdict).cpu().numpy()
+
+
+def stack_batch(
+    items: list[WindowItem],
+    preds: np.ndarray,
+    stacks: dict[str, Stack],
+    new_stack: Callable[[str, int], Stack],
+) -> None:
+    """Each station's prediction of :func:`run_batch` masked where it had no sample and added to its stack in
+    ``stacks`` (``new_stack(station, window start)`` makes a missing one)."""
     for (start, group, _, haves), pred in zip(items, preds, strict=True):
         for j, key in enumerate(group):
             stack = stacks.get(key)
             if stack is None:
                 stack = stacks[key] = new_stack(key, start)
             stack.add(start, mask_prediction(pred[j].T.astype(np.float64), haves[j]))
+
+
+def run_and_stack(
+    model: SINE,
+    stations: StationSet,
+    batches: Iterable[list[WindowItem]],
+    stacks: dict[str, Stack],
+    argdict: dict[str, Any],
+    new_stack: Callable[[str, int], Stack],
+) -> None:
+    """:func:`run_batch` and :func:`stack_batch` on batches of window items, the network of one batch
+    overlapping the stacking of the one before and the preparation of the next (:func:`pipelined`)."""
+    pipelined(
+        batches,
+        lambda items: run_batch(model, stations, items, argdict),
+        lambda items, preds: stack_batch(items, preds, stacks, new_stack),
+    )
 
 
 def annotate_record(
@@ -146,30 +189,34 @@ def annotate_record(
         raise ValueError(f"Stacking method {method!r} unknown; use 'avg' or 'max'.")
     stacks: dict[str, Stack] = {}
     outages = OutageLog()
-    pending: list[WindowItem] = []
 
     def new_stack(key: str, start: int) -> Stack:
         return Stack(len(model.labels), start, method)
 
     starts = list(window_starts(record.start, record.end, n, stride))
-    # a bar only for long records (sine --quiet / SINE_QUIET=1 silence it)
-    for start in progress(
-        starts, desc="SINE windows", unit="window", disable=len(starts) < 20, leave=False
-    ):
-        raw = {
-            key: station.read(start, n)
-            for key, station in record.stations.items()
-            if station.base < start + n and station.end > start
-        }
-        # outages are reported at the end
-        items, _ = window_items(model, stations, start, raw, outages, argdict)
-        for item in items:
-            pending.append(item)
-            if len(pending) >= batch_size:
-                run_and_stack(model, stations, pending, stacks, argdict, new_stack)
-                pending = []
-    if pending:
-        run_and_stack(model, stations, pending, stacks, argdict, new_stack)
+
+    def batches() -> Iterator[list[WindowItem]]:
+        pending: list[WindowItem] = []
+        # a bar only for long records (sine --quiet / SINE_QUIET=1 silence it)
+        for start in progress(
+            starts, desc="SINE windows", unit="window", disable=len(starts) < 20, leave=False
+        ):
+            raw = {
+                key: station.read(start, n)
+                for key, station in record.stations.items()
+                if station.base < start + n and station.end > start
+            }
+            # outages are reported at the end
+            items, _ = window_items(model, stations, start, raw, outages, argdict)
+            for item in items:
+                pending.append(item)
+                if len(pending) >= batch_size:
+                    yield pending
+                    pending = []
+        if pending:
+            yield pending
+
+    run_and_stack(model, stations, batches(), stacks, argdict, new_stack)
     outages.report(model.sampling_rate)
     return stacks
 
