@@ -109,3 +109,16 @@ def test_unknown_backend_is_refused(model, network) -> None:
         ValueError, match="inference_backend must be one of auto, torch, onnxruntime"
     ):
         model.annotate(stream, inventory=stations, inference_backend="tensorrt")
+
+
+def test_models_with_the_same_weights_share_their_sessions() -> None:
+    a, b = (load_weights(DEFAULT_WEIGHTS).eval() for _ in range(2))
+    x = torch.randn(1, 2, 3, 3001)
+    with torch.no_grad():
+        for m in (a, b):
+            m(x, event=False, graph_picks=False, backend="onnxruntime")
+    assert a._onnx._sessions[0] is b._onnx._sessions[0]
+    with torch.no_grad():
+        b.backbone.out.bias.add_(0.5)
+        b(x, event=False, graph_picks=False, backend="onnxruntime")
+    assert a._onnx._sessions[0] is not b._onnx._sessions[0]

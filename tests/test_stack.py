@@ -68,3 +68,28 @@ def test_invalid_samples(data, bad_at, kinds) -> None:
     assert bad.dtype == bool and bad.shape == np.shape(data)
     assert np.flatnonzero(bad).tolist() == bad_at
     assert found == kinds
+
+
+def test_fill_window_complete_and_with_gaps() -> None:
+    from sine_seisbench.pipeline.prepare import fill_window
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 50)).astype(np.float32)
+    out, have = fill_window(x)
+    assert out.dtype == np.float32 and out is not x
+    np.testing.assert_array_equal(out, x)
+    assert have.all() and have.shape == (50,)
+    # constant everywhere (an outage writing zeros): unusable, samples there
+    out, have = fill_window(np.zeros((3, 50), dtype=np.float32))
+    assert out is None and have.all()
+    # gaps: filled with the component's mean; an absent component stays zero
+    y = x.copy()
+    y[0, 10:20] = np.nan
+    y[2] = np.nan
+    y[1, 45:] = np.nan
+    y[0, 45:] = np.nan
+    out, have = fill_window(y)
+    np.testing.assert_allclose(out[0, 10:20], np.nanmean(y[0]), rtol=1e-6)
+    np.testing.assert_array_equal(out[2], 0.0)
+    np.testing.assert_array_equal(out[1, :45], x[1, :45])
+    assert have[:45].all() and not have[45:].any()

@@ -14,10 +14,12 @@ the CPU in float32 without gradients, else torch; ``"onnxruntime"`` requires it;
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 import io
 import threading
 import warnings
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -84,6 +86,21 @@ class _Decoder(nn.Module):
 
     def forward(self, h: torch.Tensor, *skips: torch.Tensor) -> torch.Tensor:
         return self.backbone.decode(h, list(skips))
+
+
+#: Exported sessions by window length, channels, threads and weights digest, shared by every model in the process
+_SHARED: OrderedDict[tuple, tuple[Any, Any, list[str]]] = OrderedDict()
+_SHARED_MAX = 4
+_SHARED_LOCK = threading.Lock()
+
+
+def _weights_digest(module: nn.Module) -> str:
+    """sha256 of a module's state (names, shapes, values)."""
+    h = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        h.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def _weights_version(module: nn.Module) -> tuple:
@@ -153,21 +170,34 @@ class OnnxBackbone:
         key = (samples, channels, torch.get_num_threads(), _weights_version(self._backbone))
         with self._lock:
             if self._key != key or self._sessions is None:
-                example = torch.zeros(2, channels, samples)
-                with torch.no_grad():
-                    h, skips = self._backbone.encode(example)
-                self._skip_names = [f"skip{i}" for i in range(len(skips))]
-                encoder = self._export(
-                    _Encoder(self._backbone), (example,), ["x"], ["h", *self._skip_names]
+                # models with the same weights (every load of the shipped ones) share their sessions
+                shared_key = (
+                    samples,
+                    channels,
+                    torch.get_num_threads(),
+                    _weights_digest(self._backbone),
                 )
-                decoder = self._export(
-                    _Decoder(self._backbone),
-                    (h, *skips),
-                    ["h", *self._skip_names],
-                    ["logits"],
-                )
-                self._sessions, self._key = (encoder, decoder), key
+                with _SHARED_LOCK:
+                    shared = _SHARED.pop(shared_key, None)
+                    if shared is None:
+                        shared = self._export_both(samples, channels)
+                    _SHARED[shared_key] = shared  # the most recently used last
+                    while len(_SHARED) > _SHARED_MAX:
+                        _SHARED.popitem(last=False)
+                *sessions, self._skip_names = shared
+                self._sessions, self._key = tuple(sessions), key
             return self._sessions
+
+    def _export_both(self, samples: int, channels: int) -> tuple[Any, Any, list[str]]:
+        example = torch.zeros(2, channels, samples)
+        with torch.no_grad():
+            h, skips = self._backbone.encode(example)
+        skip_names = [f"skip{i}" for i in range(len(skips))]
+        encoder = self._export(_Encoder(self._backbone), (example,), ["x"], ["h", *skip_names])
+        decoder = self._export(
+            _Decoder(self._backbone), (h, *skips), ["h", *skip_names], ["logits"]
+        )
+        return encoder, decoder, skip_names
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """:meth:`PhaseNetBackbone.encode` of ``x`` ``(N, channels, samples)``."""
