@@ -243,6 +243,8 @@ def merge_sets_of(
         for b in order[a_pos + 1 :]:
             if keys[b].origin_time - keys[a].origin_time > merge_time_s:
                 break
+            if find(a) == find(b):  # already one earthquake (a shared P pick): no distance needed
+                continue
             dist_m, _, _ = gps2dist_azimuth(
                 keys[a].latitude, keys[a].longitude, keys[b].latitude, keys[b].longitude
             )
