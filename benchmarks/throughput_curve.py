@@ -77,7 +77,8 @@ def sine_flops_per_station_window(model: Any) -> float:
     """FLOPs per station of one SINE annotate window (a full group through ``run_groups``, event branch off)."""
     n_st = model.max_stations
     names = [f"XX.S{i:02d}." for i in range(n_st)]
-    argdict = dict(model.default_args)
+    # counted in torch: FlopCounterMode sees torch's operations, not ONNX Runtime's
+    argdict = dict(model.default_args, inference_backend="torch")
     from sine_seisbench.geometry import Coordinates
     from sine_seisbench.pipeline.prepare import StationSet
     from sine_seisbench.pipeline.run import run_groups

@@ -365,7 +365,8 @@ class SINE(WaveformModel):
         if wants_onnxruntime(backend, x, self.training):
             if self._onnx is None:
                 self._onnx = OnnxBackbone(self.backbone)
-            path = self._onnx
+            if self._onnx.usable(t, c, required=backend == "onnxruntime"):
+                path = self._onnx
         h, skips = path.encode(x.reshape(b * s, c, t)[valid])
 
         residual = graph_features = None

@@ -122,3 +122,29 @@ def test_models_with_the_same_weights_share_their_sessions() -> None:
         b.backbone.out.bias.add_(0.5)
         b(x, event=False, graph_picks=False, backend="onnxruntime")
     assert a._onnx._sessions[0] is not b._onnx._sessions[0]
+
+
+def test_an_export_that_does_not_reproduce_torch_is_not_used() -> None:
+    """Exported under PyTorch's FLOP counter (a dispatch mode) the decoder lost inputs; the check after export
+    catches such graphs: ``auto`` warns and runs torch, ``onnxruntime`` raises."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from sine_seisbench.nn.onnx_backend import OnnxExportError
+
+    model = load_weights(DEFAULT_WEIGHTS).eval()
+    with torch.no_grad():
+        model.backbone.out.bias.add_(0.25)  # weights no other test exported
+    x = torch.randn(1, 2, 3, 3001)
+    with torch.no_grad():
+        want = model(x, event=False, graph_picks=False, backend="torch")["picks"]
+        with pytest.warns(RuntimeWarning, match="ONNX Runtime is not used"):
+            with FlopCounterMode(display=False):
+                got = model(x, event=False, graph_picks=False, backend="auto")["picks"]
+        assert float((got - want).abs().max()) == 0.0  # torch ran
+        with pytest.raises(OnnxExportError):
+            model(x, event=False, graph_picks=False, backend="onnxruntime")
+        # with other weights the export is tried again (outside the counter: it works)
+        model.backbone.out.bias.add_(0.25)
+        want = model(x, event=False, graph_picks=False, backend="torch")["picks"]
+        got = model(x, event=False, graph_picks=False, backend="onnxruntime")["picks"]
+    assert float((got - want).abs().max()) < 1e-5

@@ -17,6 +17,7 @@ import functools
 import hashlib
 import importlib.util
 import io
+import math
 import threading
 import warnings
 from collections import OrderedDict
@@ -28,6 +29,11 @@ import torch.nn as nn
 
 if TYPE_CHECKING:
     from .phasenet import PhaseNetBackbone
+
+
+class OnnxExportError(RuntimeError):
+    """The per-station path exported to ONNX does not reproduce torch's."""
+
 
 #: The values of ``inference_backend``
 BACKENDS = ("auto", "torch", "onnxruntime")
@@ -121,6 +127,7 @@ class OnnxBackbone:
         self._sessions: tuple[Any, Any] | None = None
         self._skip_names: list[str] = []
         self._lock = threading.Lock()
+        self._failed: tuple | None = None  # weights version whose export failed its check
 
     def __getstate__(self) -> dict[str, Any]:
         # sessions and the lock are neither copied nor pickled (Dask workers, deepcopy): made again on first use
@@ -166,9 +173,32 @@ class OnnxBackbone:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
 
+    def usable(self, samples: int, channels: int, required: bool) -> bool:
+        """Whether the sessions for windows of ``channels x samples`` exist or can be made and pass
+        :meth:`_check`. When they cannot: ``required`` (``inference_backend="onnxruntime"``) raises
+        :class:`OnnxExportError`; otherwise a warning, once per weights, and torch runs."""
+        try:
+            self._ready(samples, channels)
+            return True
+        except OnnxExportError as e:
+            if required:
+                raise
+            version = _weights_version(self._backbone)
+            if self._failed != version:
+                self._failed = version
+                warnings.warn(
+                    f"SINE: ONNX Runtime is not used ({e}); the network runs in torch. Set "
+                    "inference_backend='torch' to silence this.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            return False
+
     def _ready(self, samples: int, channels: int) -> tuple[Any, Any]:
         key = (samples, channels, torch.get_num_threads(), _weights_version(self._backbone))
         with self._lock:
+            if self._failed == key[-1]:
+                raise OnnxExportError("the export of these weights failed before")
             if self._key != key or self._sessions is None:
                 # models with the same weights (every load of the shipped ones) share their sessions
                 shared_key = (
@@ -180,7 +210,12 @@ class OnnxBackbone:
                 with _SHARED_LOCK:
                     shared = _SHARED.pop(shared_key, None)
                     if shared is None:
-                        shared = self._export_both(samples, channels)
+                        try:
+                            shared = self._export_both(samples, channels)
+                        except OnnxExportError:
+                            raise
+                        except Exception as e:  # noqa: BLE001 - any exporter failure: torch runs instead
+                            raise OnnxExportError(f"the export failed: {e}") from e
                     _SHARED[shared_key] = shared  # the most recently used last
                     while len(_SHARED) > _SHARED_MAX:
                         _SHARED.popitem(last=False)
@@ -197,7 +232,31 @@ class OnnxBackbone:
         decoder = self._export(
             _Decoder(self._backbone), (h, *skips), ["h", *skip_names], ["logits"]
         )
+        self._check(encoder, decoder, skip_names, channels, samples)
         return encoder, decoder, skip_names
+
+    def _check(
+        self, encoder: Any, decoder: Any, skip_names: list[str], channels: int, samples: int
+    ) -> None:
+        """The exported sessions against torch on random windows: the inputs they declare and the logits.
+
+        :raises OnnxExportError: when they differ (an export traced under something that changed the graph, an
+                                 operator ONNX Runtime computes differently); ``auto`` then keeps torch."""
+        names = [i.name for i in decoder.get_inputs()]
+        if names != ["h", *skip_names] or [i.name for i in encoder.get_inputs()] != ["x"]:
+            raise OnnxExportError(
+                f"the exported per-station path has inputs {names}, expected {['h', *skip_names]}"
+            )
+        x = torch.randn(4, channels, samples, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            want = self._backbone.decode(*self._backbone.encode(x)).numpy()
+        out = encoder.run(None, {"x": x.numpy()})
+        got = decoder.run(None, dict(zip(["h", *skip_names], out, strict=True)))[0]
+        diff = float(np.max(np.abs(got - want))) if got.shape == want.shape else math.inf
+        if not diff <= 1e-3 * max(1.0, float(np.max(np.abs(want)))):
+            raise OnnxExportError(
+                f"ONNX Runtime's per-station path differs from torch's by {diff:.3g} in the logits"
+            )
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """:meth:`PhaseNetBackbone.encode` of ``x`` ``(N, channels, samples)``."""
