@@ -11,6 +11,7 @@ import obspy
 import pandas as pd
 import pytest
 import torch
+from network_util import rjob_network
 
 from sine_seisbench import DEFAULT_WEIGHTS
 from sine_seisbench.loader import load_weights
@@ -25,36 +26,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def network() -> tuple[obspy.Stream, pd.DataFrame]:
     """ObsPy's real BW.RJOB record on 5 virtual stations (shifted, scaled, with noise), 3 minutes."""
-    rng = np.random.default_rng(1)
-    base = obspy.read()
-    base.detrend("demean")
-    stream = obspy.Stream()
-    rows = []
-    for i in range(5):
-        shift = int(rng.integers(0, 300))
-        for tr in base:
-            data = np.tile(tr.data.astype(np.float64), 7)[shift : shift + 18000]
-            data = data * 10 ** rng.uniform(-0.5, 0.5) + rng.normal(0, 5.0, data.size)
-            header = dict(
-                network="XX",
-                station=f"S{i}",
-                location="",
-                channel="HH" + tr.stats.channel[-1],
-                sampling_rate=100.0,
-                starttime=tr.stats.starttime,
-            )
-            stream += obspy.Trace(data.astype(np.float32), header)
-        rows.append(
-            dict(
-                network="XX",
-                station=f"S{i}",
-                location="",
-                latitude=47.7 + 0.1 * rng.uniform(),
-                longitude=12.8 + 0.1 * rng.uniform(),
-                elevation=500.0,
-            )
-        )
-    return stream, pd.DataFrame(rows)
+    return rjob_network(5, 18000, seed=1, max_shift=300)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import numpy as np
 import obspy
 import pandas as pd
 import pytest
+from network_util import rjob_network
 
 from sine_seisbench import DEFAULT_WEIGHTS
 from sine_seisbench.loader import load_weights
@@ -16,35 +17,7 @@ from sine_seisbench.pipeline import run as run_module
 @pytest.fixture(scope="module")
 def network() -> tuple[obspy.Stream, pd.DataFrame]:
     """ObsPy's real BW.RJOB record on 24 virtual stations within ~60 km (several overlapping groups of 16)."""
-    rng = np.random.default_rng(7)
-    base = obspy.read()
-    base.detrend("demean")
-    stream = obspy.Stream()
-    rows = []
-    for i in range(24):
-        shift = int(rng.integers(0, 500))
-        for tr in base:
-            data = np.tile(tr.data.astype(np.float64), 3)[shift : shift + 6000]
-            data = data * 10 ** rng.uniform(-0.5, 0.5) + rng.normal(0, 5.0, data.size)
-            header = dict(
-                network="XX",
-                station=f"S{i:02d}",
-                channel="HH" + tr.stats.channel[-1],
-                sampling_rate=100.0,
-                starttime=tr.stats.starttime,
-            )
-            stream += obspy.Trace(data.astype(np.float32), header)
-        rows.append(
-            dict(
-                network="XX",
-                station=f"S{i:02d}",
-                location="",
-                latitude=47.5 + 0.5 * rng.uniform(),
-                longitude=12.5 + 0.7 * rng.uniform(),
-                elevation=500.0,
-            )
-        )
-    return stream, pd.DataFrame(rows)
+    return rjob_network(24, 6000, seed=7, max_shift=500, lat_span=0.5, lon_span=0.7)
 
 
 def test_each_station_runs_once_per_window_and_alone_gives_the_same(network, monkeypatch) -> None:
