@@ -44,6 +44,7 @@ from .cli_support import (  # noqa: F401 - the shared helpers, re-exported for c
 from .errors import MissingFileError, UserError, did_you_mean, one_line
 from .model import DEFAULT_WEIGHTS, SINE
 from .monitor.cli import add_parsers as add_monitor_parsers
+from .nn.onnx_backend import BACKENDS
 from .plot import add_plot_parser
 from .progress import is_quiet, set_quiet
 from .stations import STATION_COLUMNS, fdsn_inventory  # noqa: F401 - STATION_COLUMNS re-exported
@@ -535,7 +536,7 @@ def _add_event_options(parser: Any) -> None:
     parser.add_argument("--s-threshold", type=float, help="S pick threshold (default: SINE's, 0.3)")
     parser.add_argument(
         "--inference-backend",
-        choices=("auto", "torch", "onnxruntime"),
+        choices=BACKENDS,
         help="engine of the network's per-station path (default: auto, ONNX Runtime on the CPU when installed)",
     )
     parser.add_argument(

@@ -210,7 +210,7 @@ class SINE(WaveformModel):
     )
     _annotate_args["inference_backend"] = (
         "Engine of the network's per-station path: 'auto' (ONNX Runtime on the CPU when onnxruntime and onnx "
-        "are installed, about twice as fast; else torch), 'onnxruntime' or 'torch'. ONNX Runtime's "
+        "are installed, faster on CPUs; else torch), 'onnxruntime' or 'torch'. ONNX Runtime's "
         "probabilities differ from torch's by float32 rounding (below 1e-5).",
         "auto",
     )

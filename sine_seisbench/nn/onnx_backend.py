@@ -1,7 +1,7 @@
 """ONNX Runtime for the per-station path (:class:`~sine_seisbench.nn.phasenet.PhaseNetBackbone`) at inference.
 
-On CPUs ONNX Runtime runs PhaseNet's U-Net about twice as fast as torch (fused convolution, batch norm and ReLU;
-``benchmarks/results/classify_speed.md``), with the same weights: probabilities differ from torch's by float32
+On CPUs ONNX Runtime runs PhaseNet's U-Net faster than torch (``annotate`` 1.46x on the project's 2-core
+machine: ``benchmarks/inference_levers.py``, lever ``onnxruntime``), with the same weights: probabilities differ from torch's by float32
 rounding (``tests/test_onnx_backend.py`` bounds them at 1e-5). The encoder and the decoder are exported separately
 (the station-graph branch runs in torch between them), in memory, on first use and again whenever the weights,
 the window length or torch's thread count change; nothing is written to disk.
@@ -175,7 +175,7 @@ class OnnxBackbone:
 
     def usable(self, samples: int, channels: int, required: bool) -> bool:
         """Whether the sessions for windows of ``channels x samples`` exist or can be made and pass
-        :meth:`_check`. When they cannot: ``required`` (``inference_backend="onnxruntime"``) raises
+        :meth:`_check` (then :meth:`encode` and :meth:`decode` run them). When they cannot: ``required`` (``inference_backend="onnxruntime"``) raises
         :class:`OnnxExportError`; otherwise a warning, once per weights, and torch runs."""
         try:
             self._ready(samples, channels)
@@ -194,7 +194,7 @@ class OnnxBackbone:
                 )
             return False
 
-    def _ready(self, samples: int, channels: int) -> tuple[Any, Any]:
+    def _ready(self, samples: int, channels: int) -> None:
         key = (samples, channels, torch.get_num_threads(), _weights_version(self._backbone))
         with self._lock:
             if self._failed == key[-1]:
@@ -221,7 +221,6 @@ class OnnxBackbone:
                         _SHARED.popitem(last=False)
                 *sessions, self._skip_names = shared
                 self._sessions, self._key = tuple(sessions), key
-            return self._sessions
 
     def _export_both(self, samples: int, channels: int) -> tuple[Any, Any, list[str]]:
         example = torch.zeros(2, channels, samples)
@@ -259,21 +258,16 @@ class OnnxBackbone:
             )
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """:meth:`PhaseNetBackbone.encode` of ``x`` ``(N, channels, samples)``."""
-        encoder, _ = self._ready(x.shape[-1], x.shape[1])
-        if x.shape[0] == 0:
-            with torch.no_grad():
-                return self._backbone.encode(x)
+        """:meth:`PhaseNetBackbone.encode` of ``x`` ``(N, channels, samples)``, ``N > 0``, by the sessions
+        :meth:`usable` made ready for these windows."""
+        encoder, _ = self._sessions
         out = encoder.run(None, {"x": np.ascontiguousarray(x.numpy())})
         tensors = [torch.from_numpy(a) for a in out]
         return tensors[0], tensors[1:]
 
     def decode(self, h: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
         """:meth:`PhaseNetBackbone.decode` of ``h`` and ``skips`` (as :meth:`encode` returns them)."""
-        _, decoder = self._ready(skips[0].shape[-1], self._backbone.inc.in_channels)
-        if h.shape[0] == 0:
-            with torch.no_grad():
-                return self._backbone.decode(h, skips)
+        _, decoder = self._sessions
         feeds = {"h": np.ascontiguousarray(h.numpy())}
         for name, skip in zip(self._skip_names, skips, strict=True):
             feeds[name] = np.ascontiguousarray(skip.numpy())

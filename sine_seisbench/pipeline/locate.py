@@ -574,9 +574,7 @@ def migrate(
         best_value, best = -1.0, (0.0, 0.0, 0.0, 0.0)
         if _regular_origins(origins, dt) and pooled.device.type == "cpu" and len(east):
             hint = None
-            if (
-                hint_origin is not None
-            ):  # the centre (the coarse best) and its 8 neighbours, all depths
+            if hint_origin is not None:  # the centre (the coarse best) and its 8 neighbours, all depths
                 centre_h = (n // 2) * n + n // 2
                 around = (centre_h + np.array([-n - 1, -n, -n + 1, -1, 0, 1, n - 1, n, n + 1]))[
                     :, None
@@ -1313,7 +1311,7 @@ def estimate_candidates(
             gains = station_gains(
                 stations.inventory, cand.group, stations.calibrated, stations.gain_cache
             )
-            result = locate_window(
+            estimate = locate_window(
                 curves,
                 window,
                 model.sampling_rate,
@@ -1327,7 +1325,7 @@ def estimate_candidates(
                 corrections,
                 None if sigmas is None else np.nan_to_num(sigmas[i, :n_st], nan=0.0),
             )
-            cand.set_estimate(result, cand.first_p - pre_p, tt)
+            cand.set_estimate(estimate, cand.first_p - pre_p, tt)
 
     # the network of the next chunk runs while this one is located
     chunks = [

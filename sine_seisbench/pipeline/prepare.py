@@ -380,16 +380,6 @@ class Stack:
         self._count = np.zeros((phases, 0), dtype=np.int32)
         self._length = 0
 
-    @property
-    def total(self) -> np.ndarray:
-        """Sums (``avg``) or maxima (``max``) from ``base`` on, ``(phases, samples)`` (a view)."""
-        return self._total[:, : self._length]
-
-    @property
-    def count(self) -> np.ndarray:
-        """Windows that covered each sample, ``(phases, samples)`` (a view)."""
-        return self._count[:, : self._length]
-
     def _reserve(self, length: int) -> None:
         if length > self._total.shape[1]:
             size = max(length, 2 * self._total.shape[1])
