@@ -361,16 +361,31 @@ class SINE(WaveformModel):
             return result
         batch = torch.div(valid, s, rounding_mode="floor")
         comp = component_mask.reshape(b * s, c)[valid].to(x.dtype)
+        x_valid = x.reshape(b * s, c, t)[valid]
+        branch = graph_picks or event  # the station graph is needed only for the branch
+
+        def scatter_back(pick_logits: torch.Tensor) -> torch.Tensor:
+            picks = pick_logits if logits else torch.softmax(pick_logits, dim=1)
+            out = x.new_zeros(b * s, picks.shape[1], t)
+            out[valid] = picks.to(out.dtype)
+            return out.view(b, s, -1, t)
+
         path = self.backbone
         if wants_onnxruntime(backend, x, self.training):
             if self._onnx is None:
                 self._onnx = OnnxBackbone(self.backbone)
-            if self._onnx.usable(t, c, required=backend == "onnxruntime"):
+            if self._onnx.usable(t, c, required=backend == "onnxruntime", split=branch):
                 path = self._onnx
-        h, skips = path.encode(x.reshape(b * s, c, t)[valid])
+        if path is self._onnx and not branch:
+            # the per-station path alone: encoder and decoder in one session
+            result = {"picks": scatter_back(self._onnx.logits(x_valid))}
+            if teacher:
+                result["teacher_picks"] = result["picks"]
+            return result
+        h, skips = path.encode(x_valid)
 
         residual = graph_features = None
-        if graph_picks or event:  # the station graph is needed only for the branch
+        if branch:
             edge_index, edge_attr = build_station_graph(
                 positions, station_mask, self.k_neighbours, self.radius_km
             )
@@ -383,12 +398,6 @@ class SINE(WaveformModel):
             connected = torch.zeros(valid.numel(), dtype=torch.bool, device=x.device)
             connected[edge_index[1]] = True
             residual = residual * connected.to(residual.dtype)[:, None, None]
-
-        def scatter_back(pick_logits: torch.Tensor) -> torch.Tensor:
-            picks = pick_logits if logits else torch.softmax(pick_logits, dim=1)
-            out = x.new_zeros(b * s, picks.shape[1], t)
-            out[valid] = picks.to(out.dtype)
-            return out.view(b, s, -1, t)
 
         result = {
             "picks": scatter_back(path.decode(h + residual if graph_picks else h, skips))

@@ -89,11 +89,11 @@ def test_models_with_the_same_weights_share_their_sessions() -> None:
     with torch.no_grad():
         for m in (a, b):
             m(x, event=False, graph_picks=False, backend="onnxruntime")
-    assert a._onnx._sessions[0] is b._onnx._sessions[0]
+    assert a._onnx._sessions["full"] is b._onnx._sessions["full"]
     with torch.no_grad():
         b.backbone.out.bias.add_(0.5)
         b(x, event=False, graph_picks=False, backend="onnxruntime")
-    assert a._onnx._sessions[0] is not b._onnx._sessions[0]
+    assert a._onnx._sessions["full"] is not b._onnx._sessions["full"]
 
 
 def test_an_export_that_does_not_reproduce_torch_is_not_used() -> None:
@@ -120,3 +120,50 @@ def test_an_export_that_does_not_reproduce_torch_is_not_used() -> None:
         want = model(x, event=False, graph_picks=False, backend="torch")["picks"]
         got = model(x, event=False, graph_picks=False, backend="onnxruntime")["picks"]
     assert float((got - want).abs().max()) < 1e-5
+
+
+def test_conv2d_layout_computes_the_same_per_station_path() -> None:
+    from sine_seisbench.nn.onnx_backend import conv2d_layout
+
+    backbone = load_weights(DEFAULT_WEIGHTS).eval().backbone
+    layout = conv2d_layout(backbone)
+    kinds = {type(m).__name__ for m in layout.modules()}
+    assert not kinds & {"Conv1d", "ConvTranspose1d", "BatchNorm1d"}
+    assert {"Conv2d", "ConvTranspose2d", "BatchNorm2d"} <= kinds
+    x = torch.randn(3, 3, 3001, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        want = backbone.decode(*backbone.encode(x))
+        got = layout.decode(*layout.encode(x.unsqueeze(2))).squeeze(2)
+    assert got.shape == want.shape
+    assert float((got - want).abs().max()) < 1e-4
+    assert backbone.inc.weight.dim() == 3  # the original is untouched
+
+
+def test_graph_branch_between_the_sessions_matches_torch() -> None:
+    """With the station-graph branch (graph picks, the event head) ONNX Runtime runs encoder and decoder as two
+    sessions and torch the branch between them: the same outputs as torch within float32 rounding."""
+    model = load_weights(DEFAULT_WEIGHTS).eval()
+    x = torch.randn(2, 4, 3, 3001, generator=torch.Generator().manual_seed(4))
+    positions = torch.randn(2, 4, 3, generator=torch.Generator().manual_seed(5)) * 20.0
+    with torch.no_grad():
+        want = model(x, positions=positions, graph_picks=True, backend="torch")
+        got = model(x, positions=positions, graph_picks=True, backend="onnxruntime")
+    assert "split" in model._onnx._sessions
+    for key in ("picks", "event_mean", "event_std"):
+        assert float((got[key] - want[key]).abs().max()) < 1e-4, key
+
+
+def test_other_window_lengths_run_in_onnxruntime() -> None:
+    """Windows PhaseNet was not built for (2001 samples: the decoder pads by replication) export too."""
+    from sine_seisbench.model import SINE
+
+    torch.manual_seed(0)
+    model = SINE(in_samples=2001).eval()
+    x = torch.randn(2, 3, 3, 2001, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        want = model(x, event=False, graph_picks=False, backend="torch")["picks"]
+        got = model(x, event=False, graph_picks=False, backend="onnxruntime")["picks"]
+        split = model(x, event=True, graph_picks=True, backend="onnxruntime")["picks"]
+        want_split = model(x, event=True, graph_picks=True, backend="torch")["picks"]
+    assert float((got - want).abs().max()) < 1e-5
+    assert float((split - want_split).abs().max()) < 1e-5

@@ -1,10 +1,12 @@
 """ONNX Runtime for the per-station path (:class:`~sine_seisbench.nn.phasenet.PhaseNetBackbone`) at inference.
 
-On CPUs ONNX Runtime runs PhaseNet's U-Net faster than torch (``annotate`` 1.46x on the project's 2-core
-machine: ``benchmarks/inference_levers.py``, lever ``onnxruntime``), with the same weights: probabilities differ from torch's by float32
-rounding (``tests/test_onnx_backend.py`` bounds them at 1e-5). The encoder and the decoder are exported separately
-(the station-graph branch runs in torch between them), in memory, on first use and again whenever the weights,
-the window length or torch's thread count change; nothing is written to disk.
+On CPUs ONNX Runtime runs PhaseNet's U-Net faster than torch (``benchmarks/inference_levers.py``, lever
+``onnxruntime``), with the same weights: probabilities differ from torch's by float32 rounding
+(``tests/test_onnx_backend.py`` bounds them at 1e-5). The path is exported from :func:`conv2d_layout` (the same
+layers in 2-D with a height of one, for which ONNX Runtime has faster CPU kernels), in memory, on first use and
+again whenever the weights, the window length or torch's thread count change; nothing is written to disk. When
+nothing runs between encoder and decoder (``annotate`` without graph picks, the event step without the arrival
+head) one session runs both; otherwise two sessions, with the station-graph branch in torch between them.
 
 ``inference_backend`` (an ``annotate`` argument of :class:`~sine_seisbench.model.SINE`) picks the engine:
 ``"auto"`` uses ONNX Runtime when the packages ``onnxruntime`` and ``onnx`` are installed and the model runs on
@@ -21,6 +23,7 @@ import math
 import threading
 import warnings
 from collections import OrderedDict
+from copy import deepcopy
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -75,27 +78,96 @@ def wants_onnxruntime(name: str, x: torch.Tensor, training: bool) -> bool:
     return True
 
 
+def conv2d_layout(backbone: nn.Module) -> nn.Module:
+    """A copy of ``backbone`` whose 1-D layers (``Conv1d``, ``ConvTranspose1d``, ``BatchNorm1d``) are the same
+    layers in 2-D with a height of one (kernel ``(1, k)``, the same weights and statistics): it runs the same
+    ``encode``/``decode`` on ``(N, C, 1, T)``. ONNX Runtime's CPU kernels for 2-D convolutions (blocked NCHWc
+    layouts) are faster than its 1-D ones (``benchmarks/inference_levers.py``); the values are the same up to
+    float32 rounding (checked at every export)."""
+    copy = deepcopy(backbone)
+
+    def replaced(layer: nn.Module) -> nn.Module | None:
+        if isinstance(layer, nn.Conv1d):
+            new = nn.Conv2d(
+                layer.in_channels,
+                layer.out_channels,
+                (1, layer.kernel_size[0]),
+                stride=(1, layer.stride[0]),
+                padding=layer.padding if isinstance(layer.padding, str) else (0, layer.padding[0]),
+                dilation=(1, layer.dilation[0]),
+                groups=layer.groups,
+                bias=layer.bias is not None,
+            )
+        elif isinstance(layer, nn.ConvTranspose1d):
+            new = nn.ConvTranspose2d(
+                layer.in_channels,
+                layer.out_channels,
+                (1, layer.kernel_size[0]),
+                stride=(1, layer.stride[0]),
+                padding=(0, layer.padding[0]),
+                output_padding=(0, layer.output_padding[0]),
+                dilation=(1, layer.dilation[0]),
+                groups=layer.groups,
+                bias=layer.bias is not None,
+            )
+        elif isinstance(layer, nn.BatchNorm1d):
+            new = nn.BatchNorm2d(
+                layer.num_features,
+                layer.eps,
+                layer.momentum,
+                layer.affine,
+                layer.track_running_stats,
+            )
+            new.load_state_dict(layer.state_dict())
+            return new
+        else:
+            return None
+        with torch.no_grad():
+            new.weight.copy_(layer.weight.unsqueeze(2))
+            if layer.bias is not None:
+                new.bias.copy_(layer.bias)
+        return new
+
+    for module in list(copy.modules()):
+        for child_name, child in list(module.named_children()):
+            new = replaced(child)
+            if new is not None:
+                setattr(module, child_name, new)
+    return copy.eval()
+
+
+class _Full(nn.Module):
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.decode(*self.backbone.encode(x.unsqueeze(2))).squeeze(2)
+
+
 class _Encoder(nn.Module):
-    def __init__(self, backbone: PhaseNetBackbone) -> None:
+    def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
         self.backbone = backbone
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        h, skips = self.backbone.encode(x)
-        return (h, *skips)
+        h, skips = self.backbone.encode(x.unsqueeze(2))
+        return tuple(t.squeeze(2) for t in (h, *skips))
 
 
 class _Decoder(nn.Module):
-    def __init__(self, backbone: PhaseNetBackbone) -> None:
+    def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
         self.backbone = backbone
 
     def forward(self, h: torch.Tensor, *skips: torch.Tensor) -> torch.Tensor:
-        return self.backbone.decode(h, list(skips))
+        decoded = self.backbone.decode(h.unsqueeze(2), [t.unsqueeze(2) for t in skips])
+        return decoded.squeeze(2)
 
 
-#: Exported sessions by window length, channels, threads and weights digest, shared by every model in the process
-_SHARED: OrderedDict[tuple, tuple[Any, Any, list[str]]] = OrderedDict()
+#: Exported sessions by kind ("full": one session; "split": encoder, decoder and skip names), window length,
+#: channels, threads and weights digest, shared by every model in the process
+_SHARED: OrderedDict[tuple, Any] = OrderedDict()
 _SHARED_MAX = 4
 _SHARED_LOCK = threading.Lock()
 
@@ -116,7 +188,10 @@ def _weights_version(module: nn.Module) -> tuple:
 
 
 class OnnxBackbone:
-    """The encoder and decoder of ``backbone`` as ONNX Runtime sessions (CPU, float32).
+    """The per-station path of ``backbone`` as ONNX Runtime sessions (CPU, float32), in two forms made on first
+    use: ``"full"``, encoder and decoder in one session (:meth:`logits`: when nothing runs between them), and
+    ``"split"``, an encoder and a decoder session (:meth:`encode`, :meth:`decode`: the station-graph branch runs
+    in torch between them). Both are exported from :func:`conv2d_layout`.
 
     :param backbone: The torch module; its weights are read at export, and a change of them is noticed.
     """
@@ -124,8 +199,8 @@ class OnnxBackbone:
     def __init__(self, backbone: PhaseNetBackbone) -> None:
         self._backbone = backbone
         self._key: tuple | None = None
-        self._sessions: tuple[Any, Any] | None = None
-        self._skip_names: list[str] = []
+        #: sessions made for ``_key``, by kind
+        self._sessions: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._failed: tuple | None = None  # weights version whose export failed its check
 
@@ -146,24 +221,19 @@ class OnnxBackbone:
         import onnxruntime as ort
 
         buffer = io.BytesIO()
-        was_training = self._backbone.training
-        module.eval()  # the exporter restores the wrapper's mode afterwards, recursively
-        try:
-            with warnings.catch_warnings():
-                # the tracer's notes on the decoder's length check (fixed for a fixed window length) and the
-                # exporter's deprecation notice
-                warnings.simplefilter("ignore")
-                torch.onnx.export(
-                    module,
-                    args,
-                    buffer,
-                    input_names=inputs,
-                    output_names=outputs,
-                    dynamic_axes={name: {0: "batch"} for name in inputs + outputs},
-                    dynamo=False,
-                )
-        finally:
-            self._backbone.train(was_training)
+        with warnings.catch_warnings():
+            # the tracer's notes on the decoder's length check (fixed for a fixed window length) and the
+            # exporter's deprecation notice
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module.eval(),
+                args,
+                buffer,
+                input_names=inputs,
+                output_names=outputs,
+                dynamic_axes={name: {0: "batch"} for name in inputs + outputs},
+                dynamo=False,
+            )
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         options.inter_op_num_threads = 1
@@ -173,12 +243,13 @@ class OnnxBackbone:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
 
-    def usable(self, samples: int, channels: int, required: bool) -> bool:
+    def usable(self, samples: int, channels: int, required: bool, split: bool = False) -> bool:
         """Whether the sessions for windows of ``channels x samples`` exist or can be made and pass
-        :meth:`_check` (then :meth:`encode` and :meth:`decode` run them). When they cannot: ``required`` (``inference_backend="onnxruntime"``) raises
-        :class:`OnnxExportError`; otherwise a warning, once per weights, and torch runs."""
+        :meth:`_check` (then :meth:`logits`, or with ``split`` :meth:`encode` and :meth:`decode`, run them).
+        When they cannot: ``required`` (``inference_backend="onnxruntime"``) raises :class:`OnnxExportError`;
+        otherwise a warning, once per weights, and torch runs."""
         try:
-            self._ready(samples, channels)
+            self._ready(samples, channels, "split" if split else "full")
             return True
         except OnnxExportError as e:
             if required:
@@ -194,82 +265,91 @@ class OnnxBackbone:
                 )
             return False
 
-    def _ready(self, samples: int, channels: int) -> None:
+    def _ready(self, samples: int, channels: int, kind: str) -> None:
         key = (samples, channels, torch.get_num_threads(), _weights_version(self._backbone))
         with self._lock:
             if self._failed == key[-1]:
                 raise OnnxExportError("the export of these weights failed before")
-            if self._key != key or self._sessions is None:
-                # models with the same weights (every load of the shipped ones) share their sessions
-                shared_key = (
-                    samples,
-                    channels,
-                    torch.get_num_threads(),
-                    _weights_digest(self._backbone),
-                )
-                with _SHARED_LOCK:
-                    shared = _SHARED.pop(shared_key, None)
-                    if shared is None:
-                        try:
-                            shared = self._export_both(samples, channels)
-                        except OnnxExportError:
-                            raise
-                        except Exception as e:  # noqa: BLE001 - any exporter failure: torch runs instead
-                            raise OnnxExportError(f"the export failed: {e}") from e
-                    _SHARED[shared_key] = shared  # the most recently used last
-                    while len(_SHARED) > _SHARED_MAX:
-                        _SHARED.popitem(last=False)
-                *sessions, self._skip_names = shared
-                self._sessions, self._key = tuple(sessions), key
+            if self._key != key:
+                self._sessions, self._key = {}, key
+            if kind in self._sessions:
+                return
+            # models with the same weights (every load of the shipped ones) share their sessions
+            shared_key = (kind, *key[:3], _weights_digest(self._backbone))
+            with _SHARED_LOCK:
+                shared = _SHARED.pop(shared_key, None)
+                if shared is None:
+                    try:
+                        shared = self._export_kind(kind, samples, channels)
+                    except OnnxExportError:
+                        raise
+                    except Exception as e:  # noqa: BLE001 - any exporter failure: torch runs instead
+                        raise OnnxExportError(f"the export failed: {e}") from e
+                _SHARED[shared_key] = shared  # the most recently used last
+                while len(_SHARED) > _SHARED_MAX:
+                    _SHARED.popitem(last=False)
+            self._sessions[kind] = shared
 
-    def _export_both(self, samples: int, channels: int) -> tuple[Any, Any, list[str]]:
+    def _export_kind(self, kind: str, samples: int, channels: int) -> Any:
+        layout = conv2d_layout(self._backbone)
         example = torch.zeros(2, channels, samples)
-        with torch.no_grad():
-            h, skips = self._backbone.encode(example)
-        skip_names = [f"skip{i}" for i in range(len(skips))]
-        encoder = self._export(_Encoder(self._backbone), (example,), ["x"], ["h", *skip_names])
-        decoder = self._export(
-            _Decoder(self._backbone), (h, *skips), ["h", *skip_names], ["logits"]
-        )
-        self._check(encoder, decoder, skip_names, channels, samples)
-        return encoder, decoder, skip_names
-
-    def _check(
-        self, encoder: Any, decoder: Any, skip_names: list[str], channels: int, samples: int
-    ) -> None:
-        """The exported sessions against torch on random windows: the inputs they declare and the logits.
-
-        :raises OnnxExportError: when they differ (an export traced under something that changed the graph, an
-                                 operator ONNX Runtime computes differently); ``auto`` then keeps torch."""
-        names = [i.name for i in decoder.get_inputs()]
-        if names != ["h", *skip_names] or [i.name for i in encoder.get_inputs()] != ["x"]:
-            raise OnnxExportError(
-                f"the exported per-station path has inputs {names}, expected {['h', *skip_names]}"
-            )
         x = torch.randn(4, channels, samples, generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
             want = self._backbone.decode(*self._backbone.encode(x)).numpy()
+        if kind == "full":
+            full = self._export(_Full(layout), (example,), ["x"], ["logits"])
+            self._check(full, ["x"], want, full.run(None, {"x": x.numpy()})[0])
+            return full
+        with torch.no_grad():
+            h, skips = self._backbone.encode(example)
+        skip_names = [f"skip{i}" for i in range(len(skips))]
+        encoder = self._export(_Encoder(layout), (example,), ["x"], ["h", *skip_names])
+        decoder = self._export(_Decoder(layout), (h, *skips), ["h", *skip_names], ["logits"])
+        self._check(encoder, ["x"], None, None)
         out = encoder.run(None, {"x": x.numpy()})
         got = decoder.run(None, dict(zip(["h", *skip_names], out, strict=True)))[0]
+        self._check(decoder, ["h", *skip_names], want, got)
+        return encoder, decoder, skip_names
+
+    @staticmethod
+    def _check(session: Any, inputs: list[str], want: np.ndarray | None, got: Any) -> None:
+        """An exported session against torch on random windows: the inputs it declares and (``want``: torch's
+        logits, ``got``: the session's) the logits.
+
+        :raises OnnxExportError: when they differ (an export traced under something that changed the graph, an
+                                 operator ONNX Runtime computes differently); ``auto`` then keeps torch."""
+        names = [i.name for i in session.get_inputs()]
+        if names != inputs:
+            raise OnnxExportError(
+                f"the exported per-station path has inputs {names}, expected {inputs}"
+            )
+        if want is None:
+            return
         diff = float(np.max(np.abs(got - want))) if got.shape == want.shape else math.inf
         if not diff <= 1e-3 * max(1.0, float(np.max(np.abs(want)))):
             raise OnnxExportError(
                 f"ONNX Runtime's per-station path differs from torch's by {diff:.3g} in the logits"
             )
 
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``PhaseNetBackbone.decode(*encode(x))`` of ``x`` ``(N, channels, samples)``, ``N > 0``, by the
+        ``"full"`` session :meth:`usable` made ready."""
+        out = self._sessions["full"].run(None, {"x": np.ascontiguousarray(x.numpy())})
+        return torch.from_numpy(out[0])
+
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """:meth:`PhaseNetBackbone.encode` of ``x`` ``(N, channels, samples)``, ``N > 0``, by the sessions
-        :meth:`usable` made ready for these windows."""
-        encoder, _ = self._sessions
+        """:meth:`PhaseNetBackbone.encode` of ``x`` ``(N, channels, samples)``, ``N > 0``, by the ``"split"``
+        sessions :meth:`usable` made ready for these windows."""
+        encoder, _, _ = self._sessions["split"]
         out = encoder.run(None, {"x": np.ascontiguousarray(x.numpy())})
         tensors = [torch.from_numpy(a) for a in out]
         return tensors[0], tensors[1:]
 
     def decode(self, h: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
         """:meth:`PhaseNetBackbone.decode` of ``h`` and ``skips`` (as :meth:`encode` returns them)."""
-        _, decoder = self._sessions
+        _, decoder, skip_names = self._sessions["split"]
         feeds = {"h": np.ascontiguousarray(h.numpy())}
-        for name, skip in zip(self._skip_names, skips, strict=True):
+        for name, skip in zip(skip_names, skips, strict=True):
             feeds[name] = np.ascontiguousarray(skip.numpy())
         return torch.from_numpy(decoder.run(None, feeds)[0])
 
@@ -277,6 +357,7 @@ class OnnxBackbone:
 __all__ = [
     "BACKENDS",
     "OnnxBackbone",
+    "conv2d_layout",
     "check_backend",
     "onnxruntime_available",
     "wants_onnxruntime",

@@ -62,13 +62,15 @@ class PhaseNetBackbone(nn.Module):
         :return: Class logits ``(N, classes, samples)``.
         """
         for (conv_up, bn1, conv_same, bn2), skip in zip(self.up_branch, skips[::-1], strict=True):
-            x = F.relu(bn1(conv_up(x)))[:, :, 1:-2]
+            x = F.relu(bn1(conv_up(x)))[..., 1:-2]
             if (
                 x.shape[-1] < skip.shape[-1]
             ):  # window lengths PhaseNet was not built for (it uses 3001)
-                x = F.pad(x, (0, skip.shape[-1] - x.shape[-1]), mode="replicate")
+                # (the last axis; 2-D layouts of height one, onnx_backend.conv2d_layout, pad their height by 0)
+                pad = (0, skip.shape[-1] - x.shape[-1]) + (0, 0) * (x.dim() - 3)
+                x = F.pad(x, pad, mode="replicate")
             offset = (x.shape[-1] - skip.shape[-1]) // 2
-            x = torch.cat([skip, x[:, :, offset : offset + skip.shape[-1]]], dim=1)
+            x = torch.cat([skip, x[..., offset : offset + skip.shape[-1]]], dim=1)
             x = F.relu(bn2(conv_same(x)))
         return self.out(x)
 
