@@ -157,6 +157,25 @@ def test_locate_window_on_clean_curves_and_the_acceptance_rule(tt):
         p_only, window, RATE, STATIONS, POSITIONS, available, first_p, tt, config
     )
     assert isinstance(reason, str) and "min_phases=5" in reason
+    # that decision needs no migration: no curve reaches the threshold anywhere for a fifth phase
+    assert "4 P and 0 S curves reach the thresholds anywhere in the window" in reason
+    # an S curve reaching it far from any S arrival passes that bound; the rule near the located hypocentre
+    # still rejects (the bound only skips candidates that cannot be accepted wherever they are)
+    stray = p_only.copy()
+    stray[0, 1] = curves_for(times + 8.0)[0, 1]
+    reason = locate_window(stray, window, RATE, STATIONS, POSITIONS, available, first_p, tt, config)
+    assert isinstance(reason, str) and "4 P and 0 S phases reach the thresholds near" in reason
+    # NaN samples (blinded edges) do not hide a peak from the bound
+    with_nan = curves.copy()
+    with_nan[:, :, :50] = np.nan
+    est_nan = locate_window(
+        np.nan_to_num(with_nan), window, RATE, STATIONS, POSITIONS, available, first_p, tt, config
+    )
+    assert not isinstance(est_nan, str)
+    assert not isinstance(
+        locate_window(with_nan, window, RATE, STATIONS, POSITIONS, available, first_p, tt, config),
+        str,
+    )
     assert not isinstance(
         locate_window(
             p_only,

@@ -1140,6 +1140,19 @@ def locate_window(
     )
     if int(available.sum()) < config.min_p_stations:
         return f"{int(available.sum())} station(s) with data, fewer than min_p_stations={config.min_p_stations}"
+    # The acceptance rule counts the stations whose curve reaches the pick threshold near the predicted
+    # arrivals (soft_arrivals); wherever the hypocentre is, they are at most those whose curve reaches it
+    # anywhere in the window. A candidate that cannot be accepted is rejected here, before the migration and
+    # the fits (the same decision; on noise triggers and at stations without S most of the event step's time).
+    reach = (np.fmax.reduce(curves, axis=-1) >= [config.p_threshold, config.s_threshold]) & (
+        available[:, None]
+    )
+    most_p, most_s = (int(v) for v in reach.sum(axis=0))
+    if most_p < config.min_p_stations or most_p + most_s < config.min_phases:
+        return (
+            f"{most_p} P and {most_s} S curves reach the thresholds anywhere in the window (need "
+            f"min_p_stations={config.min_p_stations} P and min_phases={config.min_phases} in all)"
+        )
     weights = None
     if arrival_sigma is not None:
         weights = 1.0 / (1.0 + (arrival_sigma / config.arrival_reference_s) ** 2)
