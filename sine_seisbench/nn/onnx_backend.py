@@ -87,29 +87,30 @@ def conv2d_layout(backbone: nn.Module) -> nn.Module:
     copy = deepcopy(backbone)
 
     def replaced(layer: nn.Module) -> nn.Module | None:
-        if isinstance(layer, nn.Conv1d):
-            new = nn.Conv2d(
-                layer.in_channels,
-                layer.out_channels,
-                (1, layer.kernel_size[0]),
+        if isinstance(layer, nn.Conv1d | nn.ConvTranspose1d):
+            shape = dict(
+                kernel_size=(1, layer.kernel_size[0]),
                 stride=(1, layer.stride[0]),
-                padding=layer.padding if isinstance(layer.padding, str) else (0, layer.padding[0]),
                 dilation=(1, layer.dilation[0]),
                 groups=layer.groups,
                 bias=layer.bias is not None,
             )
-        elif isinstance(layer, nn.ConvTranspose1d):
-            new = nn.ConvTranspose2d(
-                layer.in_channels,
-                layer.out_channels,
-                (1, layer.kernel_size[0]),
-                stride=(1, layer.stride[0]),
-                padding=(0, layer.padding[0]),
-                output_padding=(0, layer.output_padding[0]),
-                dilation=(1, layer.dilation[0]),
-                groups=layer.groups,
-                bias=layer.bias is not None,
-            )
+            if isinstance(layer, nn.ConvTranspose1d):
+                new = nn.ConvTranspose2d(
+                    layer.in_channels,
+                    layer.out_channels,
+                    padding=(0, layer.padding[0]),
+                    output_padding=(0, layer.output_padding[0]),
+                    **shape,
+                )
+            else:
+                padding = layer.padding
+                new = nn.Conv2d(
+                    layer.in_channels,
+                    layer.out_channels,
+                    padding=padding if isinstance(padding, str) else (0, padding[0]),
+                    **shape,
+                )
         elif isinstance(layer, nn.BatchNorm1d):
             new = nn.BatchNorm2d(
                 layer.num_features,
