@@ -44,8 +44,14 @@ from .pipeline.run import annotate_record, stacks_to_stream
 DEFAULT_WEIGHTS = "sine_pn_original"
 
 #: Per-station scalar features given to the event head: east, north, up (scaled), log amplitude, amplitude
-#: calibrated flag, and the three component-presence flags.
+#: calibrated flag, and the three component-presence flags (of a 3-component model; :func:`n_station_features`).
 N_STATION_FEATURES = 8
+
+
+def n_station_features(in_channels: int) -> int:
+    """Per-station scalar features of the event and arrival heads for ``in_channels`` components (5 + one
+    presence flag per component; :data:`N_STATION_FEATURES` for three)."""
+    return 5 + in_channels
 
 
 class SINE(WaveformModel):
@@ -281,14 +287,15 @@ class SINE(WaveformModel):
         )
         self.event_head = EventHead(
             self.backbone.bottleneck_channels + self.branch.out_features,
-            N_STATION_FEATURES,
+            n_station_features(in_channels),
             scales=self.event_scales,
             offsets=self.event_offsets,
         )
         # per-station P/S timing errors for the event step (None: every station and phase weighs the same)
         self.arrival_head = (
             ArrivalHead(
-                self.backbone.bottleneck_channels + self.branch.out_features, N_STATION_FEATURES
+                self.backbone.bottleneck_channels + self.branch.out_features,
+                n_station_features(in_channels),
             )
             if arrival_head
             else None

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from .data.pipeline import build_generator, prepare_dataset
 from .loader import load_weights
-from .model import N_STATION_FEATURES, SINE
+from .model import SINE, n_station_features
 from .nn.heads import ArrivalHead
 from .progress import progress
 
@@ -439,7 +439,8 @@ def train(config: TrainConfig) -> dict[str, float]:
     model = initial_model(config)
     if config.arrival_head and model.arrival_head is None:
         model.arrival_head = ArrivalHead(
-            model.backbone.bottleneck_channels + model.branch.out_features, N_STATION_FEATURES
+            model.backbone.bottleneck_channels + model.branch.out_features,
+            n_station_features(model.in_channels),
         )
     model.to(device)
     if config.freeze_backbone:

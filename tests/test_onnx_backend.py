@@ -167,3 +167,19 @@ def test_other_window_lengths_run_in_onnxruntime() -> None:
         want_split = model(x, event=True, graph_picks=True, backend="torch")["picks"]
     assert float((got - want).abs().max()) < 1e-5
     assert float((split - want_split).abs().max()) < 1e-5
+
+
+def test_models_of_one_component_run_with_the_event_head() -> None:
+    """A single-component model (the event and arrival heads take one presence flag per component) runs
+    the graph branch and the heads, in torch and with ONNX Runtime, with the same outputs."""
+    from sine_seisbench.model import SINE
+
+    torch.manual_seed(1)
+    model = SINE(in_channels=1, arrival_head=True).eval()
+    x = torch.randn(2, 3, 1, 3001, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        want = model(x, graph_picks=True, backend="torch")
+        got = model(x, graph_picks=True, backend="onnxruntime")
+    for key in ("picks", "event_mean", "arrival_sigma"):
+        assert torch.isfinite(want[key]).all(), key
+        assert float((got[key] - want[key]).abs().max()) < 1e-4, key
