@@ -8,7 +8,7 @@ path by replacing ``model.backbone``'s ``encode``/``decode`` for the run:
 - ``baseline``: torch (``inference_backend="torch"``, ``torch.no_grad`` in ``run_groups``); every lever but
   ``onnxruntime`` patches this torch path;
 - ``onnxruntime``: ``inference_backend="onnxruntime"`` (the shipped default, ``"auto"``, where it is installed):
-  the encoder and decoder exported to ONNX and run by ONNX Runtime;
+  the per-station path exported to ONNX (``conv2d_layout``, one session) and run by ONNX Runtime;
 - ``inference_mode``: ``torch.inference_mode`` instead of ``no_grad`` (patched globally for the run);
 - ``bn_fold``: every batch norm folded into the convolution before it (``fuse_conv_bn_eval``);
 - ``jit_freeze``: TorchScript trace, ``torch.jit.freeze`` + ``optimize_for_inference`` (folds batch norms, may

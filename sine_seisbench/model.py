@@ -43,15 +43,14 @@ from .pipeline.run import annotate_record, stacks_to_stream
 #: Name of the shipped weights every entry point uses by default (``weights/README.md`` is their model card).
 DEFAULT_WEIGHTS = "sine_pn_original"
 
-#: Per-station scalar features given to the event head: east, north, up (scaled), log amplitude, amplitude
-#: calibrated flag, and the three component-presence flags (of a 3-component model; :func:`n_station_features`).
-N_STATION_FEATURES = 8
-
-
 def n_station_features(in_channels: int) -> int:
-    """Per-station scalar features of the event and arrival heads for ``in_channels`` components (5 + one
-    presence flag per component; :data:`N_STATION_FEATURES` for three)."""
+    """Per-station scalar features given to the event and arrival heads: east, north, up (scaled), log
+    amplitude, amplitude calibrated flag, and one presence flag per component (``in_channels``)."""
     return 5 + in_channels
+
+
+#: :func:`n_station_features` of a three-component model (the shipped weights)
+N_STATION_FEATURES = n_station_features(3)
 
 
 class SINE(WaveformModel):

@@ -82,8 +82,9 @@ def conv2d_layout(backbone: nn.Module) -> nn.Module:
     """A copy of ``backbone`` whose 1-D layers (``Conv1d``, ``ConvTranspose1d``, ``BatchNorm1d``) are the same
     layers in 2-D with a height of one (kernel ``(1, k)``, the same weights and statistics): it runs the same
     ``encode``/``decode`` on ``(N, C, 1, T)``. ONNX Runtime's CPU kernels for 2-D convolutions (blocked NCHWc
-    layouts) are faster than its 1-D ones (``benchmarks/inference_levers.py``); the values are the same up to
-    float32 rounding (checked at every export)."""
+    layouts) are faster than its 1-D ones (SINE ``annotate`` 1.27x against the 1-D export: the note in
+    ``benchmarks/results/inference_levers.md``); the values are the same up to float32 rounding (checked at every
+    export; the effect on events: ``benchmarks/backend_events.py``)."""
     copy = deepcopy(backbone)
 
     def replaced(layer: nn.Module) -> nn.Module | None:
@@ -137,30 +138,26 @@ def conv2d_layout(backbone: nn.Module) -> nn.Module:
     return copy.eval()
 
 
-class _Full(nn.Module):
+class _Layout(nn.Module):
+    """The per-station path of a :func:`conv2d_layout` copy, fed and returning 1-D tensors ``(N, C, T)``."""
+
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
         self.backbone = backbone
 
+
+class _Full(_Layout):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone.decode(*self.backbone.encode(x.unsqueeze(2))).squeeze(2)
 
 
-class _Encoder(nn.Module):
-    def __init__(self, backbone: nn.Module) -> None:
-        super().__init__()
-        self.backbone = backbone
-
+class _Encoder(_Layout):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         h, skips = self.backbone.encode(x.unsqueeze(2))
         return tuple(t.squeeze(2) for t in (h, *skips))
 
 
-class _Decoder(nn.Module):
-    def __init__(self, backbone: nn.Module) -> None:
-        super().__init__()
-        self.backbone = backbone
-
+class _Decoder(_Layout):
     def forward(self, h: torch.Tensor, *skips: torch.Tensor) -> torch.Tensor:
         decoded = self.backbone.decode(h.unsqueeze(2), [t.unsqueeze(2) for t in skips])
         return decoded.squeeze(2)
