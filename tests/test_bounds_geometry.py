@@ -241,6 +241,10 @@ def test_no_magnitude_is_allowed_and_a_rejected_candidate_is_not_an_event():
     cand = located(network)
     cand.latitude = float("nan")
     assert "non-finite" in implausible(cand, network, T0 - 20, 30.0)
+    # a latitude no point has (a diverged fit, unprojected) is a reason, not a crash in the distance
+    cand = located(network)
+    cand.latitude = 296947.4
+    assert "latitude 296947.400 outside [-90, 90]" in implausible(cand, network, T0 - 20, 30.0)
 
 
 def test_a_normal_event_passes_every_bound():

@@ -192,6 +192,46 @@ def test_locate_window_on_clean_curves_and_the_acceptance_rule(tt):
     )
 
 
+def test_a_fit_that_leaves_the_travel_time_table_is_no_event(tt, monkeypatch):
+    """Seen on a 64-station virtual network: a Huber fit of 16 P arrivals ran off to 3e7 km (the search windows,
+    3 % of the travel time wide, then took every peak as an arrival and accepted it; the latitude broke the
+    bounds check). A fit ending farther from every station than the table reaches is rejected with the reason;
+    a diverged second pass falls back to the first."""
+    import sine_seisbench.pipeline.locate as locate_module
+
+    times = arrival_times(tt, TRUE)
+    curves = curves_for(times)
+    window = np.zeros((len(STATIONS), 3, 3001), dtype=np.float32)
+    available = np.ones(len(STATIONS), dtype=bool)
+    first_p = float(times[:, 0].min())
+    args = (curves, window, RATE, STATIONS, POSITIONS, available, first_p, tt, LocatorConfig())
+    good = locate_window(*args)
+    assert not isinstance(good, str)
+    real_fit = locate_module.fit_hypocentre
+    calls = []
+
+    def diverging(arrivals, positions, tt_, start, config, corrections=None, after=0):
+        x, cov, rms = real_fit(arrivals, positions, tt_, start, config, corrections)
+        calls.append(start)
+        if len(calls) > after:
+            x = x + np.array([2.4e6, 3.3e7, 0.0, 0.0])
+        return x, cov, rms
+
+    monkeypatch.setattr(locate_module, "fit_hypocentre", diverging)
+    reason = locate_window(*args)
+    assert isinstance(reason, str) and "the travel-time fit diverged" in reason
+    assert f"beyond the travel-time table ({tt.max_distance_km:g} km)" in reason
+    calls.clear()
+    monkeypatch.setattr(
+        locate_module,
+        "fit_hypocentre",
+        lambda *a, **k: diverging(*a, **k, after=1),
+    )
+    second_diverged = locate_window(*args)
+    assert not isinstance(second_diverged, str) and len(calls) == 2
+    assert math.hypot(second_diverged.east_km - TRUE[0], second_diverged.north_km - TRUE[1]) < 1.0
+
+
 def test_migration_is_differentiable_in_the_curves(tt):
     times = arrival_times(tt, TRUE)
     curves = torch.tensor(curves_for(times), requires_grad=True)

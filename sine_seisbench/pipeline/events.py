@@ -406,6 +406,8 @@ def implausible(
         bad.append("origin time")
     if bad:
         return f"non-finite or missing estimate ({', '.join(bad)})"
+    if not -90.0 <= lat <= 90.0:
+        return f"latitude {lat:.3f} outside [-90, 90]"
     # a magnitude may be absent (no instrument response: uncalibrated), never out of bounds
     if math.isfinite(magnitude) and not b.min_magnitude <= magnitude <= b.max_magnitude:
         return f"magnitude {magnitude:.1f} outside [{b.min_magnitude:g}, {b.max_magnitude:g}]"

@@ -1177,19 +1177,32 @@ def locate_window(
     def fittable(arrivals: list[ArrivalEstimate]) -> bool:
         return sum(a.phase == "P" for a in arrivals) >= 3 and len(arrivals) >= 4  # 4 unknowns
 
+    def nearest_km(x: np.ndarray) -> float:
+        """Epicentral distance (km) from ``x`` to the nearest station with data (NaN stays NaN)."""
+        used = positions[available]
+        return float(np.min(np.hypot(x[0] - used[:, 0], x[1] - used[:, 1])))
+
     # Two passes: arrivals near the migration's best point, a fit, then arrivals near the fitted hypocentre
     # (closer to the truth than the grid node) and the final fit; acceptance is decided where the arrivals were
-    # taken, the second pass preferred.
+    # taken, the second pass preferred. A fit that ends farther from every station than the travel-time table
+    # reaches has left the table's support (extrapolated times; seen: 3e7 km away, where the search windows,
+    # 3 % of the travel time wide, take every peak as an arrival): no event.
     start = np.array([e, n, z, t0])
     arrivals, n_p, n_s = arrivals_at(start)
     passes = []
     if fittable(arrivals):
         x, cov, rms = fit_hypocentre(arrivals, pos_of, tt, tuple(start), config, corr_of)
+        if not nearest_km(x) <= tt.max_distance_km:
+            return (
+                f"the travel-time fit diverged: its epicentre is {nearest_km(x):.0f} km from the nearest "
+                f"station, beyond the travel-time table ({tt.max_distance_km:g} km)"
+            )
         passes.append((x, cov, rms, arrivals, n_p, n_s))
         again, n_p2, n_s2 = arrivals_at(x)
         if fittable(again):
             x2, cov2, rms2 = fit_hypocentre(again, pos_of, tt, tuple(x), config, corr_of)
-            passes.insert(0, (x2, cov2, rms2, again, n_p2, n_s2))
+            if nearest_km(x2) <= tt.max_distance_km:
+                passes.insert(0, (x2, cov2, rms2, again, n_p2, n_s2))
     chosen = next((p for p in passes if accepted(p[4], p[5])), None)
     if chosen is None:
         n_p, n_s = max(((p[4], p[5]) for p in passes), default=(n_p, n_s))
