@@ -29,10 +29,11 @@ from .nn.encoder import StationGraphBranch
 from .nn.heads import ArrivalHead, EventHead
 from .nn.onnx_backend import OnnxBackbone, wants_onnxruntime
 from .nn.phasenet import PhaseNetBackbone
-from .pipeline.locate import locate_record
+from .pipeline.locate import EarlyEvents, event_curves_from_annotation, locate_record
 from .pipeline.pick import picks_from_annotations
 from .pipeline.prepare import (
     GridRecord,
+    Stack,
     StationSet,
     prepare_stream,
     remove_sensitivity,
@@ -514,10 +515,12 @@ class SINE(WaveformModel):
         return picks
 
     def _annotate_stream(
-        self, stream: obspy.Stream, argdict: dict[str, Any]
-    ) -> tuple[GridRecord, StationSet, obspy.Stream] | None:
-        """The prepare and run steps on a private copy of a stream: the record, its stations and its
-        annotation traces; None (with a warning) when the stream holds no usable data."""
+        self, stream: obspy.Stream, argdict: dict[str, Any], events: bool = False
+    ) -> tuple[GridRecord, StationSet, dict[str, Stack], EarlyEvents | None] | None:
+        """The prepare and run steps on a private copy of a stream: the record, its stations, the stacked
+        predictions per station and, with ``events`` (``classify``) where the event step takes the annotation's
+        curves, that step started during the annotation (:class:`~sine_seisbench.pipeline.locate.EarlyEvents`,
+        to be closed by the caller); None (with a warning) when the stream holds no usable data."""
         prepared = prepare_stream(self, stream, argdict)
         if prepared is None:
             seisbench.logger.warning("SINE: no usable Z/N/E/1/2 data in the stream.")
@@ -526,8 +529,18 @@ class SINE(WaveformModel):
         if argdict.get("batch_size") is None:  # about 256 station-windows per batch
             n = min(len(record.stations), self.max_stations)
             argdict["batch_size"] = max(1, 256 // max(1, n))
-        stacks = annotate_record(self, record, stations, argdict)
-        return record, stations, stacks_to_stream(self, stacks)
+        early = None
+        if events and event_curves_from_annotation(self, argdict):
+            early = EarlyEvents(self, record, stations, argdict)
+        try:
+            stacks = annotate_record(
+                self, record, stations, argdict, None if early is None else early.advance
+            )
+        except BaseException:
+            if early is not None:
+                early.close()
+            raise
+        return record, stations, stacks, early
 
     async def annotate_async(
         self, stream: obspy.Stream, copy: bool = True, **kwargs
@@ -548,7 +561,7 @@ class SINE(WaveformModel):
             seisbench.logger.warning("SINE: the stream is empty; nothing to annotate.")
             return obspy.Stream()
         done = self._annotate_stream(_copy_stream(stream) if copy else stream, argdict)
-        return obspy.Stream() if done is None else done[2]
+        return obspy.Stream() if done is None else stacks_to_stream(self, done[2])
 
     # ------------------------------------------------------------------------------------------------
     # classify
@@ -566,12 +579,16 @@ class SINE(WaveformModel):
             seisbench.logger.warning("SINE: the stream is empty; no picks and no events.")
             return sbu.ClassifyOutput(self.name, picks=sbu.PickList(), events=Catalog())
 
-        done = self._annotate_stream(_copy_stream(stream), argdict)
+        done = self._annotate_stream(_copy_stream(stream), argdict, events=True)
         if done is None:
             return sbu.ClassifyOutput(self.name, picks=sbu.PickList(), events=Catalog())
-        record, stations, annotations = done
-        picks = self.classify_aggregate(annotations, argdict).picks
-        events = locate_record(self, record, stations, picks, argdict)
+        record, stations, stacks, early = done
+        try:
+            picks = self.classify_aggregate(stacks_to_stream(self, stacks), argdict).picks
+            events = locate_record(self, record, stations, picks, argdict, stacks, early)
+        finally:
+            if early is not None:
+                early.close()
         return sbu.ClassifyOutput(self.name, picks=picks, events=events)
 
     def classify_aggregate(

@@ -49,13 +49,19 @@ from ..pipeline.events import (
     merge_members,
     merge_sets,
 )
-from ..pipeline.locate import association_window, estimate_candidates, event_groups
+from ..pipeline.locate import (
+    association_window,
+    estimate_candidates,
+    event_curves_from_annotation,
+    event_groups,
+)
 from ..pipeline.pick import picks_from_curve
 from ..pipeline.prepare import (
     OutageLog,
     Stack,
     StationSet,
     WindowItem,
+    cut_curves,
     cut_window,
     invalid_samples,
     sensitivity,
@@ -273,6 +279,7 @@ class StreamingClassifier:
         self.max_abs_amplitude = float(sba.arg(self.model, self.argdict, "max_abs_amplitude"))
         self.min_stations = int(sba.arg(self.model, self.argdict, "min_stations"))
         self.pre_p = float(sba.arg(self.model, self.argdict, "event_pre_p"))
+        self._annotation_curves = event_curves_from_annotation(self.model, self.argdict)
         self.merge_time = float(sba.arg(self.model, self.argdict, "merge_time"))
         self.merge_distance = float(sba.arg(self.model, self.argdict, "merge_distance"))
         self.batch_size = int(self.argdict.get("batch_size") or 16)
@@ -628,9 +635,16 @@ class StreamingClassifier:
 
     def _event_data_ready(self, cand: Candidate, flush: bool) -> bool:
         """The event window's data are complete (or given up waiting for): the windows run so far, which
-        waited for every active station, reach its end."""
+        waited for every active station, reach its end; where the event step takes the annotation's curves
+        (:func:`~sine_seisbench.pipeline.locate.event_curves_from_annotation`), their stacks are final there
+        too (one stride later)."""
         end = self._to_index(cand.first_p - self.pre_p) + self.n
-        return flush or self._processed_end() >= end
+        return flush or self._event_inputs_end() >= end
+
+    def _event_inputs_end(self) -> int:
+        """Grid index up to which the event step's inputs are final: the stacks' (classify's values) where it
+        takes the annotation's curves, else the data of the windows run."""
+        return self._final_index(False) if self._annotation_curves else self._processed_end()
 
     def _processed_end(self) -> int:
         return self.window_start(self.next_window - 1) + self.n
@@ -661,12 +675,17 @@ class StreamingClassifier:
             self.model.eval()
             # one candidate per forward pass: results must not depend on which candidates happen to share a
             # batch (after a restart they differ), or a re-published event would differ in the last digits
+            phases = [self.phases.index("P"), self.phases.index("S")]
             for sig, cand in todo:
                 start = self._to_index(cand.first_p - self.pre_p)
                 window = cut_window(
                     self._read, cand.group, start, self.n, self.model.in_channels, limit=sig[2]
                 )
-                estimate_candidates(self.model, stations, [cand], [window], self.argdict)
+                curves = None
+                if self._annotation_curves:  # classify's stacked values, final before this
+                    limit = None if sig[2] is None else self._final_index(False)
+                    curves = [cut_curves(self.stacks, cand.group, start, self.n, phases, limit)]
+                estimate_candidates(self.model, stations, [cand], [window], self.argdict, curves)
             for sig, cand in todo:
                 self._located[sig] = copy.copy(cand)
 
@@ -920,7 +939,7 @@ class StreamingClassifier:
         keep = self.keep_from_index()
         self._outages.trim(keep)
         for key, stack in self.stacks.items():
-            stack.trim(min([self.pick_from.get((key, p), keep) for p in self.thresholds]))
+            stack.trim(self._stack_keep_from(key, keep))
         for state in self.stations.values():
             for buf in state.channels.values():
                 buf.trim(int(math.floor(keep * buf.rate / self.rate)) - 1)
@@ -935,11 +954,25 @@ class StreamingClassifier:
         if pick_starts:
             # recomputing the stacked values of a carried trigger region needs every window covering it
             needs.append(min(pick_starts) - self.n)
-        live = [p.peak_time for p in self.p_picks] + [c.first_p for c in self.final_cands.values()]
-        if live:
-            needs.append(self._to_index(min(live) - self.pre_p))
+        first = self._first_event_window()
+        if first is not None:
+            # the annotation's curves over an event window need every window covering it
+            needs.append(first - self.n if self._annotation_curves else first)
         k_first = -(-(min(needs) - self.n + 1 - self.anchor) // self.stride)
         return min(min(needs), self.window_start(min(k_first, self.next_window)))
+
+    def _first_event_window(self) -> int | None:
+        """Start (grid index) of the earliest event window a pick or an open candidate may still need."""
+        live = [p.peak_time for p in self.p_picks] + [c.first_p for c in self.final_cands.values()]
+        return self._to_index(min(live) - self.pre_p) if live else None
+
+    def _stack_keep_from(self, key: str, default: int) -> int:
+        """Oldest stacked sample of station ``key`` still needed: its pick cursors' (``default`` for a phase
+        without one) and, where the event step takes the annotation's curves, the earliest open event
+        window's."""
+        keep = min([self.pick_from.get((key, p), default) for p in self.thresholds])
+        first = self._first_event_window() if self._annotation_curves else None
+        return keep if first is None else min(keep, first)
 
     def keep_from(self) -> obspy.UTCDateTime | None:
         """Time before which no buffered sample is needed any more (see :meth:`keep_from_index`)."""
@@ -1045,7 +1078,9 @@ class StreamingClassifier:
 
     def _rebuild_from(self) -> int:
         """First sample of the windows :meth:`rebuild` reruns."""
-        need = min([self.window_start(self.next_window)] + list(self.pick_from.values()))
+        needs = [self.window_start(self.next_window)] + list(self.pick_from.values())
+        first = self._first_event_window() if self._annotation_curves else None
+        need = min(needs if first is None else needs + [first])  # the curves of open event windows too
         return self.window_start(-(-(need - self.n + 1 - self.anchor) // self.stride))
 
     def rebuild(self, flush: bool = False) -> bool:
@@ -1073,7 +1108,8 @@ class StreamingClassifier:
         self._run_windows(ks)
         for key, stack in self.stacks.items():
             start = min([saved.get((key, p), stack.base) for p in self.thresholds])
-            stack.trim(start)
+            first = self._first_event_window() if self._annotation_curves else None
+            stack.trim(start if first is None else min(start, first))
         self._pending_rebuild = False
         return True
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,7 +51,8 @@ from .. import seisbench_adapter as sba
 from ..geometry import compact_groups, local_positions
 from ..traveltimes import TravelTimes
 from .events import Candidate, associate, candidate_to_event, drop_implausible, merge_candidates
-from .prepare import GridRecord, StationSet, cut_window
+from .pick import picks_from_curve
+from .prepare import GridRecord, Stack, StationSet, cut_curves, cut_window
 from .run import pipelined, run_groups
 
 if TYPE_CHECKING:
@@ -1291,74 +1293,193 @@ def locator_config(model: SINE, argdict: dict[str, Any]) -> LocatorConfig:
     return LocatorConfig.from_argdict(get)
 
 
+def event_curves_from_annotation(model: SINE, argdict: dict[str, Any]) -> bool:
+    """Whether the event step takes each station's P and S curves from the annotation's stacks rather than from
+    the network run again on the candidate's window: when that run would be the per-station path alone (no
+    graph residual on the picks, no arrival head), the same network whose stacked output the picks come from.
+
+    The stacked curves are the better input (measured: ``benchmarks/results/real_events.md``, more events matched
+    on Iceland and Ridgecrest): the candidate's window starts ``event_pre_p`` (5 s) before its first P, at the
+    edge where the picker is least reliable and the annotation blinds its output, and each sample of the stack
+    averages the overlapping windows. And they cost nothing: on 16 stations with an earthquake every 30 s the
+    second run cost half as many station-windows as the annotation itself."""
+    return not sba.arg(model, argdict, "graph_picks") and model.arrival_head is None
+
+
 def estimate_candidates(
     model: SINE,
     stations: StationSet,
     candidates: list[Candidate],
     windows: list[np.ndarray],
     argdict: dict[str, Any],
+    curves: list[np.ndarray] | None = None,
 ) -> None:
     """The event step on each candidate's window ``(stations, components, samples)`` starting ``event_pre_p``
-    before its first P: the network's P and S curves over the window are migrated, accepted or rejected, their
-    soft arrival times fitted and ML measured (:func:`locate_window`). Fills in location, magnitude,
-    uncertainties and origin time, or ``rejected`` with the reason."""
-    batch_size = sba.arg(model, argdict, "batch_size")
+    before its first P: its P and S curves are migrated, accepted or rejected, their soft arrival times fitted
+    and ML measured (:func:`locate_window`). Fills in location, magnitude, uncertainties and origin time, or
+    ``rejected`` with the reason.
+
+    :param curves: Each window's P and S curves ``(stations, 2, samples)``, the annotation's
+                   (:func:`event_curves_from_annotation`, :func:`~sine_seisbench.pipeline.prepare.cut_curves`);
+                   None: the network is run on the windows (one candidate per forward pass).
+    """
     config = locator_config(model, argdict)
     tt = traveltimes_for(sba.arg(model, argdict, "velocity_model"))
     corrections = read_station_corrections(sba.arg(model, argdict, "station_corrections"))
     pre_p = sba.arg(model, argdict, "event_pre_p")
     phase_index = [model.labels.index("P"), model.labels.index("S")]
-    Chunk = tuple[list[Candidate], list[np.ndarray]]
+    Job = tuple[Candidate, np.ndarray]
 
-    def network(job: Chunk) -> tuple[np.ndarray, np.ndarray | None]:
-        chunk, chunk_windows = job
+    def network(job: Job) -> tuple[np.ndarray, np.ndarray | None]:
+        cand, window = job
         # the event head's graph features are run only where they give the arrival weights
         out, _ = run_groups(
-            model,
-            stations,
-            chunk_windows,
-            [c.group for c in chunk],
-            argdict,
-            event=model.arrival_head is not None,
+            model, stations, [window], [cand.group], argdict, event=model.arrival_head is not None
         )
-        sigmas = out["arrival_sigma"].cpu().numpy() if "arrival_sigma" in out else None
-        return out["picks"].cpu().numpy(), sigmas
+        n_st = len(cand.group)
+        sigma = None
+        if "arrival_sigma" in out:
+            sigma = np.nan_to_num(out["arrival_sigma"][0, :n_st].cpu().numpy(), nan=0.0)
+        return out["picks"][0, :n_st][:, phase_index].cpu().numpy(), sigma
 
-    def locate(job: Chunk, result: tuple[np.ndarray, np.ndarray | None]) -> None:
-        chunk, chunk_windows = job
-        picks, sigmas = result
-        for i, cand in enumerate(chunk):
-            positions, _, ref = stations.group_inputs(cand.group)
-            window = chunk_windows[i]
-            n_st = len(cand.group)
-            cand.reference = ref
-            curves = np.nan_to_num(picks[i, :n_st][:, phase_index])
-            available = np.any(window != 0, axis=(1, 2)) & np.all(np.isfinite(window), axis=(1, 2))
-            gains = station_gains(
-                stations.inventory, cand.group, stations.calibrated, stations.gain_cache
-            )
-            estimate = locate_window(
-                curves,
-                window,
-                model.sampling_rate,
-                list(cand.group),
-                positions,
-                available,
-                pre_p,
-                tt,
-                config,
-                gains,
-                corrections,
-                None if sigmas is None else np.nan_to_num(sigmas[i, :n_st], nan=0.0),
-            )
-            cand.set_estimate(estimate, cand.first_p - pre_p, tt)
+    def locate(job: Job, result: tuple[np.ndarray, np.ndarray | None]) -> None:
+        cand, window = job
+        cand_curves, sigmas = result
+        positions, _, ref = stations.group_inputs(cand.group)
+        cand.reference = ref
+        available = np.any(window != 0, axis=(1, 2)) & np.all(np.isfinite(window), axis=(1, 2))
+        gains = station_gains(stations.inventory, cand.group, stations.calibrated, stations.gain_cache)
+        estimate = locate_window(
+            np.nan_to_num(cand_curves),
+            window,
+            model.sampling_rate,
+            list(cand.group),
+            positions,
+            available,
+            pre_p,
+            tt,
+            config,
+            gains,
+            corrections,
+            sigmas,
+        )
+        cand.set_estimate(estimate, cand.first_p - pre_p, tt)
 
-    # the network of the next chunk runs while this one is located
-    chunks = [
-        (candidates[s : s + batch_size], windows[s : s + batch_size])
-        for s in range(0, len(candidates), batch_size)
-    ]
-    pipelined(chunks, network, locate)
+    jobs = list(zip(candidates, windows, strict=True))
+    if curves is not None:
+        for job, cand_curves in zip(jobs, curves, strict=True):
+            locate(job, (cand_curves, None))
+        return
+    # One candidate per forward pass: an estimate must not depend on which candidates share a batch (the
+    # kernels round differently for other batch sizes), so that classify and the monitor give the same
+    # results. The network of the next candidate runs while this one is located.
+    pipelined(jobs, network, locate)
+
+
+class EarlyEvents:
+    """``classify``'s event step on the candidates that are final while the record is still being annotated.
+
+    :func:`~sine_seisbench.pipeline.run.annotate_record` stacks the record's windows batch by batch, in time
+    order; after each batch :meth:`advance` takes the P picks that can no longer change (the pick step's rule,
+    :func:`~sine_seisbench.pipeline.pick.picks_from_curve`, on the final part of each station's stack, as the
+    monitor does), associates all of them per group as :func:`locate_record` does, and hands each candidate whose
+    cluster is final and whose window's curves are final to a worker thread, which runs
+    :func:`estimate_candidates` on it. :func:`locate_record` takes from here (:meth:`take`) the estimate of each
+    of its candidates with the same group and window start and runs the step on the others.
+
+    Used only where the event step takes the annotation's curves (:func:`event_curves_from_annotation`): an
+    estimate then depends only on the group and the window (the candidate's first P), whose data and curves are
+    final, so the events are those of the step run after the annotation; only the time it runs changes: the
+    event step (NumPy and Python) overlaps the annotation (ONNX Runtime or torch, which release the GIL). A
+    candidate started here that the final picks do not form is computed for nothing; one they form that was not
+    started is computed at the end.
+    """
+
+    def __init__(
+        self, model: SINE, record: GridRecord, stations: StationSet, argdict: dict[str, Any]
+    ) -> None:
+        self.model, self.record, self.stations, self.argdict = model, record, stations, argdict
+        self.pre_p = float(sba.arg(model, argdict, "event_pre_p"))
+        self.min_stations = int(sba.arg(model, argdict, "min_stations"))
+        self.threshold = float(sba.threshold(model, argdict, "P"))
+        self.phases = [model.labels.index("P"), model.labels.index("S")]
+        self.groups = (
+            event_groups(model, stations) if len(stations.coordinates) >= self.min_stations else []
+        )
+        self.windows = [association_window(model, stations, g, argdict) for g in self.groups]
+        self.p_picks: list[sbu.Pick] = []
+        self.pick_from: dict[str, int] = {}
+        self.futures: dict[tuple[tuple[str, ...], int], Future[Candidate]] = {}
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="sine-events") if self.groups else None
+
+    def key(self, cand: Candidate) -> tuple[tuple[str, ...], int]:
+        """What an estimate depends on: the group and the window's first grid index."""
+        return tuple(cand.group), self.record.index(cand.first_p - self.pre_p)
+
+    def advance(self, stacks: dict[str, Stack], final: int) -> None:
+        """New final P picks of ``stacks`` (final before grid index ``final``), and the event step started on the
+        candidates they make final."""
+        if self._pool is None:
+            return
+        horizon = final
+        p_index = self.phases[0]
+        for key, stack in stacks.items():
+            start = max(self.pick_from.get(key, stack.base), stack.base)
+            stop = min(final, stack.end)
+            if stop > start:
+                values = stack.values(start, stop)[p_index]
+                # up to the last sample below half the threshold: no trigger is cut (the monitor's rule)
+                off = np.flatnonzero(values < self.threshold / 2)
+                if len(off):
+                    cut = int(off[-1]) + 1
+                    self.p_picks += picks_from_curve(
+                        values[:cut],
+                        self.threshold,
+                        key,
+                        "P",
+                        lambda i, start=start: self.record.time(start + i),
+                    )
+                    self.pick_from[key] = start + cut
+            if stack.end >= final:  # a station with data up to here: its picks are known before its cursor
+                horizon = min(horizon, self.pick_from.get(key, stack.base))
+        known = self.record.time(horizon)  # every P pick peaking before this is in self.p_picks
+        picks = sbu.PickList(self.p_picks)
+        n = self.model.in_samples
+        for group, window_s in zip(self.groups, self.windows, strict=True):
+            for cand in associate(picks, group, window_s, self.min_stations):
+                if cand.first_p + window_s >= known:
+                    break  # this cluster and the next ones may still change
+                key = self.key(cand)
+                if key in self.futures or key[1] + n > final:
+                    continue
+                # the curves are cut here: the stacks grow in this thread
+                curves = cut_curves(stacks, cand.group, key[1], n, self.phases)
+                self.futures[key] = self._pool.submit(self._estimate, cand, curves)
+
+    def _estimate(self, cand: Candidate, curves: np.ndarray) -> Candidate:
+        n, channels = self.model.in_samples, self.model.in_channels
+        window = cut_window(self.record.read, cand.group, self.key(cand)[1], n, channels)
+        estimate_candidates(self.model, self.stations, [cand], [window], self.argdict, [curves])
+        return cand
+
+    def take(self, cand: Candidate) -> bool:
+        """Gives ``cand`` the estimate made here for its group and window, if one was (waiting for it; the
+        worker's exception is raised here)."""
+        future = self.futures.pop(self.key(cand), None)
+        if future is None:
+            return False
+        done = future.result()
+        cand.reference = done.reference
+        cand.set_estimate(
+            done.rejected if done.estimate is None else done.estimate, cand.first_p - self.pre_p
+        )
+        return True
+
+    def close(self) -> None:
+        """Stops the worker (estimates not taken are dropped)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
 
 def locate_record(
@@ -1367,11 +1488,15 @@ def locate_record(
     stations: StationSet,
     picks: sbu.PickList,
     argdict: dict[str, Any],
+    stacks: dict[str, Stack] | None = None,
+    early: EarlyEvents | None = None,
 ) -> Catalog:
     """The locate step of ``classify`` on a whole record: P picks associated per station group
     (:func:`~sine_seisbench.pipeline.events.associate`), each candidate's window cut from the record and
-    estimated (:func:`estimate_candidates`), implausible ones dropped, duplicates of overlapping groups merged,
-    ObsPy Events made (:func:`~sine_seisbench.pipeline.events.candidate_to_event`)."""
+    estimated (:func:`estimate_candidates`, on the annotation's ``stacks`` where
+    :func:`event_curves_from_annotation`; estimates made ``early`` during the annotation are taken over),
+    implausible ones dropped, duplicates of overlapping groups merged, ObsPy Events made
+    (:func:`~sine_seisbench.pipeline.events.candidate_to_event`)."""
     coordinates = stations.coordinates
     min_stations = sba.arg(model, argdict, "min_stations")
     if len(coordinates) < min_stations:
@@ -1391,17 +1516,22 @@ def locate_record(
         return Catalog()
 
     pre_p = sba.arg(model, argdict, "event_pre_p")
+    todo = [cand for cand in candidates if early is None or not early.take(cand)]
+    starts = [record.index(cand.first_p - pre_p) for cand in todo]
+    n = model.in_samples
     windows = [
-        cut_window(
-            record.read,
-            cand.group,
-            record.index(cand.first_p - pre_p),
-            model.in_samples,
-            model.in_channels,
-        )
-        for cand in candidates
+        cut_window(record.read, cand.group, start, n, model.in_channels)
+        for cand, start in zip(todo, starts, strict=True)
     ]
-    estimate_candidates(model, stations, candidates, windows, argdict)
+    curves = None
+    if stacks is not None and event_curves_from_annotation(model, argdict):
+        phases = [model.labels.index("P"), model.labels.index("S")]
+        curves = [
+            cut_curves(stacks, cand.group, start, n, phases)
+            for cand, start in zip(todo, starts, strict=True)
+        ]
+    if todo:
+        estimate_candidates(model, stations, todo, windows, argdict, curves)
     candidates = drop_implausible(
         candidates, coordinates, record.time(record.start), window_len, seisbench.logger
     )
@@ -1422,7 +1552,9 @@ def locate_record(
 __all__ = [
     "HUTTON_BOORE",
     "ArrivalEstimate",
+    "EarlyEvents",
     "association_window",
+    "event_curves_from_annotation",
     "estimate_candidates",
     "event_groups",
     "locate_record",

@@ -283,6 +283,32 @@ def cut_window(
     return out
 
 
+def cut_curves(
+    stacks: dict[str, Stack],
+    stations: list[str],
+    start: int,
+    n: int,
+    phases: list[int],
+    limit: int | None = None,
+) -> np.ndarray:
+    """The stacked probability curves ``(len(stations), len(phases), n)`` of a station group from grid index
+    ``start`` (the event step's input when it takes the annotation's curves); zero where no window covered a
+    sample or a station has no stack.
+
+    :param phases: Indices of the phases in the stacks (e.g. P and S).
+    :param limit: Samples from this grid index on are zero too (a streaming caller whose stacks are final only
+                  before it).
+    """
+    out = np.zeros((len(stations), len(phases), n), dtype=np.float32)
+    for i, key in enumerate(stations):
+        stack = stacks.get(key)
+        if stack is not None:
+            out[i] = np.nan_to_num(stack.values(start, start + n)[phases], nan=0.0)
+    if limit is not None and limit < start + n:
+        out[..., max(0, limit - start) :] = 0.0
+    return out
+
+
 def window_starts(first: int, end: int, n: int, stride: int) -> list[int]:
     """Window starts of a record ``[first, end)``: ``first + k * stride`` while the window fits, and one more
     aligned to the end of the record when the last one does not reach it (as SeisBench does). A record

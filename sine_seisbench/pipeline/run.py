@@ -163,22 +163,37 @@ def run_and_stack(
     stacks: dict[str, Stack],
     argdict: dict[str, Any],
     new_stack: Callable[[str, int], Stack],
+    on_stacked: Callable[[int], None] | None = None,
 ) -> None:
     """:func:`run_batch` and :func:`stack_batch` on batches of window items, the network of one batch
-    overlapping the stacking of the one before and the preparation of the next (:func:`pipelined`)."""
-    pipelined(
-        batches,
-        lambda items: run_batch(model, stations, items, argdict),
-        lambda items, preds: stack_batch(items, preds, stacks, new_stack),
-    )
+    overlapping the stacking of the one before and the preparation of the next (:func:`pipelined`).
+
+    :param on_stacked: Called after each batch is stacked with the start of its last window: the batches come
+                       in window order, so the stacks are final before that grid index.
+    """
+
+    def use(items: list[WindowItem], preds: np.ndarray) -> None:
+        stack_batch(items, preds, stacks, new_stack)
+        if on_stacked is not None and items:
+            on_stacked(items[-1][0])
+
+    pipelined(batches, lambda items: run_batch(model, stations, items, argdict), use)
 
 
 def annotate_record(
-    model: SINE, record: GridRecord, stations: StationSet, argdict: dict[str, Any]
+    model: SINE,
+    record: GridRecord,
+    stations: StationSet,
+    argdict: dict[str, Any],
+    on_stacked: Callable[[dict[str, Stack], int], None] | None = None,
 ) -> dict[str, Stack]:
     """The run step over a whole record: windows on one grid from the record's first sample, every station
     with data in a window taking part (gaps filled, its output masked there), predictions of overlapping
-    windows and of overlapping groups stacked per station."""
+    windows and of overlapping groups stacked per station.
+
+    :param on_stacked: ``on_stacked(stacks, final)`` after each batch: the stacks so far, final before grid
+                       index ``final`` (``classify`` starts its event step there: :class:`~.locate.EarlyEvents`).
+    """
     n = model.in_samples
     stride = sba.window_stride(model, argdict)
     if stride < 1:
@@ -216,7 +231,15 @@ def annotate_record(
         if pending:
             yield pending
 
-    run_and_stack(model, stations, batches(), stacks, argdict, new_stack)
+    run_and_stack(
+        model,
+        stations,
+        batches(),
+        stacks,
+        argdict,
+        new_stack,
+        None if on_stacked is None else (lambda final: on_stacked(stacks, final)),
+    )
     outages.report(model.sampling_rate)
     return stacks
 
