@@ -246,3 +246,48 @@ def test_classify_is_inference_only_and_repeatable():
     argdict = dict(model.default_args)
     from_annotate = model.classify_aggregate(annotations, argdict).picks
     assert key == [(p.trace_id, p.phase, p.peak_time) for p in from_annotate]
+
+
+def test_the_event_step_overlapping_the_annotation_gives_the_same_events(shipped, monkeypatch):
+    """classify starts the event step on candidates that are final while the rest of the record is still
+    annotated (EarlyEvents, a worker thread): its events are exactly those of the step run after the annotation,
+    and the candidates of all but the record's end are done early."""
+    import sine_seisbench.pipeline.locate as locate
+
+    st, inv = network_stream(8, repeat=6)
+    taken = []
+    real_take = locate.EarlyEvents.take
+
+    def take(self, cand):
+        taken.append(real_take(self, cand))
+        return taken[-1]
+
+    monkeypatch.setattr(locate.EarlyEvents, "take", take)
+    early = shipped.classify(st.copy(), inventory=inv)
+    assert len(early.events) == 6
+    assert len(taken) >= 6 and sum(taken) >= len(taken) - 2  # only candidates near the end wait
+    monkeypatch.setattr(locate.EarlyEvents, "advance", lambda self, stacks, final: None)
+    taken.clear()
+    late = shipped.classify(st.copy(), inventory=inv)
+    assert taken and not any(taken)
+
+    def summary(catalog):
+        out = []
+        for event in catalog:
+            o, m = event.preferred_origin(), event.preferred_magnitude()
+            out.append((str(event.resource_id), o.time, o.latitude, o.longitude, o.depth, m and m.mag))
+        return out
+
+    assert summary(early.events) == summary(late.events)
+
+
+def test_the_event_step_takes_the_annotation_s_curves_where_the_network_would_give_them(shipped):
+    """The event step's P and S curves are the annotation's stacked ones when a second run of the network on the
+    candidate's window would be the per-station path alone (the shipped default); with the graph residual on the
+    picks, or an arrival head, the network runs on the window."""
+    from sine_seisbench.pipeline.locate import event_curves_from_annotation
+
+    argdict = dict(shipped.default_args)
+    assert event_curves_from_annotation(shipped, argdict)
+    assert not event_curves_from_annotation(shipped, {**argdict, "graph_picks": True})
+    assert not event_curves_from_annotation(SINE(arrival_head=True), {"graph_picks": False})

@@ -74,3 +74,23 @@ def test_cut_window_zero_fills_and_zeroes_from_limit():
     limited = cut_window(read, ["B", "A"], 2, 6, 2, limit=5)
     assert limited[1, 0].tolist() == [2, 3, 4, 0, 0, 0]
     assert np.array_equal(cut_window(read, ["A"], 2, 6, 2, limit=8), out[1:])
+
+
+def test_cut_curves_are_the_stacked_values_zero_filled_and_zeroed_from_limit():
+    from sine_seisbench.pipeline.prepare import Stack, cut_curves
+
+    stack = Stack(3, 10, "avg")
+    first = np.arange(30, dtype=float).reshape(3, 10)
+    stack.add(10, first)
+    second = first + 1.0
+    second[:, :2] = np.nan  # blinded: the first window alone counts there
+    stack.add(15, second)
+    out = cut_curves({"A": stack}, ["B", "A"], 8, 20, [0, 1])
+    assert out.shape == (2, 2, 20) and out.dtype == np.float32
+    assert not out[0].any()  # a station without a stack is zero
+    assert np.array_equal(out[1], stack.values(8, 28)[[0, 1]])
+    assert out[1, 0, :2].tolist() == [0, 0]  # before the stack: zero
+    assert out[1, 0, 7:9].tolist() == [5, 6]  # one window (the other blinded)
+    assert out[1, 0, 9].tolist() == (7 + 3) / 2  # the average of the two windows
+    limited = cut_curves({"A": stack}, ["A"], 8, 20, [0, 1], limit=20)
+    assert not limited[0, :, 12:].any() and np.array_equal(limited[0, :, :12], out[1, :, :12])
