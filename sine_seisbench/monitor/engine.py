@@ -14,9 +14,11 @@ The engine reproduces :meth:`SINE.classify <sine_seisbench.model.SINE.classify>`
 * P picks are associated with :func:`sine_seisbench.pipeline.events.associate`'s greedy rule per station
   group, replayed cluster by cluster as picks become final; candidates are located by the event step
   (:func:`sine_seisbench.pipeline.locate.estimate_candidates`) and merged with
-  :func:`sine_seisbench.pipeline.events.merge_sets`. An event is published as soon as ``min_stations`` final
-  P picks and its event window are there, and republished with the same id and a higher ``version`` when picks,
-  location or magnitude change.
+  :func:`sine_seisbench.pipeline.events.merge_sets`, on the stacked curves as ``classify`` does where the event
+  step takes the annotation's (:func:`sine_seisbench.pipeline.locate.event_curves_from_annotation`): the
+  estimate is complete once the stacks over its window are final, one stride after its data. An event is
+  published as soon as ``min_stations`` final P picks associate, and republished with the same id and a higher
+  ``version`` when picks, location or magnitude change.
 * :meth:`StreamingClassifier.checkpoint` captures everything needed to continue exactly after a restart; data
   older than :meth:`StreamingClassifier.keep_from` are then no longer needed, so their source positions can be
   committed.
@@ -216,8 +218,9 @@ class StreamingClassifier:
                    fixed time (e.g. ``0``, the UNIX epoch) for windows independent of the start.
     :param live: Wall-clock latency applies (real-time sources).
     :param early_events: Publish an event as soon as ``min_stations`` final P picks associate, estimated from
-                         the part of its event window already complete (the rest zero), and update it as the
-                         window fills; otherwise wait for the complete window (the final version is the same).
+                         the part of its event window already complete (data, and the stacked curves where the
+                         event step takes them, final; the rest zero), and update it as the window fills;
+                         otherwise wait for the complete window (the final version is the same).
     :param max_packet_skew_s: A packet that starts or ends more than this many seconds away from the stream's
                               time (the newest sample buffered, or after a restore the checkpoint's next
                               window) is refused (:class:`MalformedPacket`, dead-lettered) before anything is

@@ -2,7 +2,8 @@
 
 One implementation, used by :func:`estimate_candidates` (at the end of this module, the step as the drivers
 call it) and through it by ``classify``, the streaming monitor and the Dask archive. Per candidate window (the stations of a
-group, the network's P and S probability curves over the window, the waveforms):
+group, the P and S probability curves over the window (the annotation's stacked ones, or the network's on the
+window: :func:`event_curves_from_annotation`), the waveforms):
 
 1. **Migration** (:func:`coalescence`, differentiable in torch): for every node of a 3-D grid around the group
    and every origin time, the mean over stations of the P curve at the predicted P time plus the S curve at the
