@@ -51,7 +51,14 @@ from scipy.optimize import least_squares
 from .. import seisbench_adapter as sba
 from ..geometry import compact_groups, local_positions
 from ..traveltimes import TravelTimes
-from .events import Candidate, associate, candidate_to_event, drop_implausible, merge_candidates
+from .events import (
+    Candidate,
+    associate,
+    candidate_to_event,
+    drop_implausible,
+    greedy_clusters,
+    merge_candidates,
+)
 from .pick import picks_from_curve
 from .prepare import GridRecord, Stack, StationSet, cut_curves, cut_window
 from .run import pipelined, run_groups
@@ -1408,7 +1415,14 @@ class EarlyEvents:
             event_groups(model, stations) if len(stations.coordinates) >= self.min_stations else []
         )
         self.windows = [association_window(model, stations, g, argdict) for g in self.groups]
-        self.p_picks: list[sbu.Pick] = []
+        self.groups_of: dict[str, list[int]] = {}
+        for g, group in enumerate(self.groups):
+            for key in group:
+                self.groups_of.setdefault(key, []).append(g)
+        #: per group, its final P picks not yet in a final cluster (the greedy rule resumes at the first)
+        self.pending: list[list[sbu.Pick]] = [[] for _ in self.groups]
+        #: final candidates whose window's curves are not final yet
+        self.waiting: list[Candidate] = []
         self.pick_from: dict[str, int] = {}
         self.futures: dict[tuple[tuple[str, ...], int], Future[Candidate]] = {}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="sine-events") if self.groups else None
@@ -1433,29 +1447,44 @@ class EarlyEvents:
                 off = np.flatnonzero(values < self.threshold / 2)
                 if len(off):
                     cut = int(off[-1]) + 1
-                    self.p_picks += picks_from_curve(
+                    new = picks_from_curve(
                         values[:cut],
                         self.threshold,
                         key,
                         "P",
                         lambda i, start=start: self.record.time(start + i),
                     )
+                    for g in self.groups_of.get(key, []):
+                        self.pending[g] += new
                     self.pick_from[key] = start + cut
             if stack.end >= final:  # a station with data up to here: its picks are known before its cursor
                 horizon = min(horizon, self.pick_from.get(key, stack.base))
-        known = self.record.time(horizon)  # every P pick peaking before this is in self.p_picks
-        picks = sbu.PickList(self.p_picks)
+        known = self.record.time(horizon)  # every P pick peaking before this is known
         n = self.model.in_samples
-        for group, window_s in zip(self.groups, self.windows, strict=True):
-            for cand in associate(picks, group, window_s, self.min_stations):
-                if cand.first_p + window_s >= known:
+        for g, (group, window_s) in enumerate(zip(self.groups, self.windows, strict=True)):
+            # associate's greedy rule, resumed where the last final cluster ended (the clusters after it
+            # depend only on the picks from there on)
+            picks = sorted(self.pending[g], key=lambda p: p.peak_time)
+            used = 0
+            for i, next_i, chosen in greedy_clusters(picks, window_s, self.min_stations):
+                if picks[i].peak_time + window_s >= known:
                     break  # this cluster and the next ones may still change
-                key = self.key(cand)
-                if key in self.futures or key[1] + n > final:
+                used = next_i
+                if chosen is None:
                     continue
-                # the curves are cut here: the stacks grow in this thread
-                curves = cut_curves(stacks, cand.group, key[1], n, self.phases)
-                self.futures[key] = self._pool.submit(self._estimate, cand, curves)
+                self.waiting.append(Candidate(group=group, p_picks=chosen))
+            self.pending[g] = picks[used:]
+        waiting, self.waiting = self.waiting, []
+        for cand in waiting:
+            key = self.key(cand)
+            if key in self.futures:
+                continue
+            if key[1] + n > final:  # its window's curves are not final yet
+                self.waiting.append(cand)
+                continue
+            # the curves are cut here: the stacks grow in this thread
+            curves = cut_curves(stacks, cand.group, key[1], n, self.phases)
+            self.futures[key] = self._pool.submit(self._estimate, cand, curves)
 
     def _estimate(self, cand: Candidate, curves: np.ndarray) -> Candidate:
         n, channels = self.model.in_samples, self.model.in_channels
