@@ -941,8 +941,9 @@ class StreamingClassifier:
             self._located.clear()
         keep = self.keep_from_index()
         self._outages.trim(keep)
+        first = self._first_event_window() if self._annotation_curves else None
         for key, stack in self.stacks.items():
-            stack.trim(self._stack_keep_from(key, keep))
+            stack.trim(self._stack_keep_from(key, keep, first))
         for state in self.stations.values():
             for buf in state.channels.values():
                 buf.trim(int(math.floor(keep * buf.rate / self.rate)) - 1)
@@ -969,12 +970,11 @@ class StreamingClassifier:
         live = [p.peak_time for p in self.p_picks] + [c.first_p for c in self.final_cands.values()]
         return self._to_index(min(live) - self.pre_p) if live else None
 
-    def _stack_keep_from(self, key: str, default: int) -> int:
+    def _stack_keep_from(self, key: str, default: int, first: int | None) -> int:
         """Oldest stacked sample of station ``key`` still needed: its pick cursors' (``default`` for a phase
-        without one) and, where the event step takes the annotation's curves, the earliest open event
-        window's."""
+        without one) and ``first``, the earliest open event window's (where the event step takes the
+        annotation's curves; else None)."""
         keep = min([self.pick_from.get((key, p), default) for p in self.thresholds])
-        first = self._first_event_window() if self._annotation_curves else None
         return keep if first is None else min(keep, first)
 
     def keep_from(self) -> obspy.UTCDateTime | None:
