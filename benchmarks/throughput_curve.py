@@ -6,16 +6,16 @@ For each N of ``--stations`` (default 1, 2, 4, 8, 16, 32, 64, 128, 300) a networ
 as in ``annotate_speed.py`` (ObsPy's real BW.RJOB record, tiled, stations scattered within 50 km), with a record
 length of ``--station-minutes / N`` minutes clipped to ``[--min-minutes, --max-minutes]`` (default 480 station-
 minutes: 60 min up to 8 stations, 30 min at 16, 15 at 32, 10 min from 48 stations up), so that large networks fit
-in memory and the whole curve runs in minutes. Records much shorter than 10 min bias against SINE classify: its
-event step reruns the network on every candidate window (16 stations x 30 s each), which on 32 stations x 2 min
-was twice the annotate pass. Both models are warmed up on the network's first 2 minutes, then timed
+in memory and the whole curve runs in minutes. (Until 2026-12-02 SINE's event step also reran the network on
+every candidate window, 16 stations x 30 s each, twice the annotate pass on 32 stations x 2 min; with the shipped
+weights it now takes the annotation's stacked curves.) Both models are warmed up on the network's first 2 minutes, then timed
 alternating (``--repeats``, median).
 
 FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode`` on one batch of windows (SINE: one group of
 ``max_stations`` stations through ``run_groups`` as ``annotate`` runs it; PhaseNet: the same number of
 single-station windows) and scaled to a station-hour by the windows per station-hour at each model's stride
-(window length minus overlap). They count the network's annotate pass only: SINE's event step reruns the network
-on candidate windows (counted separately per point from the number of events) and spends the rest in numpy. The
+(window length minus overlap). They count the network's annotate pass only: with the shipped weights SINE's event
+step runs no network (it takes the annotation's curves) and spends its time in numpy. The
 CPU's peak is estimated in the same run as the float32 GFLOP/s of a large ``torch.matmul`` with the same number
 of threads (a practical peak, below the data-sheet one).
 
@@ -254,8 +254,8 @@ def main(argv: list[str] | None = None) -> None:
         f"- CPU peak estimate: {peak:.1f} GFLOP/s (float32 2048x2048 matmul, {args.threads} threads, best of 2 s, "
         "measured in this run)",
         f"- FLOPs per station-hour (network annotate pass, FlopCounterMode on one batch): SINE "
-        f"{sine_fpsh / 1e9:.1f} GFLOP, PhaseNet {pn_fpsh / 1e9:.1f} GFLOP. SINE classify also reruns the "
-        "network on each candidate window (not included) and runs the event step in numpy.",
+        f"{sine_fpsh / 1e9:.1f} GFLOP, PhaseNet {pn_fpsh / 1e9:.1f} GFLOP. SINE classify's event step "
+        "(shipped weights) takes the annotation's curves and runs in numpy (not counted).",
         "",
         "| Stations | Minutes | Station-hours | SINE classify station-h/s | PhaseNet annotate station-h/s | "
         "Ratio | SINE GFLOP/s (% peak) | PhaseNet GFLOP/s (% peak) | Events | Load before/after |",
