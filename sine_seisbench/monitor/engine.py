@@ -16,7 +16,8 @@ The engine reproduces :meth:`SINE.classify <sine_seisbench.model.SINE.classify>`
   (:func:`sine_seisbench.pipeline.locate.estimate_candidates`) and merged with
   :func:`sine_seisbench.pipeline.events.merge_sets`, on the stacked curves as ``classify`` does where the event
   step takes the annotation's (:func:`sine_seisbench.pipeline.locate.event_curves_from_annotation`): the
-  estimate is complete once the stacks over its window are final, one stride after its data. An event is
+  estimate is complete once the stacks over its window are final, a window length minus the stride after its
+  data (15 s at the default stride). An event is
   published as soon as ``min_stations`` final P picks associate, and republished with the same id and a higher
   ``version`` when picks, location or magnitude change.
 * :meth:`StreamingClassifier.checkpoint` captures everything needed to continue exactly after a restart; data
@@ -56,8 +57,9 @@ from ..pipeline.locate import (
     estimate_candidates,
     event_curves_from_annotation,
     event_groups,
+    event_phases,
 )
-from ..pipeline.pick import picks_from_curve
+from ..pipeline.pick import final_picks
 from ..pipeline.prepare import (
     OutageLog,
     Stack,
@@ -611,18 +613,17 @@ class StreamingClassifier:
                 start = max(self.pick_from.get((key, phase), stack.base), stack.base)
                 if stop_all <= start:
                     continue
-                values = stack.values(start, stop_all)[p_idx]
-                if final >= 2**62:
-                    cut = len(values)
-                else:
-                    off = np.flatnonzero(values < thr / 2)
-                    if len(off) == 0:
-                        continue
-                    cut = int(off[-1]) + 1
-                new += picks_from_curve(
-                    values[:cut], thr, key, phase, lambda i, start=start: self._to_time(start + i)
+                picks, cut = final_picks(
+                    stack.values(start, stop_all)[p_idx],
+                    thr,
+                    key,
+                    phase,
+                    lambda i, start=start: self._to_time(start + i),
+                    complete=final >= 2**62,
                 )
-                self.pick_from[(key, phase)] = start + cut
+                if cut:
+                    new += picks
+                    self.pick_from[(key, phase)] = start + cut
         return sorted(new, key=_pick_sort_key)
 
     def _pick_horizon(self, final: int) -> float:
@@ -640,7 +641,7 @@ class StreamingClassifier:
         """The event window's data are complete (or given up waiting for): the windows run so far, which
         waited for every active station, reach its end; where the event step takes the annotation's curves
         (:func:`~sine_seisbench.pipeline.locate.event_curves_from_annotation`), their stacks are final there
-        too (one stride later)."""
+        too (a window length minus the stride later)."""
         end = self._to_index(cand.first_p - self.pre_p) + self.n
         return flush or self._event_inputs_end() >= end
 
@@ -678,7 +679,7 @@ class StreamingClassifier:
             self.model.eval()
             # one candidate per forward pass: results must not depend on which candidates happen to share a
             # batch (after a restart they differ), or a re-published event would differ in the last digits
-            phases = [self.phases.index("P"), self.phases.index("S")]
+            phases = event_phases(self.model)
             for sig, cand in todo:
                 start = self._to_index(cand.first_p - self.pre_p)
                 window = cut_window(

@@ -59,7 +59,7 @@ from .events import (
     greedy_clusters,
     merge_candidates,
 )
-from .pick import picks_from_curve
+from .pick import final_picks
 from .prepare import GridRecord, Stack, StationSet, cut_curves, cut_window
 from .run import pipelined, run_groups
 
@@ -1301,6 +1301,11 @@ def locator_config(model: SINE, argdict: dict[str, Any]) -> LocatorConfig:
     return LocatorConfig.from_argdict(get)
 
 
+def event_phases(model: SINE) -> list[int]:
+    """Indices of the P and S curves among the model's labels (the event step's two phases)."""
+    return [model.labels.index("P"), model.labels.index("S")]
+
+
 def event_curves_from_annotation(model: SINE, argdict: dict[str, Any]) -> bool:
     """Whether the event step takes each station's P and S curves from the annotation's stacks rather than from
     the network run again on the candidate's window: when that run would be the per-station path alone (no
@@ -1335,7 +1340,7 @@ def estimate_candidates(
     tt = traveltimes_for(sba.arg(model, argdict, "velocity_model"))
     corrections = read_station_corrections(sba.arg(model, argdict, "station_corrections"))
     pre_p = sba.arg(model, argdict, "event_pre_p")
-    phase_index = [model.labels.index("P"), model.labels.index("S")]
+    phase_index = event_phases(model)
     Job = tuple[Candidate, np.ndarray]
 
     def network(job: Job) -> tuple[np.ndarray, np.ndarray | None]:
@@ -1410,7 +1415,7 @@ class EarlyEvents:
         self.pre_p = float(sba.arg(model, argdict, "event_pre_p"))
         self.min_stations = int(sba.arg(model, argdict, "min_stations"))
         self.threshold = float(sba.threshold(model, argdict, "P"))
-        self.phases = [model.labels.index("P"), model.labels.index("S")]
+        self.phases = event_phases(model)
         self.groups = (
             event_groups(model, stations) if len(stations.coordinates) >= self.min_stations else []
         )
@@ -1442,18 +1447,14 @@ class EarlyEvents:
             start = max(self.pick_from.get(key, stack.base), stack.base)
             stop = min(final, stack.end)
             if stop > start:
-                values = stack.values(start, stop)[p_index]
-                # up to the last sample below half the threshold: no trigger is cut (the monitor's rule)
-                off = np.flatnonzero(values < self.threshold / 2)
-                if len(off):
-                    cut = int(off[-1]) + 1
-                    new = picks_from_curve(
-                        values[:cut],
-                        self.threshold,
-                        key,
-                        "P",
-                        lambda i, start=start: self.record.time(start + i),
-                    )
+                new, cut = final_picks(
+                    stack.values(start, stop)[p_index],
+                    self.threshold,
+                    key,
+                    "P",
+                    lambda i, start=start: self.record.time(start + i),
+                )
+                if cut:
                     for g in self.groups_of.get(key, []):
                         self.pending[g] += new
                     self.pick_from[key] = start + cut
@@ -1555,9 +1556,8 @@ def locate_record(
     ]
     curves = None
     if stacks is not None and event_curves_from_annotation(model, argdict):
-        phases = [model.labels.index("P"), model.labels.index("S")]
         curves = [
-            cut_curves(stacks, cand.group, start, n, phases)
+            cut_curves(stacks, cand.group, start, n, event_phases(model))
             for cand, start in zip(todo, starts, strict=True)
         ]
     if todo:
@@ -1587,6 +1587,7 @@ __all__ = [
     "event_curves_from_annotation",
     "estimate_candidates",
     "event_groups",
+    "event_phases",
     "locate_record",
     "locator_config",
     "EventEstimate",

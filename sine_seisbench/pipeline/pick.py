@@ -1,7 +1,8 @@
 """The *pick* step: SeisBench's trigger rule on stacked probability curves.
 
 ``classify`` picks from its annotation traces (:func:`picks_from_annotations`), the monitor from the stacks
-it keeps (:func:`picks_from_curve` on the final part of each curve); both use the one rule here.
+it keeps and ``classify``'s early event step from its growing stacks (:func:`final_picks`, the final part of
+each curve); all use the one rule here.
 """
 
 from __future__ import annotations
@@ -38,6 +39,28 @@ def picks_from_curve(
             )
         )
     return picks
+
+
+def final_picks(
+    values: np.ndarray,
+    threshold: float,
+    trace_id: str,
+    phase: str,
+    time_of: Callable[[int], obspy.UTCDateTime],
+    complete: bool = False,
+) -> tuple[list[sbu.Pick], int]:
+    """:func:`picks_from_curve` on the final part of a curve that is still growing (the monitor's stacks,
+    ``classify``'s early event step): up to its last sample below half the threshold, so that no trigger is cut
+    (all of it when ``complete``). Returns the picks and the number of samples taken (0: none yet; the caller
+    resumes there)."""
+    if complete:
+        cut = len(values)
+    else:
+        off = np.flatnonzero(values < threshold / 2)
+        if len(off) == 0:
+            return [], 0
+        cut = int(off[-1]) + 1
+    return picks_from_curve(values[:cut], threshold, trace_id, phase, time_of), cut
 
 
 def picks_from_annotations(

@@ -303,7 +303,7 @@ def cut_curves(
     for i, key in enumerate(stations):
         stack = stacks.get(key)
         if stack is not None:
-            out[i] = np.nan_to_num(stack.values(start, start + n)[phases], nan=0.0)
+            out[i] = stack.values(start, start + n)[phases]
     if limit is not None and limit < start + n:
         out[..., max(0, limit - start) :] = 0.0
     return out
