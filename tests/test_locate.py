@@ -325,10 +325,12 @@ def test_station_corrections_from_located_events_and_back(tmp_path):
         read_station_corrections(wrong)
 
 
-def test_fit_jacobian_is_scipys_forward_differences(tt, monkeypatch):
-    """fit_hypocentre gives least_squares a Jacobian that evaluates the point and its 4 steps in one look-up:
-    scipy's own forward differences (diff_step=1e-4) at every point, and the same fit as with them."""
-    from scipy.optimize import _numdiff
+def test_fit_jacobian_is_scipys_forward_differences_and_the_fit_scipys(tt, monkeypatch):
+    """fit_hypocentre's solver gets a Jacobian that evaluates the point and its 4 steps in one look-up: scipy's
+    own forward differences (diff_step=1e-4) at every point; the fit ends at scipy's ``least_squares`` solution
+    (Huber loss, the same bounds and scales, scipy's own differences) to a metre and a tenth of a millisecond,
+    its cost no higher, with about as many evaluations (fewer on the event step's fits)."""
+    from scipy.optimize import _numdiff, least_squares
 
     from sine_seisbench.pipeline import locate
 
@@ -341,31 +343,39 @@ def test_fit_jacobian_is_scipys_forward_differences(tt, monkeypatch):
     ]
     positions = {s: POSITIONS[i] for i, s in enumerate(STATIONS)}
     config = LocatorConfig()
-    real = locate.least_squares
+    real = locate.huber_least_squares
     seen = []
 
-    def recording(fun, x0, jac, **kwargs):
-        seen.append((fun, jac, kwargs["bounds"]))
-        return real(fun, x0, jac=jac, **kwargs)
+    def recording(evaluate, x0, lower, upper, **kwargs):
+        result = real(evaluate, x0, lower, upper, **kwargs)
+        seen.append((evaluate, x0, lower, upper, kwargs, result))
+        return result
 
-    monkeypatch.setattr(locate, "least_squares", recording)
+    monkeypatch.setattr(locate, "huber_least_squares", recording)
     # starts near the surface bound (a step reversed there) and at zero (the absolute step)
     for start in [(0.0, 0.0, 5.0, 3.0), (6.0, -4.0, -0.499999, 5.0), (-3.0, 2.0, 29.99, 0.0)]:
-        x, cov, rms = fit_hypocentre(list(arrivals), positions, tt, start, config)
-        fun, jac, bounds = seen[-1]
+        x, _, _ = fit_hypocentre(list(arrivals), positions, tt, start, config)
+        evaluate, x0, lower, upper, kwargs, result = seen[-1]
+        assert np.array_equal(x, result.x)
+
+        def fun(point, evaluate=evaluate):
+            return evaluate(point)[0]
+
         for point in (np.array(start, dtype=float), x, x + [0.3, -0.2, 0.0, 0.01]):
-            point[2] = min(max(point[2], bounds[0][2]), bounds[1][2])
+            point[2] = min(max(point[2], lower[2]), upper[2])
             expected = _numdiff.approx_derivative(
-                fun, point, method="2-point", rel_step=1e-4, bounds=bounds
+                fun, point, method="2-point", rel_step=1e-4, bounds=(lower, upper)
             )
-            assert np.array_equal(jac(point), expected)
-        # the fit as with scipy's own differences
-        monkeypatch.setattr(
-            locate,
-            "least_squares",
-            lambda fun, x0, jac, **kw: real(fun, x0, diff_step=1e-4, **kw),
+            assert np.array_equal(evaluate(point)[1], expected)
+        ref = least_squares(
+            fun,
+            x0,
+            diff_step=1e-4,
+            loss="huber",
+            f_scale=kwargs["f_scale"],
+            bounds=(lower, upper),
+            x_scale=kwargs["x_scale"],
         )
-        x_ref, cov_ref, rms_ref = fit_hypocentre(list(arrivals), positions, tt, start, config)
-        monkeypatch.setattr(locate, "least_squares", recording)
-        assert np.allclose(x, x_ref, rtol=0, atol=1e-9) and rms == pytest.approx(rms_ref, abs=1e-12)
-        assert np.allclose(cov, cov_ref, rtol=1e-9, atol=0)
+        assert np.allclose(x[:3], ref.x[:3], rtol=0, atol=1e-3) and abs(x[3] - ref.x[3]) < 1e-4
+        assert result.cost <= ref.cost * (1 + 1e-8)
+        assert result.nfev <= 1.25 * ref.nfev + 2

@@ -46,7 +46,6 @@ import seisbench.util as sbu
 import torch
 import torch.nn.functional as F
 from obspy.core.event import Catalog
-from scipy.optimize import least_squares
 
 from .. import seisbench_adapter as sba
 from ..geometry import compact_groups, local_positions
@@ -59,6 +58,7 @@ from .events import (
     greedy_clusters,
     merge_candidates,
 )
+from .lsq import huber_least_squares
 from .pick import final_picks
 from .prepare import GridRecord, Stack, StationSet, cut_curves, cut_window
 from .run import pipelined, run_groups
@@ -756,17 +756,14 @@ def fit_hypocentre(
             travel, _ = predict(xs)
         return root_weight * (obs - xs[:, 3:4] - travel) / sigma(travel)
 
-    def residuals(x):
-        return residuals_at(x[None])[0]
-
     lower = np.array([-np.inf, -np.inf, z_lo, -np.inf])
     upper = np.array([np.inf, np.inf, z_hi, np.inf])
 
-    def jacobian(x):
-        """scipy's forward differences of ``least_squares(diff_step=1e-4)`` (``_numdiff.approx_derivative``:
-        steps ``1e-4 |x|``, sqrt(eps) max(1, |x|) where that is lost to rounding, reversed where a step would
-        leave the bounds, shortened where it cannot fit), the point and its 3 steps in space in one look-up
-        (the origin time's step shares the point's travel times): the same Jacobian, one call instead of five."""
+    def evaluate(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Residuals at ``x`` and their Jacobian by scipy's forward differences (``approx_derivative`` with
+        ``rel_step=1e-4``: steps ``1e-4 |x|``, sqrt(eps) max(1, |x|) where that is lost to rounding, reversed
+        where a step would leave the bounds, shortened where it cannot fit), the point and its 3 steps in space
+        in one look-up (the origin time's step shares the point's travel times)."""
         sign = np.where(x >= 0, 1.0, -1.0)
         h = 1e-4 * sign * np.abs(x)
         h = np.where((x + h) - x == 0, _SQRT_EPS * sign * np.maximum(1.0, np.abs(x)), h)
@@ -779,18 +776,12 @@ def fit_hypocentre(
         points[np.arange(1, 5), np.arange(4)] = x + h
         travel, _ = predict(points[:4])  # the origin time's step moves no travel time
         r = residuals_at(points, np.concatenate([travel, travel[:1]]))
-        return ((r[1:] - r[0]) / ((x + h) - x)[:, None]).T
+        return r[0], ((r[1:] - r[0]) / ((x + h) - x)[:, None]).T
 
     x0 = np.array(start, dtype=float)
     x0[2] = min(max(x0[2], z_lo + 1e-3), z_hi - 1e-3)
-    result = least_squares(
-        residuals,
-        x0,
-        jac=jacobian,
-        loss="huber",
-        f_scale=config.huber_scale,
-        bounds=(lower, upper),
-        x_scale=[1.0, 1.0, 1.0, 0.1],
+    result = huber_least_squares(
+        evaluate, x0, lower, upper, f_scale=config.huber_scale, x_scale=np.array([1.0, 1.0, 1.0, 0.1])
     )
     x = result.x
     # the Jacobian by finite differences over 50 m / 5 ms (scipy's own is zeroed for a variable at its bound),
