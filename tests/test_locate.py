@@ -379,3 +379,32 @@ def test_fit_jacobian_is_scipys_forward_differences_and_the_fit_scipys(tt, monke
         assert np.allclose(x[:3], ref.x[:3], rtol=0, atol=1e-3) and abs(x[3] - ref.x[3]) < 1e-4
         assert result.cost <= ref.cost * (1 + 1e-8)
         assert result.nfev <= 1.25 * ref.nfev + 2
+
+
+def test_migration_grid_cache_returns_the_computed_grid_and_stays_bounded(tt, monkeypatch):
+    """The coarse grid of a station group is computed once and reused (the same values, read-only); another
+    set of stations with data is another grid; the cache drops the least recently used beyond its budget."""
+    from sine_seisbench.pipeline import locate
+
+    monkeypatch.setattr(locate, "_GRID_CACHE", type(locate._GRID_CACHE)())
+    corrections = np.zeros((len(POSITIONS), 2))
+    shape = (0.0, 0.0, 40.0, -0.5, 30.0, 11, 21)
+    available = np.ones(len(POSITIONS), dtype=bool)
+    fresh = locate._search_grid(tt, POSITIONS, available, corrections, shape, False)
+    first = locate._search_grid(tt, POSITIONS, available, corrections, shape, True)
+    again = locate._search_grid(tt, POSITIONS, available, corrections, shape, True)
+    assert all(a is b for a, b in zip(first, again, strict=True))  # reused
+    for a, b in zip(fresh[:5], first[:5], strict=True):
+        assert np.array_equal(a, b) and not b.flags.writeable
+    assert fresh[5] == first[5]
+    assert first[3].shape == (21 * 21 * 11, len(POSITIONS)) and first[3].dtype == np.float32
+    # one station without data: another grid (its longest P travel time leaves that station out)
+    fewer = available.copy()
+    fewer[0] = False
+    other = locate._search_grid(tt, POSITIONS, fewer, corrections, shape, True)
+    assert other[3] is not first[3] and other[5] <= first[5]
+    assert len(locate._GRID_CACHE) == 2
+    # a budget of one grid keeps only the last one used
+    monkeypatch.setattr(locate, "_GRID_CACHE_BYTES", 1)
+    locate._search_grid(tt, POSITIONS, available, corrections, (1.0,) + shape[1:], True)
+    assert len(locate._GRID_CACHE) == 1

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -530,6 +531,62 @@ def _best_node_time(
     return node, block * width + j, float(values.flat[i])
 
 
+#: The coarse grids' travel times of the last station groups (:func:`_search_grid`), at most this many bytes
+_GRID_CACHE_BYTES = 64 * 2**20
+_GRID_CACHE: OrderedDict[tuple, tuple] = OrderedDict()
+_GRID_CACHE_LOCK = threading.Lock()
+
+
+def _search_grid(
+    tt: TravelTimes,
+    positions: np.ndarray,
+    available: np.ndarray,
+    corrections: np.ndarray,
+    shape: tuple[float, float, float, float, float, int, int],
+    cache: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """The nodes of a :func:`migrate` grid, ``shape`` = (centre east, centre north, half width, top, bottom,
+    depths, nodes per side), horizontal-major (east, north, depth ``(nodes,)``), their P and S travel times to the
+    stations ``(nodes, stations)`` (float32) and the largest P travel time to a station with data. With
+    ``cache``, kept for the same table, stations, corrections and shape (least recently used dropped beyond
+    ``_GRID_CACHE_BYTES``): the same arrays, read-only."""
+    key = None
+    if cache:
+        key = (
+            id(tt),
+            positions.tobytes(),
+            available.tobytes(),
+            np.asarray(corrections, dtype=float).tobytes(),
+            tuple(float(v) for v in shape),
+        )
+        with _GRID_CACHE_LOCK:
+            held = _GRID_CACHE.get(key)
+            if held is not None and held[0] is tt:
+                _GRID_CACHE.move_to_end(key)
+                return held[1]
+    ce, cn, he, z_lo, z_hi, nz, n = shape
+    axis = np.linspace(-he, he, n)
+    ge, gn = np.meshgrid(ce + axis, cn + axis, indexing="ij")
+    gz = np.linspace(z_lo, z_hi, nz)
+    east = np.repeat(ge.ravel(), nz)
+    north = np.repeat(gn.ravel(), nz)
+    depth = np.tile(gz, ge.size)
+    tp, ts = _node_grid_times(tt, positions, ge.ravel(), gn.ravel(), gz, corrections)
+    latest = tp.max(axis=0)  # per station
+    longest = float(latest[available].max()) if available.any() else float(latest.max())
+    grid = (east, north, depth, tp.astype(np.float32), ts.astype(np.float32), longest)
+    if key is not None:
+        for array in grid[:5]:
+            array.flags.writeable = False
+        size = sum(array.nbytes for array in grid[:5])
+        with _GRID_CACHE_LOCK:
+            _GRID_CACHE[key] = (tt, grid, size)
+            total = sum(entry[2] for entry in _GRID_CACHE.values())
+            while total > _GRID_CACHE_BYTES and len(_GRID_CACHE) > 1:
+                total -= _GRID_CACHE.popitem(last=False)[1][2]
+    return grid
+
+
 def migrate(
     curves: np.ndarray,
     rate: float,
@@ -569,18 +626,11 @@ def migrate(
     bottom = tt.max_depth_km - tt.datum_km
     n = config.migration_nodes
 
-    def search(ce, cn, he, z_lo, z_hi, nz, pooled, dt, hint_origin=None):
-        axis = np.linspace(-he, he, n)
-        ge, gn = np.meshgrid(ce + axis, cn + axis, indexing="ij")
-        gz = np.linspace(z_lo, z_hi, nz)
-        east = np.repeat(ge.ravel(), nz)
-        north = np.repeat(gn.ravel(), nz)
-        depth = np.tile(gz, ge.size)
-        tp, ts = _node_grid_times(tt, positions, ge.ravel(), gn.ravel(), gz, corrections)
-        latest = tp.max(axis=0)  # per station
-        longest = float(latest[available].max()) if available.any() else float(latest.max())
+    def search(ce, cn, he, z_lo, z_hi, nz, pooled, dt, hint_origin=None, cache=False):
+        east, north, depth, tp32, ts32, longest = _search_grid(
+            tt, positions, available, corrections, (ce, cn, he, z_lo, z_hi, nz, n), cache
+        )
         origins = torch.arange(first_p_s - longest - 1.0, first_p_s + 0.5, dt, dtype=torch.float32)
-        tp32, ts32 = tp.astype(np.float32), ts.astype(np.float32)
         best_value, best = -1.0, (0.0, 0.0, 0.0, 0.0)
         if _regular_origins(origins, dt) and pooled.device.type == "cpu" and len(east):
             hint = None
@@ -595,7 +645,7 @@ def migrate(
                 best_value = value
                 best = (east[i], north[i], depth[i], float(origins[j]))
         else:  # the general path (coalescence in torch, in chunks of nodes)
-            tp_t, ts_t = torch.from_numpy(tp32), torch.from_numpy(ts32)
+            tp_t, ts_t = torch.tensor(tp32), torch.tensor(ts32)  # copies (the cached grids are read-only)
             chunk = max(1, 4_000_000 // max(n_st * len(origins), 1))
             with torch.no_grad():
                 for start in range(0, len(east), chunk):
@@ -621,8 +671,10 @@ def migrate(
 
     nz = max(int(round((bottom - top) / 3.0)) + 1, 2)
     dt = config.migration_dt
+    # the coarse grid depends only on the stations (and which have data): its travel times are kept for the next
+    # candidate of the same group
     (e, nn, z, t0), value, (step_h, step_z) = search(
-        centre[0], centre[1], half, top, bottom, nz, coarse, 2 * dt
+        centre[0], centre[1], half, top, bottom, nz, coarse, 2 * dt, cache=True
     )
     (e, nn, z, t0), value, _ = search(
         e,
