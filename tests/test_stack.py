@@ -40,6 +40,14 @@ def test_stack_equals_direct_average_and_maximum(method: str) -> None:
     want = np.zeros((2, end + 20))
     want[:, 10:end] = _reference(windows, 10, end, method)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    # one phase or a list of phases (rows), a fully covered range, NaN where missing: the same values
+    np.testing.assert_array_equal(stack.values(0, end + 20, rows=1), got[1])
+    np.testing.assert_array_equal(stack.values(0, end + 20, rows=[1, 0]), got[[1, 0]])
+    np.testing.assert_array_equal(stack.values(100, 300, rows=[0]), got[[0], 100:300])
+    assert stack.values(end + 5, end + 9, rows=0).tolist() == [0.0] * 4
+    with_nan = stack.values(0, end, missing=np.nan)
+    assert np.isnan(with_nan[:, :15]).all()
+    np.testing.assert_array_equal(np.nan_to_num(with_nan, nan=0.0), got[:, :end])
     # trimming keeps later values; windows before ``base`` only add their part from ``base`` on
     stack.trim(800)
     assert stack.base == 800 and stack.end == end

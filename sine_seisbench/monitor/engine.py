@@ -614,7 +614,7 @@ class StreamingClassifier:
                 if stop_all <= start:
                     continue
                 picks, cut = final_picks(
-                    stack.values(start, stop_all)[p_idx],
+                    stack.values(start, stop_all, rows=p_idx),
                     thr,
                     key,
                     phase,

@@ -1491,7 +1491,7 @@ class EarlyEvents:
             stop = min(final, stack.end)
             if stop > start:
                 new, cut = final_picks(
-                    stack.values(start, stop)[p_index],
+                    stack.values(start, stop, rows=p_index),
                     self.threshold,
                     key,
                     "P",

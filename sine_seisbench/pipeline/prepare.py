@@ -303,7 +303,7 @@ def cut_curves(
     for i, key in enumerate(stations):
         stack = stacks.get(key)
         if stack is not None:
-            out[i] = stack.values(start, start + n)[phases]
+            out[i] = stack.values(start, start + n, rows=phases)
     if limit is not None and limit < start + n:
         out[..., max(0, limit - start) :] = 0.0
     return out
@@ -417,7 +417,7 @@ class Stack:
         self._length = max(self._length, length)
 
     def add(self, start: int, pred: np.ndarray) -> None:
-        """``pred``: (phases, samples) with NaN where blinded or masked."""
+        """``pred``: (phases, samples), float32 or float64 (summed in float64), NaN where blinded or masked."""
         if start < self.base:
             pred = pred[:, self.base - start :]
             start = self.base
@@ -428,22 +428,30 @@ class Stack:
         total = self._total[:, sl]
         if self.method == "max":
             np.fmax(total, pred, out=total)  # fmax ignores NaN
-        elif valid.all():
-            total += pred
         else:
-            total += np.where(valid, pred, 0.0)
-        self._count[:, sl] += valid
+            np.add(total, pred, out=total, where=valid)
+        np.add(self._count[:, sl], valid, out=self._count[:, sl], casting="unsafe")
 
-    def values(self, start: int, stop: int, missing: float = 0.0) -> np.ndarray:
-        """Stacked probabilities on ``[start, stop)``; ``missing`` where no window covered a sample."""
-        out = np.full((self._total.shape[0], stop - start), missing)
+    def values(
+        self, start: int, stop: int, missing: float = 0.0, rows: int | list[int] | None = None
+    ) -> np.ndarray:
+        """Stacked probabilities on ``[start, stop)`` (of the phases ``rows`` only, indexed as
+        ``total[rows]``: an int gives one curve); ``missing`` where no window covered a sample."""
+        pick = slice(None) if rows is None else rows
+        shape = self._total[pick, :0].shape[:-1] + (stop - start,)
         a, b = max(start, self.base), min(stop, self.end)
-        if b > a:
-            tot = self._total[:, a - self.base : b - self.base]
-            cnt = self._count[:, a - self.base : b - self.base]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                val = tot if self.method == "max" else tot / cnt
-            out[:, a - start : b - start] = np.where(cnt > 0, val, missing)
+        if b <= a:
+            return np.full(shape, missing)
+        tot = self._total[pick, a - self.base : b - self.base]
+        cnt = self._count[pick, a - self.base : b - self.base]
+        covered = cnt > 0
+        whole = a == start and b == stop and covered.all()
+        out = np.empty(shape) if whole else np.full(shape, missing)
+        part = out[..., a - start : b - start]
+        if self.method == "max":
+            np.copyto(part, tot, where=covered)
+        else:
+            np.divide(tot, cnt, out=part, where=covered)
         return out
 
     @property

@@ -153,7 +153,7 @@ def stack_batch(
             stack = stacks.get(key)
             if stack is None:
                 stack = stacks[key] = new_stack(key, start)
-            stack.add(start, mask_prediction(pred[j].T.astype(np.float64), haves[j]))
+            stack.add(start, mask_prediction(pred[j].T, haves[j]))
 
 
 def run_and_stack(
