@@ -30,7 +30,7 @@ from .nn.heads import ArrivalHead, EventHead
 from .nn.onnx_backend import OnnxBackbone, wants_onnxruntime
 from .nn.phasenet import PhaseNetBackbone
 from .pipeline.locate import EarlyEvents, event_curves_from_annotation, locate_record
-from .pipeline.pick import picks_from_annotations
+from .pipeline.pick import picks_from_annotations, sorted_picks
 from .pipeline.prepare import (
     GridRecord,
     Stack,
@@ -604,7 +604,7 @@ class SINE(WaveformModel):
                 sba.threshold(self, argdict, phase),
                 phase,
             )
-        return sbu.ClassifyOutput(self.name, picks=sbu.PickList(sorted(picks)), events=Catalog())
+        return sbu.ClassifyOutput(self.name, picks=sorted_picks(picks), events=Catalog())
 
     # ------------------------------------------------------------------------------------------------
     # Saving and loading

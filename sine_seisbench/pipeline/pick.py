@@ -7,7 +7,7 @@ each curve); all use the one rule here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import obspy
@@ -63,6 +63,19 @@ def final_picks(
     return picks_from_curve(values[:cut], threshold, trace_id, phase, time_of), cut
 
 
+def pick_order(pick: sbu.Pick) -> tuple[int, int, str]:
+    """The sort key of a pick: start time, end time (the start where none), trace id: the order SeisBench's
+    ``Pick.__lt__`` describes, as a key (its comparison is not a strict order where one pick's span lies within
+    another's, and costs two UTCDateTime comparisons per call: ~0.1 s for the 3800 picks of 16 stations x 1 h)."""
+    end = pick.start_time if pick.end_time is None else pick.end_time
+    return pick.start_time.ns, end.ns, pick.trace_id
+
+
+def sorted_picks(picks: Iterable[sbu.Pick]) -> sbu.PickList:
+    """``picks`` as a PickList in :func:`pick_order`."""
+    return sbu.PickList(sorted(picks, key=pick_order))
+
+
 def picks_from_annotations(
     annotations: obspy.Stream, threshold: float, phase: str
 ) -> sbu.PickList:
@@ -79,4 +92,4 @@ def picks_from_annotations(
             phase,
             lambda i, start=start, times=times: start + times[i],
         )
-    return sbu.PickList(sorted(picks))
+    return sorted_picks(picks)

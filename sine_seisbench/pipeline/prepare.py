@@ -303,7 +303,7 @@ def cut_curves(
     for i, key in enumerate(stations):
         stack = stacks.get(key)
         if stack is not None:
-            out[i] = stack.values(start, start + n, rows=phases)
+            stack.write(start, start + n, out[i], rows=phases)
     if limit is not None and limit < start + n:
         out[..., max(0, limit - start) :] = 0.0
     return out
@@ -437,21 +437,38 @@ class Stack:
     ) -> np.ndarray:
         """Stacked probabilities on ``[start, stop)`` (of the phases ``rows`` only, indexed as
         ``total[rows]``: an int gives one curve); ``missing`` where no window covered a sample."""
-        pick = slice(None) if rows is None else rows
-        shape = self._total[pick, :0].shape[:-1] + (stop - start,)
+        shape = self._total[_rows(rows), :0].shape[:-1] + (stop - start,)
+        return self.write(start, stop, np.empty(shape), missing, rows)
+
+    def write(
+        self,
+        start: int,
+        stop: int,
+        out: np.ndarray,
+        missing: float = 0.0,
+        rows: int | list[int] | None = None,
+    ) -> np.ndarray:
+        """:meth:`values` written into ``out`` (``(len(rows), stop - start)``; float32 takes the float64 values
+        rounded, as an assignment would)."""
+        pick = _rows(rows)
         a, b = max(start, self.base), min(stop, self.end)
         if b <= a:
-            return np.full(shape, missing)
+            out[...] = missing
+            return out
+        if a > start:
+            out[..., : a - start] = missing
+        if b < stop:
+            out[..., b - start :] = missing
         tot = self._total[pick, a - self.base : b - self.base]
         cnt = self._count[pick, a - self.base : b - self.base]
-        covered = cnt > 0
-        whole = a == start and b == stop and covered.all()
-        out = np.empty(shape) if whole else np.full(shape, missing)
         part = out[..., a - start : b - start]
+        covered = cnt > 0
+        if not covered.all():
+            part[...] = missing
         if self.method == "max":
-            np.copyto(part, tot, where=covered)
+            np.copyto(part, tot, where=covered, casting="same_kind")
         else:
-            np.divide(tot, cnt, out=part, where=covered)
+            np.divide(tot, cnt, out=part, where=covered, casting="same_kind")
         return out
 
     @property
@@ -466,6 +483,18 @@ class Stack:
         self._total = self._total[:, drop:].copy()
         self._count = self._count[:, drop:].copy()
         self.base = keep_from
+
+
+def _rows(rows: int | list[int] | None) -> int | slice | list[int]:
+    """``Stack`` rows as an index: a run of consecutive rows as a slice (a view instead of a copy)."""
+    if rows is None:
+        return slice(None)
+    if isinstance(rows, (int, np.integer)):
+        return int(rows)
+    rows = [int(r) for r in rows]
+    if rows and rows == list(range(rows[0], rows[0] + len(rows))):
+        return slice(rows[0], rows[0] + len(rows))
+    return rows
 
 
 def mask_prediction(pred: np.ndarray, have: np.ndarray) -> np.ndarray:

@@ -47,6 +47,7 @@ from obspy.geodetics import degrees2kilometers, kilometers2degrees
 
 from ..errors import UserError, one_line
 from ..ids import AGENCY, is_ours
+from .pick import sorted_picks
 
 #: Columns of the picks CSV, in order.
 #:
@@ -482,7 +483,7 @@ def frame_to_picks(frame: pd.DataFrame, source: str | None = "classify") -> sbu.
                 row.phase,
             )
         )
-    return sbu.PickList(sorted(out))
+    return sorted_picks(out)
 
 
 # ------------------------------------------------------------------------------------------------------------
