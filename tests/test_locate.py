@@ -408,3 +408,64 @@ def test_migration_grid_cache_returns_the_computed_grid_and_stays_bounded(tt, mo
     monkeypatch.setattr(locate, "_GRID_CACHE_BYTES", 1)
     locate._search_grid(tt, POSITIONS, available, corrections, (1.0,) + shape[1:], True)
     assert len(locate._GRID_CACHE) == 1
+
+
+def _soft_arrivals_one_by_one(curves, rate, stations, available, predicted, origin_s, config, sigma=None):
+    """The rule of soft_arrivals written out station by station and phase by phase (its reference)."""
+    out, counts = [], [0, 0]
+    n, half = curves.shape[-1], int(round(0.4 * rate))
+    clean = np.nan_to_num(curves.astype(float))
+    for s, station in enumerate(stations):
+        if not available[s]:
+            continue
+        for k, phase in enumerate("PS"):
+            w = 0.3 + 0.03 * abs(predicted[s, k] - origin_s)
+            lo = max(math.floor((predicted[s, k] - w) * rate), 0)
+            hi = min(math.ceil((predicted[s, k] + w) * rate) + 1, n)
+            if hi - lo < 3:
+                continue
+            seg = clean[s, k, lo:hi]
+            i = int(np.argmax(seg))
+            peak = float(seg[i])
+            counts[k] += peak >= (config.p_threshold, config.s_threshold)[k]
+            if peak < config.soft_floor:
+                continue
+            a, b = max(lo + i - half, 0), min(lo + i + half + 1, n)
+            p2 = clean[s, k, a:b] ** 2
+            t = np.arange(a, b) / rate
+            mean = float(np.sum(t * p2) / np.sum(p2))
+            spread = max(float(np.sqrt(np.sum((t - mean) ** 2 * p2) / np.sum(p2))), 1.0 / rate)
+            if sigma is not None:
+                spread = math.hypot(spread, float(sigma[s, k]))
+            out.append(ArrivalEstimate(station, phase, mean, spread, peak))
+    return out, counts[0], counts[1]
+
+
+@pytest.mark.parametrize("case", ["clean", "nan_and_edges", "sigma"])
+def test_soft_arrivals_are_the_station_by_station_rule(tt, case):
+    """All stations and phases at once give the same arrivals, to the last bit, and the same counts as the rule
+    applied one station and phase at a time: also with NaN in a curve, a station without data, a flat curve,
+    arrivals predicted at the window's first and last samples, plateaus (the first peak) and network sigmas."""
+    from sine_seisbench.pipeline.locate import soft_arrivals
+
+    times = arrival_times(tt, TRUE)
+    rng = np.random.default_rng(5)
+    curves = curves_for(times + rng.normal(0, 0.05, times.shape)) * rng.uniform(0.05, 1.0, (9, 2, 1))
+    curves = curves.astype(np.float32)
+    available = np.ones(len(STATIONS), dtype=bool)
+    predicted = times.copy()
+    sigma = None
+    if case == "nan_and_edges":
+        curves[0, 0, 100:200] = np.nan
+        curves[1, 1] = 0.0
+        curves[2, 0, 400:420] = curves[2, 0].max()  # a plateau
+        available[3] = False
+        predicted[4, 0] = 0.01
+        predicted[5, 1] = (curves.shape[-1] - 2) / RATE
+    if case == "sigma":
+        sigma = rng.uniform(0.0, 0.3, (len(STATIONS), 2))
+    config = LocatorConfig()
+    got = soft_arrivals(curves, RATE, STATIONS, available, predicted, TRUE[3], config, sigma)
+    want = _soft_arrivals_one_by_one(curves, RATE, STATIONS, available, predicted, TRUE[3], config, sigma)
+    assert got == want
+    assert len(got[0]) >= 10

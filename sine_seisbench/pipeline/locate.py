@@ -697,6 +697,35 @@ def _search_half_width(travel_time: np.ndarray) -> np.ndarray:
     return 0.3 + 0.03 * np.abs(travel_time)
 
 
+def _weighted_times(
+    curves: np.ndarray,
+    pairs_s: np.ndarray,
+    pairs_k: np.ndarray,
+    first: np.ndarray,
+    last: np.ndarray,
+    whole: np.ndarray,
+    half: int,
+    rate: float,
+    mean: np.ndarray,
+    spread: np.ndarray,
+) -> None:
+    """:func:`soft_arrivals`' p²-weighted mean time and spread of each row's samples ``[first, last)``, into
+    ``mean`` and ``spread``: the rows of ``2 half + 1`` samples (``whole``) at once, the others one by one."""
+    if whole.any():
+        idx = first[whole][:, None] + np.arange(2 * half + 1)
+        p2 = curves[pairs_s[whole][:, None], pairs_k[whole][:, None], idx].astype(float) ** 2
+        t = idx / rate
+        total = np.sum(p2, axis=1)
+        m = np.sum(t * p2, axis=1) / total
+        mean[whole] = m
+        spread[whole] = np.sqrt(np.sum((t - m[:, None]) ** 2 * p2, axis=1) / total)
+    for i in np.flatnonzero(~whole):  # near the curve's ends: fewer samples
+        p2 = curves[pairs_s[i], pairs_k[i], first[i] : last[i]].astype(float) ** 2
+        t = np.arange(first[i], last[i]) / rate
+        mean[i] = np.sum(t * p2) / np.sum(p2)
+        spread[i] = np.sqrt(np.sum((t - mean[i]) ** 2 * p2) / np.sum(p2))
+
+
 def soft_arrivals(
     curves: np.ndarray,
     rate: float,
@@ -710,47 +739,53 @@ def soft_arrivals(
     """Soft arrival times near ``predicted`` ``(stations, 2)`` arrival times (s after the first sample), and the
     numbers of stations whose P and S curves reach the pick thresholds there (for the acceptance rule).
 
-    The search window is ±(0.3 s + 3 % of the travel time from ``origin_s``); within it the curve's peak, then the
-    p²-weighted mean time and spread within ±0.4 s of the peak. ``arrival_sigma`` ``(stations, 2)``, the network's
-    timing errors (s), is added to the spreads in quadrature.
+    The search window is ±(0.3 s + 3 % of the travel time from ``origin_s``); within it the curve's peak (the
+    first of equal values), then the p²-weighted mean time and spread within ±0.4 s of the peak. ``arrival_sigma``
+    ``(stations, 2)``, the network's timing errors (s), is added to the spreads in quadrature. All stations and
+    phases at once (one row per station and phase; the sums of a peak's ±0.4 s are row sums of the same samples
+    in the same order as one station at a time: the same values); arrivals in station order, P before S.
     """
-    out: list[ArrivalEstimate] = []
-    counts = [0, 0]
     n = curves.shape[-1]
-    thresholds = (config.p_threshold, config.s_threshold)
     half = int(round(0.4 * rate))
-    finite = bool(np.isfinite(curves).all())
-
-    def clean(values: np.ndarray) -> np.ndarray:
-        """``np.nan_to_num``, called only where the curves are not all finite (the same values; ~15 us a call)."""
-        return values if finite else np.nan_to_num(values)
-
-    for s, station in enumerate(stations):
-        if not available[s]:
-            continue
-        for k, phase in enumerate(("P", "S")):
-            t_pred = predicted[s, k]
-            w = float(_search_half_width(t_pred - origin_s))
-            lo = max(int(math.floor((t_pred - w) * rate)), 0)
-            hi = min(int(math.ceil((t_pred + w) * rate)) + 1, n)
-            if hi - lo < 3:
-                continue
-            seg = clean(curves[s, k, lo:hi].astype(float))
-            peak_i = int(np.argmax(seg))
-            peak = float(seg[peak_i])
-            if peak >= thresholds[k]:
-                counts[k] += 1
-            if peak < config.soft_floor:
-                continue
-            a = max(lo + peak_i - half, 0)
-            b = min(lo + peak_i + half + 1, n)
-            p2 = clean(curves[s, k, a:b].astype(float)) ** 2
-            t = np.arange(a, b) / rate
-            mean = float(np.sum(t * p2) / np.sum(p2))
-            spread = max(float(np.sqrt(np.sum((t - mean) ** 2 * p2) / np.sum(p2))), 1.0 / rate)
-            if arrival_sigma is not None:  # the network's timing error of this station and phase
-                spread = math.hypot(spread, float(arrival_sigma[s, k]))
-            out.append(ArrivalEstimate(station, phase, mean, spread, peak))
+    if not np.isfinite(curves).all():
+        curves = np.nan_to_num(curves.astype(float))
+    pairs_s, pairs_k = np.nonzero(np.repeat(np.asarray(available, dtype=bool)[:, None], 2, axis=1))
+    t_pred = np.asarray(predicted, dtype=float)[pairs_s, pairs_k]
+    if not np.isfinite(t_pred).all():
+        raise ValueError("soft_arrivals: a predicted arrival time is not finite.")
+    w = _search_half_width(t_pred - origin_s)
+    lo = np.maximum(np.floor((t_pred - w) * rate).astype(np.int64), 0)
+    hi = np.minimum(np.ceil((t_pred + w) * rate).astype(np.int64) + 1, n)
+    keep = hi - lo >= 3
+    pairs_s, pairs_k, lo, hi = pairs_s[keep], pairs_k[keep], lo[keep], hi[keep]
+    if not len(lo):
+        return [], 0, 0
+    # the search windows as rows (-inf past each window's end), their peaks
+    columns = np.arange(int((hi - lo).max()))
+    at = lo[:, None] + columns
+    inside = at < hi[:, None]
+    rows = curves[pairs_s[:, None], pairs_k[:, None], np.minimum(at, n - 1)].astype(float)
+    rows[~inside] = -np.inf
+    peak_at = lo + np.argmax(rows, axis=1)
+    peak = rows[np.arange(len(rows)), peak_at - lo]
+    thresholds = np.where(pairs_k == 0, config.p_threshold, config.s_threshold)
+    reached = peak >= thresholds
+    counts = (int(np.sum(reached & (pairs_k == 0))), int(np.sum(reached & (pairs_k == 1))))
+    # the p^2-weighted mean and spread within +-half samples of each peak (cut at the curve's ends)
+    first = np.maximum(peak_at - half, 0)
+    last = np.minimum(peak_at + half + 1, n)
+    mean = np.empty(len(lo))
+    spread = np.empty(len(lo))
+    whole = last - first == 2 * half + 1
+    with np.errstate(invalid="ignore", divide="ignore"):  # flat zero rows: below soft_floor, left out
+        _weighted_times(curves, pairs_s, pairs_k, first, last, whole, half, rate, mean, spread)
+    out: list[ArrivalEstimate] = []
+    for i in np.flatnonzero(peak >= config.soft_floor):
+        st, k = int(pairs_s[i]), int(pairs_k[i])
+        sigma = max(float(spread[i]), 1.0 / rate)
+        if arrival_sigma is not None:  # the network's timing error of this station and phase
+            sigma = math.hypot(sigma, float(arrival_sigma[st, k]))
+        out.append(ArrivalEstimate(stations[st], "PS"[k], float(mean[i]), sigma, float(peak[i])))
     return out, counts[0], counts[1]
 
 
