@@ -89,9 +89,8 @@ def test_huber_fit_holds_a_variable_at_its_bound():
         evaluate, np.array([1.0, 0.0]), np.array([0.0, -5.0]), np.array([5.0, 5.0])
     )
     assert result.x[0] == 0.0
-    assert result.x[1] == pytest.approx(
-        0.8, abs=1e-6
-    )  # min of (x1-1)^2 + (x1/2)^2 / ... with x0 = 0
+    # with x0 held at 0: (x1 - 1)^2 + (x1 / 2)^2 is least at x1 = 0.8 (the first residual, 2, is constant)
+    assert result.x[1] == pytest.approx(0.8, abs=1e-6)
     assert result.status > 0
 
 

@@ -1110,9 +1110,9 @@ class StreamingClassifier:
                 return False  # a checkpoint without buffered counts (written by an older version)
         saved = dict(self.pick_from)
         self._run_windows(ks)
+        first = self._first_event_window() if self._annotation_curves else None
         for key, stack in self.stacks.items():
             start = min([saved.get((key, p), stack.base) for p in self.thresholds])
-            first = self._first_event_window() if self._annotation_curves else None
             stack.trim(start if first is None else min(start, first))
         self._pending_rebuild = False
         return True

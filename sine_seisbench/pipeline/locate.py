@@ -871,8 +871,8 @@ def fit_hypocentre(
         evaluate, x0, lower, upper, f_scale=config.huber_scale, x_scale=np.array([1.0, 1.0, 1.0, 0.1])
     )
     x = result.x
-    # the Jacobian by finite differences over 50 m / 5 ms (scipy's own is zeroed for a variable at its bound),
-    # one-sided into the allowed depth range; the solution and its 4 steps in one look-up
+    # the covariance's Jacobian by finite differences over fixed steps of 50 m / 5 ms (not the solver's steps,
+    # relative to |x|), one-sided into the allowed depth range; the solution and its 4 steps in one look-up
     steps = np.array([0.05, 0.05, 0.05, 0.005])
     if x[2] + steps[2] > z_hi:
         steps[2] = -steps[2]
