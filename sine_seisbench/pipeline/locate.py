@@ -671,8 +671,9 @@ def migrate(
 
     nz = max(int(round((bottom - top) / 3.0)) + 1, 2)
     dt = config.migration_dt
-    # the coarse grid depends only on the stations (and which have data): its travel times are kept for the next
-    # candidate of the same group
+    # the coarse grid depends only on the stations (and which have data), the fine grid also on the coarse grid's
+    # best node: their travel times are kept for the next candidate of the same group (events of one source
+    # region share the fine grid)
     (e, nn, z, t0), value, (step_h, step_z) = search(
         centre[0], centre[1], half, top, bottom, nz, coarse, 2 * dt, cache=True
     )
@@ -686,6 +687,7 @@ def migrate(
         fine,
         dt,
         t0,
+        cache=True,
     )
     return float(e), float(nn), float(z), float(t0), value
 
