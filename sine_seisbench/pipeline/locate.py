@@ -1290,9 +1290,14 @@ def locate_window(
         passes.append((x, cov, rms, arrivals, n_p, n_s))
         again, n_p2, n_s2 = arrivals_at(x)
         if fittable(again):
-            x2, cov2, rms2 = fit_hypocentre(again, pos_of, tt, tuple(x), config, corr_of)
-            if nearest_km(x2) <= tt.max_distance_km:
-                passes.insert(0, (x2, cov2, rms2, again, n_p2, n_s2))
+            if accepted(n_p2, n_s2):
+                x2, cov2, rms2 = fit_hypocentre(again, pos_of, tt, tuple(x), config, corr_of)
+                if nearest_km(x2) <= tt.max_distance_km:
+                    passes.insert(0, (x2, cov2, rms2, again, n_p2, n_s2))
+            else:
+                # a pass whose arrivals are not accepted is never chosen: its fit is not run (on noise
+                # triggers half of the event step's time); its counts still enter the reason for a rejection
+                passes.insert(0, (None, None, None, again, n_p2, n_s2))
     chosen = next((p for p in passes if accepted(p[4], p[5])), None)
     if chosen is None:
         n_p, n_s = max(((p[4], p[5]) for p in passes), default=(n_p, n_s))
