@@ -584,7 +584,10 @@ class SINE(WaveformModel):
             return sbu.ClassifyOutput(self.name, picks=sbu.PickList(), events=Catalog())
         record, stations, stacks, early = done
         try:
-            picks = self.classify_aggregate(stacks_to_stream(self, stacks), argdict).picks
+            # traces of the picked labels only (the coverage is that of every label: the network gives all
+            # or none of a sample's probabilities)
+            picked = [label for label in self.labels if label != "N"]
+            picks = self.classify_aggregate(stacks_to_stream(self, stacks, picked), argdict).picks
             events = locate_record(self, record, stations, picks, argdict, stacks, early)
         finally:
             if early is not None:

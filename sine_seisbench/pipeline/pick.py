@@ -84,12 +84,13 @@ def picks_from_annotations(
     picks = []
     for trace in annotations:
         stats = trace.stats
-        start, times = stats.starttime, trace.times()
+        # the times of ``trace.times()`` (sample index / sampling rate), without the array of all of them
+        start, rate = stats.starttime, float(stats.sampling_rate)
         picks += picks_from_curve(
             trace.data,
             threshold,
             f"{stats.network}.{stats.station}.{stats.location}",
             phase,
-            lambda i, start=start, times=times: start + times[i],
+            lambda i, start=start, rate=rate: start + int(i) / rate,
         )
     return sorted_picks(picks)

@@ -507,15 +507,26 @@ def mask_prediction(pred: np.ndarray, have: np.ndarray) -> np.ndarray:
 
 
 def stack_to_traces(
-    key: str, stack: Stack, labels: Iterable[str], rate: float, prefix: str
+    key: str,
+    stack: Stack,
+    labels: Iterable[str],
+    rate: float,
+    prefix: str,
+    only: Iterable[str] | None = None,
 ) -> obspy.Stream:
-    """Annotation traces ``NET.STA.LOC.<prefix>_<label>`` of a station, one per covered span."""
-    values = stack.values(stack.base, stack.end, missing=np.nan)
+    """Annotation traces ``NET.STA.LOC.<prefix>_<label>`` of a station, one per covered span.
+
+    :param labels: The stack's labels, in its row order.
+    :param only: These labels only (default: all): ``classify`` picks from P and S, not from N.
+    """
+    labels = list(labels)
+    chosen = [label for label in labels if only is None or label in only]
+    values = stack.values(stack.base, stack.end, missing=np.nan, rows=[labels.index(c) for c in chosen])
     covered = ~np.isnan(values).all(axis=0)
     net, sta, loc = key.split(".")[:3]
     out = obspy.Stream()
     for a, b in _spans(covered):
-        for i, label in enumerate(labels):
+        for i, label in enumerate(chosen):
             out += obspy.Trace(
                 values[i, a:b].astype(np.float32),
                 {

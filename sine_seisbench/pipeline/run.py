@@ -244,11 +244,14 @@ def annotate_record(
     return stacks
 
 
-def stacks_to_stream(model: SINE, stacks: dict[str, Stack]) -> obspy.Stream:
-    """Annotation traces ``NET.STA.LOC.SINE_P/_S/_N`` of the stacks, one per contiguous span of data."""
+def stacks_to_stream(
+    model: SINE, stacks: dict[str, Stack], only: Iterable[str] | None = None
+) -> obspy.Stream:
+    """Annotation traces ``NET.STA.LOC.SINE_P/_S/_N`` of the stacks, one per contiguous span of data (of the
+    labels ``only``, default all)."""
     out = obspy.Stream()
     for key in sorted(stacks):
         out += stack_to_traces(
-            key, stacks[key], model.labels, model.sampling_rate, model.__class__.__name__
+            key, stacks[key], model.labels, model.sampling_rate, model.__class__.__name__, only
         )
     return out
