@@ -469,3 +469,29 @@ def test_soft_arrivals_are_the_station_by_station_rule(tt, case):
     want = _soft_arrivals_one_by_one(curves, RATE, STATIONS, available, predicted, TRUE[3], config, sigma)
     assert got == want
     assert len(got[0]) >= 10
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 11, 600, 601, 3001])
+def test_numpy_max_pool_is_torchs(n):
+    """The event step pools its curves in numpy (:func:`max_pool`): the values and shapes of torch's
+    ``max_pool1d`` with ``ceil_mode``, for the pools it uses (to ``migration_dt``, the peak widening, the coarse
+    search's halving) and others; ``prepare_curves`` gives the same with and without gradients."""
+    from sine_seisbench.pipeline.locate import LocatorConfig, max_pool, prepare_curves
+
+    rng = np.random.default_rng(n)
+    x = rng.random((3, 2, n)).astype(np.float32)
+    x[0, 0, n // 2] = np.nan  # propagated as torch does
+    for size, stride, padding in [(5, 5, 0), (2, 2, 0), (3, 3, 0), (5, 1, 2), (7, 1, 3), (4, 2, 1)]:
+        want = torch.nn.functional.max_pool1d(
+            torch.from_numpy(x), size, stride, padding=padding, ceil_mode=True
+        ).numpy()
+        got = max_pool(x, size, stride, padding)
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    curves = torch.from_numpy(np.nan_to_num(x))
+    config = LocatorConfig()
+    with torch.no_grad():
+        plain = prepare_curves(curves, 100.0, config)
+    graded = prepare_curves(curves.clone().requires_grad_(True), 100.0, config)
+    assert graded.requires_grad
+    np.testing.assert_array_equal(plain.numpy(), graded.detach().numpy())
