@@ -368,11 +368,15 @@ class SINE(WaveformModel):
             return result
         batch = torch.div(valid, s, rounding_mode="floor")
         comp = component_mask.reshape(b * s, c)[valid].to(x.dtype)
-        x_valid = x.reshape(b * s, c, t)[valid]
+        # every station with data (most batches): the stations as they are, no gather and scatter copies
+        every = valid.numel() == b * s
+        x_valid = x.reshape(b * s, c, t) if every else x.reshape(b * s, c, t)[valid]
         branch = graph_picks or event  # the station graph is needed only for the branch
 
         def scatter_back(pick_logits: torch.Tensor) -> torch.Tensor:
             picks = pick_logits if logits else torch.softmax(pick_logits, dim=1)
+            if every:
+                return picks.to(x.dtype).view(b, s, -1, t)
             out = x.new_zeros(b * s, picks.shape[1], t)
             out[valid] = picks.to(out.dtype)
             return out.view(b, s, -1, t)
