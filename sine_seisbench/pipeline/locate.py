@@ -41,12 +41,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import obspy
 import pandas as pd
 import seisbench
 import seisbench.util as sbu
 import torch
 import torch.nn.functional as F
-from obspy.core.event import Catalog
+from obspy.core.event import Catalog, Event
 
 from .. import seisbench_adapter as sba
 from ..geometry import compact_groups, local_positions
@@ -1540,7 +1541,13 @@ class EarlyEvents:
         #: final candidates whose window's curves are not final yet
         self.waiting: list[Candidate] = []
         self.pick_from: dict[str, int] = {}
+        #: per station, the first grid index of the covered span its cursor is in (None: not in one)
+        self.span_of: dict[str, int | None] = {}
         self.futures: dict[tuple[tuple[str, ...], int], Future[Candidate]] = {}
+        #: ObsPy Events of finished estimates, made in this (the calling) thread while the annotation runs
+        #: (ObsPy's resource ids are not made for threads), with the picks and estimate they were made of
+        self.events: dict[tuple[tuple[str, ...], int], tuple[list, Any, Event] | None] = {}
+        self.channels = waveform_channels(record)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="sine-events") if self.groups else None
 
     def key(self, cand: Candidate) -> tuple[tuple[str, ...], int]:
@@ -1554,21 +1561,30 @@ class EarlyEvents:
             return
         horizon = final
         p_index = self.phases[0]
+        rate = self.model.sampling_rate
         for key, stack in stacks.items():
             start = max(self.pick_from.get(key, stack.base), stack.base)
             stop = min(final, stack.end)
             if stop > start:
+                # the values and times of the annotation traces classify picks from (float32, each covered span
+                # a trace from its first sample: stack_to_traces), so that these picks are the final ones
+                values = stack.values(start, stop, missing=np.nan, rows=p_index).astype(np.float32)
+                covered = ~np.isnan(values)
+                spans = self._span_starts(key, start, covered)
+                values[~covered] = 0.0
                 new, cut = final_picks(
-                    stack.values(start, stop, rows=p_index),
+                    values,
                     self.threshold,
                     key,
                     "P",
-                    lambda i, start=start: self.record.time(start + i),
+                    lambda i, start=start, spans=spans: obspy.UTCDateTime(int(spans[i]) / rate)
+                    + int(start + i - spans[i]) / rate,
                 )
                 if cut:
                     for g in self.groups_of.get(key, []):
                         self.pending[g] += new
                     self.pick_from[key] = start + cut
+                    self.span_of[key] = int(spans[cut - 1]) if covered[cut - 1] else None
             if stack.end >= final:  # a station with data up to here: its picks are known before its cursor
                 horizon = min(horizon, self.pick_from.get(key, stack.base))
         known = self.record.time(horizon)  # every P pick peaking before this is known
@@ -1597,6 +1613,40 @@ class EarlyEvents:
             # the curves are cut here: the stacks grow in this thread
             curves = cut_curves(stacks, cand.group, key[1], n, self.phases)
             self.futures[key] = self._pool.submit(self._estimate, cand, curves)
+        self._make_events()
+
+    def _span_starts(self, key: str, start: int, covered: np.ndarray) -> np.ndarray:
+        """The first grid index of the covered span of each sample from grid index ``start`` (``covered``: the
+        samples some window covered; -1 where none did): the start of the annotation trace it is in."""
+        n = len(covered)
+        before = self.span_of.get(key)
+        opens = covered & ~np.concatenate([[before is not None], covered[:-1]])
+        spans = np.maximum.accumulate(np.where(opens, start + np.arange(n), -1))
+        if before is not None:
+            spans[spans < 0] = before
+        return np.where(covered, spans, -1)
+
+    def _make_events(self) -> None:
+        """The ObsPy Events of the estimates finished so far (:meth:`event_of` hands them to
+        :func:`locate_record`: not made in its serial end)."""
+        for key, future in self.futures.items():
+            if key in self.events or not future.done() or future.exception() is not None:
+                continue
+            done = future.result()
+            self.events[key] = None
+            if done.estimate is not None:
+                event = candidate_to_event(
+                    done, self.stations.coordinates, self.channels, self.model.name
+                )
+                self.events[key] = (_pick_signature(done), done.estimate, event)
+
+    def event_of(self, cand: Candidate) -> Event | None:
+        """The Event made here of ``cand``'s estimate, if one was and ``cand`` still has the picks it was made
+        of (a merge adds the picks of other groups): the Event :func:`candidate_to_event` makes of ``cand``."""
+        made = self.events.get(self.key(cand))
+        if made is None or made[1] is not cand.estimate or made[0] != _pick_signature(cand):
+            return None
+        return made[2]
 
     def _estimate(self, cand: Candidate, curves: np.ndarray) -> Candidate:
         n, channels = self.model.in_samples, self.model.in_channels
@@ -1683,11 +1733,26 @@ def locate_record(
         sba.arg(model, argdict, "merge_time"),
         sba.arg(model, argdict, "merge_distance"),
     )
-    channels = {
+    channels = waveform_channels(record)
+    return Catalog(
+        [
+            (None if early is None else early.event_of(cand))
+            or candidate_to_event(cand, coordinates, channels, model.name)
+            for cand in merged
+        ]
+    )
+
+
+def waveform_channels(record: GridRecord) -> dict[str, str]:
+    """``NET.STA.LOC`` → the channel code the events' waveform ids name (the vertical's, else the first)."""
+    return {
         key: station.channels.get(0) or next(iter(station.channels.values()))
         for key, station in record.stations.items()
     }
-    return Catalog([candidate_to_event(cand, coordinates, channels, model.name) for cand in merged])
+
+
+def _pick_signature(cand: Candidate) -> list[tuple[str, int]]:
+    return [(p.trace_id, p.peak_time.ns) for p in cand.p_picks]
 
 
 __all__ = [
