@@ -25,13 +25,13 @@ def test_each_station_runs_once_per_window_and_alone_gives_the_same(network, mon
     model = load_weights(DEFAULT_WEIGHTS).eval()
     assert model.default_args["graph_picks"] is False
     counted = []
-    original = run_module.run_groups
+    original = run_module.prepare_groups
 
-    def counting(model, stations, windows, groups, argdict, event=True):
+    def counting(model, stations, windows, groups):
         counted.extend(len(g) for g in groups)
-        return original(model, stations, windows, groups, argdict, event)
+        return original(model, stations, windows, groups)
 
-    monkeypatch.setattr(run_module, "run_groups", counting)
+    monkeypatch.setattr(run_module, "prepare_groups", counting)
     together = model.annotate(stream, inventory=stations)
     n_windows = len(list(run_module.window_starts(0, 6000, model.in_samples, 1501)))
     assert sum(counted) == 24 * n_windows  # overlapping groups would run stations several times

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -38,22 +39,25 @@ Job = TypeVar("Job")
 Result = TypeVar("Result")
 
 
-def run_groups(
-    model: SINE,
-    stations: StationSet,
-    windows: list[np.ndarray],
-    groups: list[list[str]],
-    argdict: dict[str, Any],
-    event: bool = True,
-) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """The network on windows ``(stations, components, samples)`` of the given station groups (every group at
-    most ``max_stations``). Pads the station axis to the largest group, normalises as
-    :meth:`SINE.annotate_batch_pre` (:meth:`SINE.normalise`), leaves stations with non-finite values out, runs
-    in eval mode without gradients.
+@dataclass
+class GroupBatch:
+    """The network's inputs for windows of station groups (:func:`prepare_groups`): normalised waveforms
+    ``(windows, stations, components, samples)``, positions, calibration and station masks, and the log10
+    amplitude scales ``(windows, stations)``."""
 
-    :return: The network's outputs (see :meth:`SINE.forward`; station axis as long as the largest group) and
-             the log10 amplitude scales ``(batch, stations)``.
-    """
+    x: torch.Tensor
+    positions: torch.Tensor
+    calibrated: torch.Tensor
+    mask: torch.Tensor
+    log_scale: torch.Tensor
+
+
+def prepare_groups(
+    model: SINE, stations: StationSet, windows: list[np.ndarray], groups: list[list[str]]
+) -> GroupBatch:
+    """The inputs of :func:`run_prepared` for windows ``(stations, components, samples)`` of the given station
+    groups (every group at most ``max_stations``): the station axis padded to the largest group, normalised as
+    :meth:`SINE.annotate_batch_pre` (:meth:`SINE.normalise`), stations with non-finite values left out."""
     for group in groups:
         if len(group) > model.max_stations:
             raise ValueError(
@@ -89,25 +93,56 @@ def run_groups(
         x = torch.where(finite[..., None, None], x, torch.zeros_like(x))
         log_scale = torch.where(finite, log_scale, torch.zeros_like(log_scale))
         mask &= finite.cpu().numpy()
+    return GroupBatch(
+        x,
+        torch.as_tensor(positions, device=device),
+        torch.as_tensor(calibrated, device=device),
+        torch.as_tensor(mask, device=device),
+        log_scale,
+    )
+
+
+def run_prepared(
+    model: SINE, batch: GroupBatch, argdict: dict[str, Any], event: bool = True
+) -> dict[str, torch.Tensor]:
+    """The network on a :func:`prepare_groups` batch, in eval mode without gradients (see
+    :meth:`SINE.forward`; station axis as long as the largest group)."""
     # Inference always in eval mode: in train mode BatchNorm would use batch statistics and update its
     # running statistics, so results would depend on the batch and change the model.
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            out = model(
-                x,
-                positions=torch.as_tensor(positions, device=device),
-                station_mask=torch.as_tensor(mask, device=device),
-                amplitude=log_scale,
-                calibrated=torch.as_tensor(calibrated, device=device),
+            return model(
+                batch.x,
+                positions=batch.positions,
+                station_mask=batch.mask,
+                amplitude=batch.log_scale,
+                calibrated=batch.calibrated,
                 event=event,
                 graph_picks=bool(sba.arg(model, argdict, "graph_picks")),
                 backend=check_backend(sba.arg(model, argdict, "inference_backend")),
             )
     finally:
         model.train(was_training)
-    return out, log_scale
+
+
+def run_groups(
+    model: SINE,
+    stations: StationSet,
+    windows: list[np.ndarray],
+    groups: list[list[str]],
+    argdict: dict[str, Any],
+    event: bool = True,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """:func:`run_prepared` on :func:`prepare_groups` of windows ``(stations, components, samples)`` of the
+    given station groups.
+
+    :return: The network's outputs (see :meth:`SINE.forward`; station axis as long as the largest group) and
+             the log10 amplitude scales ``(batch, stations)``.
+    """
+    batch = prepare_groups(model, stations, windows, groups)
+    return run_prepared(model, batch, argdict, event), batch.log_scale
 
 
 def pipelined(
@@ -128,16 +163,16 @@ def pipelined(
             use(previous[0], previous[1].result())
 
 
-def run_batch(
-    model: SINE, stations: StationSet, items: list[WindowItem], argdict: dict[str, Any]
-) -> np.ndarray:
-    """The network on one batch of :func:`~sine_seisbench.pipeline.prepare.window_items`
-    (:func:`run_groups`) with blinded edges (:meth:`SINE.annotate_batch_post`): ``(items, stations, samples,
-    phases)``."""
-    out, log_scale = run_groups(
-        model, stations, [item[2] for item in items], [item[1] for item in items], argdict, False
-    )
-    return model.annotate_batch_post(out, log_scale, argdict).cpu().numpy()
+def prepare_batch(model: SINE, stations: StationSet, items: list[WindowItem]) -> GroupBatch:
+    """:func:`prepare_groups` of one batch of :func:`~sine_seisbench.pipeline.prepare.window_items`."""
+    return prepare_groups(model, stations, [item[2] for item in items], [item[1] for item in items])
+
+
+def run_batch(model: SINE, batch: GroupBatch, argdict: dict[str, Any]) -> np.ndarray:
+    """The network on one :func:`prepare_batch` with blinded edges (:meth:`SINE.annotate_batch_post`):
+    ``(items, stations, samples, phases)``."""
+    out = run_prepared(model, batch, argdict, False)
+    return model.annotate_batch_post(out, batch.log_scale, argdict).cpu().numpy()
 
 
 def stack_batch(
@@ -172,12 +207,16 @@ def run_and_stack(
                        in window order, so the stacks are final before that grid index.
     """
 
-    def use(items: list[WindowItem], preds: np.ndarray) -> None:
+    def use(job: tuple[list[WindowItem], GroupBatch], preds: np.ndarray) -> None:
+        items = job[0]
         stack_batch(items, preds, stacks, new_stack)
         if on_stacked is not None and items:
             on_stacked(items[-1][0])
 
-    pipelined(batches, lambda items: run_batch(model, stations, items, argdict), use)
+    # the inputs are prepared in this thread (the generator), the network thread only runs the network: it is
+    # the annotation's longest path
+    jobs = ((items, prepare_batch(model, stations, items)) for items in batches)
+    pipelined(jobs, lambda job: run_batch(model, job[1], argdict), use)
 
 
 def annotate_record(
