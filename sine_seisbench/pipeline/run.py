@@ -50,9 +50,6 @@ class GroupBatch:
     calibrated: torch.Tensor
     mask: torch.Tensor
     log_scale: torch.Tensor
-    #: ``(windows, stations)`` the stations the network runs on: in ``mask`` and with a non-zero sample
-    #: (:meth:`SINE.forward`'s rule)
-    valid: torch.Tensor
 
 
 def prepare_groups(
@@ -96,26 +93,20 @@ def prepare_groups(
         x = torch.where(finite[..., None, None], x, torch.zeros_like(x))
         log_scale = torch.where(finite, log_scale, torch.zeros_like(log_scale))
         mask &= finite.cpu().numpy()
-    station_mask = torch.as_tensor(mask, device=device)
     return GroupBatch(
         x,
         torch.as_tensor(positions, device=device),
         torch.as_tensor(calibrated, device=device),
-        station_mask,
+        torch.as_tensor(mask, device=device),
         log_scale,
-        station_mask & (x != 0).any(-1).any(-1),
     )
 
 
 def run_prepared(
-    model: SINE,
-    batch: GroupBatch,
-    argdict: dict[str, Any],
-    event: bool = True,
-    logits: bool = False,
+    model: SINE, batch: GroupBatch, argdict: dict[str, Any], event: bool = True
 ) -> dict[str, torch.Tensor]:
     """The network on a :func:`prepare_groups` batch, in eval mode without gradients (see
-    :meth:`SINE.forward`, ``logits`` too; station axis as long as the largest group)."""
+    :meth:`SINE.forward`; station axis as long as the largest group)."""
     # Inference always in eval mode: in train mode BatchNorm would use batch statistics and update its
     # running statistics, so results would depend on the batch and change the model.
     was_training = model.training
@@ -128,7 +119,6 @@ def run_prepared(
                 station_mask=batch.mask,
                 amplitude=batch.log_scale,
                 calibrated=batch.calibrated,
-                logits=logits,
                 event=event,
                 graph_picks=bool(sba.arg(model, argdict, "graph_picks")),
                 backend=check_backend(sba.arg(model, argdict, "inference_backend")),
@@ -178,30 +168,11 @@ def prepare_batch(model: SINE, stations: StationSet, items: list[WindowItem]) ->
     return prepare_groups(model, stations, [item[2] for item in items], [item[1] for item in items])
 
 
-def run_batch(model: SINE, batch: GroupBatch, argdict: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The network on one :func:`prepare_batch`: its pick logits (:func:`batch_probabilities` makes them the
-    annotation's probabilities)."""
-    return run_prepared(model, batch, argdict, False, logits=True)
-
-
-def batch_probabilities(
-    model: SINE, out: dict[str, torch.Tensor], batch: GroupBatch, argdict: dict[str, Any]
-) -> np.ndarray:
-    """The probabilities of :func:`run_batch`'s logits (the softmax :meth:`SINE.forward` applies; stations
-    without data zero, as it gives them) with blinded edges (:meth:`SINE.annotate_batch_post`): ``(items,
-    stations, samples, phases)``."""
-    logits = out["picks"]
-    # as SINE.forward computes them: over the station-windows with data only (torch's softmax splits its work by
-    # the tensor's size: on other rows it rounds a few values differently), zero elsewhere
-    flat = logits.reshape(-1, *logits.shape[2:])
-    valid = batch.valid.reshape(-1)
-    if bool(valid.all()):
-        probabilities = torch.softmax(flat, dim=1)
-    else:
-        probabilities = flat.new_zeros(flat.shape)
-        probabilities[valid] = torch.softmax(flat[valid], dim=1)
-    probabilities = probabilities.view(logits.shape)
-    return model.annotate_batch_post({"picks": probabilities}, batch.log_scale, argdict).cpu().numpy()
+def run_batch(model: SINE, batch: GroupBatch, argdict: dict[str, Any]) -> np.ndarray:
+    """The network on one :func:`prepare_batch` with blinded edges (:meth:`SINE.annotate_batch_post`):
+    ``(items, stations, samples, phases)``."""
+    out = run_prepared(model, batch, argdict, False)
+    return model.annotate_batch_post(out, batch.log_scale, argdict).cpu().numpy()
 
 
 def stack_batch(
@@ -236,10 +207,9 @@ def run_and_stack(
                        in window order, so the stacks are final before that grid index.
     """
 
-    def use(job: tuple[list[WindowItem], GroupBatch], out: dict[str, torch.Tensor]) -> None:
+    def use(job: tuple[list[WindowItem], GroupBatch], preds: np.ndarray) -> None:
         items = job[0]
-        # the softmax here too, not in the network thread
-        stack_batch(items, batch_probabilities(model, out, job[1], argdict), stacks, new_stack)
+        stack_batch(items, preds, stacks, new_stack)
         if on_stacked is not None and items:
             on_stacked(items[-1][0])
 
