@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import obspy
 import pandas as pd
 import seisbench
 import seisbench.util as sbu
@@ -61,7 +60,7 @@ from .events import (
     merge_candidates,
 )
 from .lsq import huber_least_squares
-from .pick import final_picks
+from .pick import final_picks, sample_time
 from .prepare import GridRecord, Stack, StationSet, cut_curves, cut_window
 from .run import pipelined, run_groups
 
@@ -1577,8 +1576,9 @@ class EarlyEvents:
                     self.threshold,
                     key,
                     "P",
-                    lambda i, start=start, spans=spans: obspy.UTCDateTime(int(spans[i]) / rate)
-                    + int(start + i - spans[i]) / rate,
+                    lambda i, start=start, spans=spans: sample_time(
+                        self.record.time(int(spans[i])), start + i - spans[i], rate
+                    ),
                 )
                 if cut:
                     for g in self.groups_of.get(key, []):

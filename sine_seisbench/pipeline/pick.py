@@ -63,6 +63,12 @@ def final_picks(
     return picks_from_curve(values[:cut], threshold, trace_id, phase, time_of), cut
 
 
+def sample_time(start: obspy.UTCDateTime, i: int, rate: float) -> obspy.UTCDateTime:
+    """The time of sample ``i`` of an annotation trace starting at ``start``, as ``trace.times()`` gives it
+    (``i / rate`` after the start): the times of ``classify``'s picks and of its early event step's."""
+    return start + int(i) / rate
+
+
 def pick_order(pick: sbu.Pick) -> tuple[int, int, str]:
     """The sort key of a pick: start time, end time (the start where none), trace id: the order SeisBench's
     ``Pick.__lt__`` describes, as a key (its comparison is not a strict order where one pick's span lies within
@@ -84,13 +90,12 @@ def picks_from_annotations(
     picks = []
     for trace in annotations:
         stats = trace.stats
-        # the times of ``trace.times()`` (sample index / sampling rate), without the array of all of them
         start, rate = stats.starttime, float(stats.sampling_rate)
         picks += picks_from_curve(
             trace.data,
             threshold,
             f"{stats.network}.{stats.station}.{stats.location}",
             phase,
-            lambda i, start=start, rate=rate: start + int(i) / rate,
+            lambda i, start=start, rate=rate: sample_time(start, i, rate),
         )
     return sorted_picks(picks)
