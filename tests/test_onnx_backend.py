@@ -183,3 +183,38 @@ def test_models_of_one_component_run_with_the_event_head() -> None:
     for key in ("picks", "event_mean", "arrival_sigma"):
         assert torch.isfinite(want[key]).all(), key
         assert float((got[key] - want[key]).abs().max()) < 1e-4, key
+
+
+def test_a_batch_runs_in_calls_of_call_samples(monkeypatch) -> None:
+    """A batch is run in calls of at most ``CALL_SAMPLES`` window samples (their activations stay in the CPU's
+    caches); the outputs are those of one call, on the one-session and the two-session path."""
+    import onnxruntime as ort
+
+    import sine_seisbench.nn.onnx_backend as ob
+
+    model = load_weights(DEFAULT_WEIGHTS).eval()
+    x = torch.randn(3, 4, 3, 3001, generator=torch.Generator().manual_seed(8))  # 12 windows
+    positions = torch.randn(3, 4, 3, generator=torch.Generator().manual_seed(9)) * 20.0
+
+    def outputs() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        with torch.no_grad():
+            picks = model(x, event=False, graph_picks=False, backend="onnxruntime")["picks"]
+            split = model(x, positions=positions, graph_picks=True, backend="onnxruntime")
+        return picks, split
+
+    whole, whole_split = outputs()
+    sizes: list[int] = []
+    run = ort.InferenceSession.run
+
+    def counted(self, output_names, input_feed, *args, **kwargs):
+        sizes.append(len(next(iter(input_feed.values()))))
+        return run(self, output_names, input_feed, *args, **kwargs)
+
+    monkeypatch.setattr(ob, "CALL_SAMPLES", 5 * 3001 + 10)
+    monkeypatch.setattr(ort.InferenceSession, "run", counted)
+    parts, parts_split = outputs()
+    # one session (5, 5, 2 windows), then the encoder and the decoder sessions (each 5, 5, 2)
+    assert sizes == [5, 5, 2] * 3
+    assert float((parts - whole).abs().max()) <= 1e-6
+    for key in ("picks", "event_mean", "event_std"):
+        assert float((parts_split[key] - whole_split[key]).abs().max()) <= 1e-6, key
