@@ -218,3 +218,37 @@ def test_a_batch_runs_in_calls_of_call_samples(monkeypatch) -> None:
     assert float((parts - whole).abs().max()) <= 1e-6
     for key in ("picks", "event_mean", "event_std"):
         assert float((parts_split[key] - whole_split[key]).abs().max()) <= 1e-6, key
+
+
+def test_the_decoders_crops_are_folded_into_its_transposed_convolutions() -> None:
+    """The export's Slices after each up-sampling (PhaseNet's ``[..., 1:-2]`` and the crop to the skip's length)
+    become pads of the ConvTranspose: no Slice is left between a ConvTranspose and its Concat, and the folded
+    model gives the export's outputs bit for bit."""
+    import onnx
+    import onnxruntime as ort
+
+    from sine_seisbench.nn.onnx_backend import OnnxBackbone, _Full, conv2d_layout, fold_crops
+
+    model = load_weights(DEFAULT_WEIGHTS).eval()
+    raw = OnnxBackbone._export(
+        None, _Full(conv2d_layout(model.backbone)), (torch.zeros(2, 3, 3001),), ["x"], ["logits"]
+    )
+    x = np.random.default_rng(3).normal(size=(3, 3, 3001)).astype(np.float32)
+    folded = fold_crops(raw, {"x": x})
+    nodes = onnx.load_from_string(folded).graph.node
+    producer = {out: node for node in nodes for out in node.output}
+    pads = []
+    for node in nodes:
+        if node.op_type != "Concat" or node.input[-1] not in producer:
+            continue
+        up = producer[node.input[-1]]  # a decoder level's: the up-sampled features
+        while up.op_type in ("Relu", "BatchNormalization"):
+            up = producer[up.input[0]]
+        if up.op_type == "ConvTranspose":
+            pads.append([a.ints for a in up.attribute if a.name == "pads"][0])
+    # (begin, end) of the time axis per level: 51 -> 47, 191 -> 188, 755 -> 751, 3007 -> 3001 samples
+    assert [(p[1], p[3]) for p in pads] == [(1, 3), (1, 2), (1, 3), (2, 4)]
+    want = ort.InferenceSession(raw, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    got = ort.InferenceSession(folded, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert np.array_equal(want, got)
+    assert len(nodes) < len(onnx.load_from_string(raw).graph.node)

