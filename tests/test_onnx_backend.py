@@ -231,7 +231,7 @@ def test_the_decoders_crops_are_folded_into_its_transposed_convolutions() -> Non
 
     model = load_weights(DEFAULT_WEIGHTS).eval()
     raw = OnnxBackbone._export(
-        None, _Full(conv2d_layout(model.backbone)), (torch.zeros(2, 3, 3001),), ["x"], ["logits"]
+        _Full(conv2d_layout(model.backbone)), (torch.zeros(2, 3, 3001),), ["x"], ["logits"]
     )
     x = np.random.default_rng(3).normal(size=(3, 3, 3001)).astype(np.float32)
     folded = fold_crops(raw, {"x": x})

@@ -179,7 +179,7 @@ def fold_crops(model: bytes, feeds: dict[str, np.ndarray]) -> bytes:
         while (nxt := only(name, ("Slice",))) is not None and nxt.input[0] == name:
             slices.append(nxt)
             name = nxt.output[0]
-        if slices and last is not node and name not in {o.name for o in graph.output}:
+        if slices and name not in {o.name for o in graph.output}:
             chains.append((node, last, slices))
     if not chains:
         return model
@@ -245,6 +245,8 @@ def fold_crops(model: bytes, feeds: dict[str, np.ndarray]) -> bytes:
         for node in dead:
             graph.node.remove(node)
     result = graph_model.SerializeToString()
+    # the reference is the export run as it is (the probe's intermediate outputs keep ONNX Runtime from fusing
+    # nodes, so its values are not the export's bit for bit)
     want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, feeds)
     got = ort.InferenceSession(result, providers=["CPUExecutionProvider"]).run(None, feeds)
     if all(np.array_equal(a, b) for a, b in zip(want, got, strict=True)):
@@ -278,9 +280,9 @@ class _Decoder(_Layout):
 
 
 #: Window samples per ONNX Runtime call (32 windows of 3001 samples): a batch is run in calls of this size.
-#: PhaseNet's activations for 256 windows are ~50 MB a layer, far beyond the caches; on the project's CPU (4 MB of
+#: PhaseNet's activations for 256 windows are ~50 MB a layer, far beyond the caches; on the project's CPU (2 MB of
 #: L2 a core) a call of 32 windows took 0.43 ms a window against 0.51 for 256 (``OnnxBackbone._run``; SINE
-#: ``classify`` of 16 stations x 1 h 3.6 -> 3.2 s, same outputs bit for bit).
+#: ``classify`` of 16 stations x 1 h 3.6 -> 3.1-3.2 s in same-machine runs, same outputs bit for bit).
 CALL_SAMPLES = 32 * 3001
 
 #: Exported sessions by kind ("full": one session; "split": encoder, decoder and skip names), window length,
@@ -329,8 +331,8 @@ class OnnxBackbone:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["backbone"])
 
+    @staticmethod
     def _export(
-        self,
         module: nn.Module,
         args: tuple[torch.Tensor, ...],
         inputs: list[str],
