@@ -54,7 +54,7 @@ def test_annotate_and_picks_match_torch(model, network) -> None:
 
 def test_changed_weights_are_followed_and_training_uses_torch(network) -> None:
     model = load_weights(DEFAULT_WEIGHTS).eval()
-    x = torch.randn(3, 2, 3, 3001)
+    x = torch.randn(3, 2, 3, 3001, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         before = model(x, event=False, graph_picks=False, backend="onnxruntime")["picks"]
         model.backbone.out.bias.add_(
